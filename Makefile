@@ -1,0 +1,35 @@
+# refine: every target sets itself up from nothing (a fresh clone needs only python3 >= 3.10).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_out
+
+.PHONY: install test lint format demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,crf]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check refine_cli tests
+	$(VENV)/bin/ruff format --check refine_cli tests
+
+format: install
+	$(VENV)/bin/ruff format refine_cli tests
+	$(VENV)/bin/ruff check --fix refine_cli tests
+
+demo: install
+	$(VENV)/bin/refine models
+	$(VENV)/bin/refine bench --model lw-refinenet-mobilenetv2 --model lw-refinenet-50 --size 128 --batch 1 \
+		--warmup 2 --iters 5 --device cpu
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info

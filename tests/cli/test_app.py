@@ -1,0 +1,60 @@
+"""The root CLI: errors become one line with the right exit code; shared options parse as documented."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+from typer.testing import CliRunner
+
+from refine_cli.cli._options import JsonOpt
+from refine_cli.cli.app import _RefineGroup, app
+from refine_cli.errors import RefineError
+
+
+def _probe_app() -> typer.Typer:
+    probe = typer.Typer(cls=_RefineGroup, pretty_exceptions_enable=False)
+
+    @probe.command()
+    def fail(kind: str, json_out: JsonOpt = None) -> None:
+        if kind == "user":
+            raise RefineError("the file x.png is missing", hint="run `refine prepare` first")
+        if kind == "bug":
+            raise ValueError("unexpected\nmulti-line")
+        typer.echo(f"json={json_out}")
+
+    @probe.command()
+    def other() -> None:  # a second command keeps `fail` a subcommand
+        pass
+
+    return probe
+
+
+def test_refine_error_is_one_line_exit_2() -> None:
+    result = CliRunner().invoke(_probe_app(), ["fail", "user"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: the file x.png is missing (run `refine prepare` first)"]
+    assert "Traceback" not in result.output
+
+
+def test_unexpected_error_is_one_line_exit_1() -> None:
+    result = CliRunner().invoke(_probe_app(), ["fail", "bug"])
+    assert result.exit_code == 1
+    assert "internal error: ValueError: unexpected multi-line" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_json_option_optional_value() -> None:
+    runner = CliRunner()
+    assert "json=-" in runner.invoke(_probe_app(), ["fail", "ok", "--json"]).output
+    assert "json=out.json" in runner.invoke(_probe_app(), ["fail", "ok", "--json", "out.json"]).output
+    assert "json=None" in runner.invoke(_probe_app(), ["fail", "ok"]).output
+
+
+def test_version_and_help() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("refine ")
+    help_run = subprocess.run([sys.executable, "-m", "refine_cli", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "Usage" in help_run.stdout
