@@ -1,0 +1,23 @@
+"""Fixtures shared across test folders (keep this small; per-area helpers live in tests/support)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# `tests.support` must import whether pytest runs as `python -m pytest` (cwd on sys.path) or as `pytest`.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.http_server import LoopbackServer  # noqa: E402
+
+
+@pytest.fixture
+def http_server() -> Iterator[LoopbackServer]:
+    """A started loopback HTTP server; put bytes in `.files[path]` and faults in `.faults[path]`."""
+    with LoopbackServer() as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Reusable test helpers (loopback HTTP server, fixture builders); never imported by the package."""
