@@ -26,7 +26,10 @@ _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MANIFEST_DIRS = (_PACKAGE_DIR.parent / "data_manifests", _PACKAGE_DIR / "manifests")
 
 _HEX = {"md5": 32, "sha1": 40, "sha256": 64}
-_SOURCE_FIELDS = {"key", "file", "urls", "size", "md5", "sha1", "sha256", "login", "extract", "optional", "note"}
+_SOURCE_FIELDS = {
+    *("key", "file", "urls", "size", "md5", "sha1", "sha256", "login", "extract", "optional", "note"),
+    "unverified",  # true = no checksum was ever published for this file (e.g. pascal_person_part.zip)
+}
 _TOP_FIELDS = {"name", "title", "homepage", "licence", "sources", "splits", "notes"}
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -177,7 +180,7 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
     if not isinstance(urls, list) or not all(isinstance(u, str) and "://" in u for u in urls):
         raise fail(f"{where}.urls", "must be a list of URLs")
     login = raw.get("login", False)
-    for flag in ("login", "extract", "optional"):
+    for flag in ("login", "extract", "optional", "unverified"):
         if not isinstance(raw.get(flag, False), bool):
             raise fail(f"{where}.{flag}", "must be true or false")
     if not urls and not login:
@@ -191,7 +194,7 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
         if value is not None and (not isinstance(value, str) or not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value)):
             raise fail(f"{where}.{algo}", f"must be {length} hexadecimal digits")
         sums[algo] = value.lower() if value else None
-    if not any(sums.values()):
+    if not any(sums.values()) and not raw.get("unverified", False):
         raise fail(where, "has no checksum; give md5, sha1 or sha256 so downloads can be verified")
     note = raw.get("note", "")
     if not isinstance(note, str):
