@@ -1,0 +1,291 @@
+"""Getting source files: resumable, verified downloads, or archives the user already has.
+
+A download streams into `<file>.part` (resumed with an HTTP Range request after a cut), hashes while
+it streams, falls back to the next mirror on permanent errors, and is renamed to its final name only
+after size and checksums match. So a file under its final name in the downloads folder is always a
+verified, complete copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from refine_cli import __version__
+from refine_cli.data.manifest import Source
+from refine_cli.errors import RefineError
+from refine_cli.fileio import write_json_atomic
+
+CHUNK = 1 << 20
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 1.0
+_PERMANENT_HTTP = {400, 401, 403, 404, 405, 410, 451}
+
+
+class ChecksumError(RefineError):
+    """A file whose size or checksum differs from the manifest."""
+
+    def __init__(self, path: Path, what: str, expected: str, actual: str, hint: str) -> None:
+        super().__init__(f"{what} mismatch for {path}: expected {expected}, got {actual}", hint=hint)
+        self.path = path
+        self.expected = expected
+        self.actual = actual
+
+
+class _MirrorFailed(Exception):
+    """This URL cannot deliver the file (wrong size, wrong content, permanent HTTP error)."""
+
+
+def hash_file(path: Path, algos: list[str], progress: bool = False) -> dict[str, str]:
+    """Hex digests of `path` for each algorithm, in one pass over the file."""
+    hashers = {algo: hashlib.new(algo) for algo in algos}
+    bar = _bar(path.stat().st_size, f"verify {path.name}", progress)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+            bar.update(len(chunk))
+    bar.close()
+    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
+
+
+def _bar(total: int | None, desc: str, enabled: bool):  # noqa: ANN202 - a tqdm instance
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled, leave=False)
+
+
+def _compare_sums(path: Path, expected: dict[str, str], actual: dict[str, str], hint: str) -> None:
+    for algo, want in expected.items():
+        got = actual.get(algo)
+        if got is not None and got.lower() != want.lower():
+            raise ChecksumError(path, algo, want.lower(), got, hint)
+
+
+def verify_file(path: Path, source: Source, progress: bool = False, cache_dir: Path | None = None) -> None:
+    """Check size and checksums of `path` against the manifest; ChecksumError naming both values if they differ.
+
+    A successful check is remembered in `cache_dir` (keyed by path, size and mtime) so multi-GB
+    archives are hashed once, not on every `prepare` run.
+    """
+    size = path.stat().st_size
+    hint = f"delete {path} and download it again (or pass --trust-archives if it is a re-packed copy you trust)"
+    if source.size is not None and size != source.size:
+        raise ChecksumError(path, "size", f"{source.size} bytes", f"{size} bytes", hint)
+    expected = source.checksums()
+    if not expected:
+        return
+    stamp = {"path": str(path.resolve()), "size": size, "mtime_ns": path.stat().st_mtime_ns, **expected}
+    marker = cache_dir / f".verified-{source.file}.json" if cache_dir is not None else None
+    if marker is not None and marker.is_file():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) == stamp:
+                return
+        except (OSError, ValueError):
+            pass
+    actual = hash_file(path, list(expected), progress=progress)
+    _compare_sums(path, expected, actual, hint)
+    if marker is not None:
+        write_json_atomic(marker, stamp)
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    headers = {"User-Agent": f"refine/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)  # noqa: S310
+
+
+def _fetch_once(
+    url: str, part: Path, expected_size: int | None, algos: list[str], progress: bool, timeout: float
+) -> dict[str, str]:
+    """One attempt: continue `part` from where it stops; return the digests of the whole file."""
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and offset > expected_size:
+        part.unlink()
+        offset = 0
+    if expected_size is not None and offset == expected_size and offset > 0:
+        return hash_file(part, algos)
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # our part may already be the whole file
+            total = (error.headers.get("Content-Range") or "").rpartition("/")[2]
+            if total.isdigit() and int(total) == offset:
+                return hash_file(part, algos)
+            part.unlink()
+        raise
+    with response:
+        status = response.status
+        if status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            start = content_range.removeprefix("bytes ").partition("-")[0]
+            if not start.isdigit() or int(start) != offset:
+                raise _MirrorFailed(f"server answered range {content_range!r} to a request from byte {offset}")
+            total = content_range.rpartition("/")[2]
+            total_size = int(total) if total.isdigit() else None
+        else:
+            offset = 0  # the server ignored Range (or there was nothing to resume): start over
+            length = response.headers.get("Content-Length")
+            total_size = int(length) if length and length.isdigit() else None
+        if expected_size is not None and total_size is not None and total_size != expected_size:
+            raise _MirrorFailed(f"server offers {total_size} bytes, the manifest expects {expected_size}")
+        hashers = {algo: hashlib.new(algo) for algo in algos}
+        if offset:
+            with open(part, "rb") as handle:  # resuming: hash what we already have
+                while chunk := handle.read(CHUNK):
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+        bar = _bar(expected_size or total_size, part.name.removesuffix(".part"), progress)
+        bar.update(offset)
+        try:
+            with open(part, "ab" if offset else "wb") as handle:
+                while chunk := response.read(CHUNK):
+                    handle.write(chunk)
+                    for hasher in hashers.values():
+                        hasher.update(chunk)
+                    bar.update(len(chunk))
+        finally:
+            bar.close()
+    size = part.stat().st_size
+    if total_size is not None and size != total_size:
+        raise http.client.IncompleteRead(b"", total_size - size)
+    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
+
+
+def download(
+    urls: str | list[str],
+    dest: Path,
+    expected_size: int | None = None,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    checksums: dict[str, str] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download to `dest` via `dest.part`, resuming, retrying, trying mirrors in order; verify; rename.
+
+    Transient failures (cut connections, timeouts, 5xx) are retried with exponential back-off and a
+    Range request; permanent ones (404, wrong size, wrong checksum) move on to the next mirror.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    url_list = [urls] if isinstance(urls, str) else list(urls)
+    expected = {algo: value.lower() for algo, value in (checksums or {}).items()}
+    failures: list[str] = []
+    mismatch: tuple[str, str, str] | None = None
+    for url in url_list:
+        for attempt in range(retries + 1):
+            try:
+                actual = _fetch_once(url, part, expected_size, list(expected), progress, timeout)
+            except urllib.error.HTTPError as error:
+                if error.code in _PERMANENT_HTTP:
+                    failures.append(f"{url}: HTTP {error.code}")
+                    break
+                reason = f"HTTP {error.code}"
+            except _MirrorFailed as error:
+                failures.append(f"{url}: {error}")
+                part.unlink(missing_ok=True)
+                break
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+                reason = str(getattr(error, "reason", None) or error) or type(error).__name__
+            else:
+                wrong = [(algo, want, actual[algo]) for algo, want in expected.items() if actual[algo] != want]
+                if wrong:
+                    mismatch = wrong[0]
+                    failures.append(f"{url}: {wrong[0][0]} mismatch")
+                    part.unlink(missing_ok=True)  # wrong bytes cannot be resumed into right ones
+                    break
+                os.replace(part, dest)
+                return dest
+            if attempt < retries:
+                time.sleep(backoff * (2**attempt))
+            else:
+                failures.append(f"{url}: {reason} (after {retries + 1} attempts)")
+    if mismatch is not None:
+        others = "; ".join(failures)
+        raise ChecksumError(
+            dest,
+            *mismatch,
+            hint=f"the download was deleted; the mirror serves a different file ({others}): try again later, "
+            "or fetch it yourself and pass --archives DIR",
+        )
+    kept = f"; the partial file {part} resumes next time" if part.exists() else ""
+    raise RefineError(
+        f"could not download {dest.name}: " + "; ".join(failures),
+        hint=f"check the network, or fetch it yourself and pass --archives DIR{kept}",
+    )
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def missing_archives_error(missing: list[Source], archives_dir: Path) -> RefineError:
+    """One error that lists every file the user still has to fetch, with where to get it."""
+    parts = []
+    for source in missing:
+        where = " or ".join(source.urls) if source.urls else "see the dataset homepage"
+        login = " (needs a login)" if source.login else ""
+        parts.append(f"{source.file}{login} from {where}")
+    return RefineError(
+        f"missing in {archives_dir}: " + "; ".join(parts),
+        hint=f"download them into {archives_dir}, or drop --archives to let refine download what it can",
+    )
+
+
+def fetch_source(
+    source: Source,
+    downloads_dir: Path,
+    archives_dir: Path | None,
+    trust_archives: bool,
+    progress: bool = True,
+    retries: int = DEFAULT_RETRIES,
+    backoff: float = DEFAULT_BACKOFF,
+    notify: Callable[[str], None] | None = None,
+) -> Path:
+    """A verified local copy of `source`: from `archives_dir` if given (never downloads), else downloaded.
+
+    `trust_archives` accepts a present file whose size/checksum differs (a re-packed copy), with a
+    loud warning (through `notify`, stderr by default); it never applies to files refine downloads itself.
+    """
+    warn = notify or _stderr_warning
+    downloads_dir = Path(downloads_dir)
+    downloads_dir.mkdir(parents=True, exist_ok=True)
+    if archives_dir is not None:
+        path = Path(archives_dir) / source.file
+        if not path.is_file():
+            raise missing_archives_error([source], Path(archives_dir))
+    else:
+        path = downloads_dir / source.file
+    if path.is_file():
+        try:
+            verify_file(path, source, progress=progress, cache_dir=downloads_dir)
+        except ChecksumError as error:
+            if not trust_archives:
+                raise
+            warn(f"--trust-archives: using {path} although its {error.one_line()}")
+        return path
+    if source.login or not source.urls:
+        raise RefineError(
+            f"{source.file} needs a login to download ({source.note or 'see the dataset homepage'})",
+            hint=f"download it yourself into {downloads_dir} or pass --archives DIR",
+        )
+    return download(
+        source.urls,
+        path,
+        expected_size=source.size,
+        retries=retries,
+        backoff=backoff,
+        checksums=source.checksums(),
+        progress=progress,
+    )

@@ -1,0 +1,154 @@
+"""Downloads against a loopback server: resume, retries, mirrors, checksums, user-supplied archives."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from refine_cli.data.download import ChecksumError, download, fetch_source, verify_file
+from refine_cli.data.manifest import Source
+from refine_cli.errors import RefineError
+from tests.support.http_server import Fault, LoopbackServer
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
+
+
+def _source(server: LoopbackServer, *paths: str, data: bytes = PAYLOAD, **kw) -> Source:
+    return Source(
+        key="archive",
+        file="archive.tar",
+        urls=[server.url(p) for p in paths],
+        size=len(data),
+        md5=hashlib.md5(data).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        **kw,
+    )
+
+
+def _fetch(source: Source, tmp_path: Path, archives: Path | None = None, trust: bool = False, **kw) -> Path:
+    return fetch_source(source, tmp_path / "downloads", archives, trust, progress=False, backoff=0.01, **kw)
+
+
+def test_fresh_download_verifies_and_renames(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    path = _fetch(_source(http_server, "a.tar"), tmp_path)
+    assert path == tmp_path / "downloads" / "archive.tar"
+    assert path.read_bytes() == PAYLOAD
+    assert not list(path.parent.glob("*.part"))
+    # a second fetch uses the verified file (and its cached verification) without any request
+    count = len(http_server.requests)
+    assert _fetch(_source(http_server, "a.tar"), tmp_path) == path
+    assert len(http_server.requests) == count
+
+
+def test_resume_after_cut_uses_range(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    http_server.faults["a.tar"] = Fault(cut_after=300_000)
+    path = _fetch(_source(http_server, "a.tar"), tmp_path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(PAYLOAD).hexdigest()
+    ranges = [r.range for r in http_server.requests_for("a.tar")]
+    assert ranges[0] is None and ranges[1] == "bytes=300000-"
+    assert http_server.requests_for("a.tar")[1].status == 206
+
+
+def test_resume_of_a_part_left_by_an_earlier_run(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "archive.tar.part").write_bytes(PAYLOAD[:123_456])
+    path = _fetch(_source(http_server, "a.tar"), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert [r.range for r in http_server.requests_for("a.tar")] == ["bytes=123456-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    http_server.faults["a.tar"] = Fault(cut_after=1000, ignore_range=True)
+    path = _fetch(_source(http_server, "a.tar"), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_names_file_and_both_sums(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    http_server.faults["a.tar"] = Fault(corrupt=True)
+    source = _source(http_server, "a.tar")
+    with pytest.raises(ChecksumError) as info:
+        _fetch(source, tmp_path)
+    text = info.value.one_line()
+    assert "archive.tar" in text and source.sha256 in text
+    assert hashlib.sha256(bytes((b + 1) % 256 for b in PAYLOAD)).hexdigest() in text
+    assert not any((tmp_path / "downloads").glob("archive.tar*"))
+
+
+def test_mirror_fallback_after_404(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["b.tar"] = PAYLOAD
+    path = _fetch(_source(http_server, "missing.tar", "b.tar"), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert [r.status for r in http_server.requests_for("missing.tar")] == [404]  # no retries on a 404
+
+
+def test_transient_503_is_retried(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    http_server.faults["a.tar"] = Fault(status=503, fail_times=2)
+    assert _fetch(_source(http_server, "a.tar"), tmp_path).read_bytes() == PAYLOAD
+    assert [r.status for r in http_server.requests_for("a.tar")] == [503, 503, 200]
+
+
+def test_all_mirrors_failing_lists_each(http_server: LoopbackServer, tmp_path: Path) -> None:
+    with pytest.raises(RefineError) as info:
+        _fetch(_source(http_server, "x.tar", "y.tar"), tmp_path)
+    assert "x.tar: HTTP 404" in info.value.message and "y.tar: HTTP 404" in info.value.message
+    assert "--archives" in (info.value.hint or "")
+
+
+def test_wrong_size_on_server_is_rejected(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD[:-1]
+    with pytest.raises(RefineError, match="manifest expects"):
+        _fetch(_source(http_server, "a.tar"), tmp_path)
+
+
+def test_archives_dir_present_and_missing(http_server: LoopbackServer, tmp_path: Path) -> None:
+    archives = tmp_path / "mine"
+    archives.mkdir()
+    source = _source(http_server, "a.tar")
+    with pytest.raises(RefineError) as info:
+        _fetch(source, tmp_path, archives=archives)
+    assert "archive.tar" in info.value.message and source.urls[0] in info.value.message
+    (archives / "archive.tar").write_bytes(PAYLOAD)
+    assert _fetch(source, tmp_path, archives=archives) == archives / "archive.tar"
+    assert http_server.requests == []  # --archives never downloads
+
+
+def test_trust_archives_accepts_repacked_copy_loudly(http_server: LoopbackServer, tmp_path: Path) -> None:
+    archives = tmp_path / "mine"
+    archives.mkdir()
+    (archives / "archive.tar").write_bytes(PAYLOAD[:-10] + b"0123456789")
+    source = _source(http_server, "a.tar")
+    with pytest.raises(ChecksumError) as info:
+        _fetch(source, tmp_path, archives=archives)
+    assert "--trust-archives" in info.value.one_line()
+    notes: list[str] = []
+    path = _fetch(source, tmp_path, archives=archives, trust=True, notify=notes.append)
+    assert path == archives / "archive.tar"
+    assert len(notes) == 1 and "--trust-archives" in notes[0] and "mismatch" in notes[0]
+
+
+def test_login_source_without_file_says_how(tmp_path: Path) -> None:
+    source = Source(key="a", file="gtFine.zip", urls=[], md5="0" * 32, login=True, note="register at example.org")
+    with pytest.raises(RefineError, match="needs a login"):
+        _fetch(source, tmp_path)
+
+
+def test_verify_file_size_first(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    with pytest.raises(ChecksumError, match="size mismatch"):
+        verify_file(path, Source(key="f", file="f.bin", urls=["http://x/f"], size=4, md5="0" * 32))
+    verify_file(path, Source(key="f", file="f.bin", urls=["http://x/f"], size=3, md5=hashlib.md5(b"abc").hexdigest()))
+
+
+def test_download_plain_url(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["small.txt"] = b"hello"
+    dest = download(http_server.url("small.txt"), tmp_path / "small.txt", progress=False, backoff=0.01)
+    assert dest.read_bytes() == b"hello"
