@@ -1,0 +1,95 @@
+"""TTA: single scale equals plain upsample+softmax, flip is consistent, tiles cover the image."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from refine_cli.engine.tta import (
+    DEFAULT_MSC_SCALES,
+    parse_scales,
+    parse_tile,
+    predict_batch_probs,
+    predict_probs,
+    tile_windows,
+)
+from refine_cli.errors import RefineError
+
+
+class _QuarterNet(nn.Module):
+    """Logits at 1/4 resolution like the RefineNet family; position-dependent so flips matter."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, classes, 5, padding=2)
+        self.pool = nn.AvgPool2d(4, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(x))
+
+
+def test_single_scale_equals_plain_upsampled_softmax() -> None:
+    model = _QuarterNet().eval()
+    image = torch.randn(1, 3, 45, 61)
+    probs = predict_probs(model, image)
+    expected = torch.softmax(F.interpolate(model(image), size=(45, 61), mode="bilinear", align_corners=False), 1)[0]
+    assert probs.shape == (4, 45, 61)
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.equal(probs.argmax(0), expected.argmax(0))
+    assert torch.allclose(probs.sum(0), torch.ones(45, 61), atol=1e-5)
+
+
+def test_flip_tta_is_flip_consistent_and_batch_matches_single() -> None:
+    model = _QuarterNet().eval()
+    image = torch.randn(1, 3, 32, 48)
+    probs = predict_probs(model, image, flip=True)
+    probs_of_mirror = predict_probs(model, image.flip(-1), flip=True)
+    assert torch.allclose(probs, probs_of_mirror.flip(-1), atol=1e-5)
+    no_flip = predict_probs(model, image)
+    assert not torch.allclose(probs, no_flip, atol=1e-3)  # the mirrored view really contributed
+    pair = torch.cat([image, image.flip(-1)])
+    batch = predict_batch_probs(model, pair, scales=(0.75, 1.0), flip=True)
+    assert torch.allclose(batch[0], predict_probs(model, image, scales=(0.75, 1.0), flip=True), atol=1e-5)
+
+
+def test_multi_scale_is_mean_of_single_scales() -> None:
+    model = _QuarterNet().eval()
+    image = torch.randn(1, 3, 40, 40)
+    parts = [predict_probs(model, image, scales=(s,)) for s in (0.5, 1.0, 1.5)]
+    assert torch.allclose(predict_probs(model, image, scales=(0.5, 1.0, 1.5)), sum(parts) / 3, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(50, 70), (16, 100), (33, 33)])
+def test_tile_windows_cover_every_pixel(size: tuple[int, int]) -> None:
+    height, width = size
+    windows = tile_windows(height, width, (24, 32))
+    cover = torch.zeros(height, width)
+    for top, left, h, w in windows:
+        assert top + h <= height and left + w <= width
+        cover[top : top + h, left : left + w] += 1
+    assert bool((cover >= 1).all())
+
+
+def test_tiled_prediction_matches_whole_for_a_pointwise_model_and_sums_to_one() -> None:
+    pointwise = nn.Conv2d(3, 3, 1).eval()  # no context: tiling must not change anything
+    image = torch.randn(1, 3, 50, 70)
+    whole = predict_probs(pointwise, image)
+    tiled = predict_probs(pointwise, image, tile=(24, 32))
+    assert torch.allclose(whole, tiled, atol=1e-5)
+    probs = predict_probs(_QuarterNet().eval(), image, scales=(1.0, 1.25), flip=True, tile=(32, 32))
+    assert probs.shape == (4, 50, 70) and torch.allclose(probs.sum(0), torch.ones(50, 70), atol=1e-4)
+
+
+def test_parsers() -> None:
+    assert parse_scales("0.5,0.75,1,1.25,1.5") == DEFAULT_MSC_SCALES
+    assert parse_scales(None) == (1.0,)
+    assert parse_tile("512x1024") == (512, 1024) and parse_tile("300") == (300, 300) and parse_tile(None) is None
+    for bad in ("a,b", "0,1", "-1"):
+        with pytest.raises(RefineError):
+            parse_scales(bad)
+    for bad in ("axb", "8x8", "1x2x3"):
+        with pytest.raises(RefineError):
+            parse_tile(bad)
