@@ -1,0 +1,196 @@
+"""The RefineNet building blocks, shared by the original and the Light-Weight family.
+
+One `RefineBlock` covers every block of every variant: the original RefineNet uses 3x3 convs, two
+RCUs per input path and three output RCUs; Light-Weight RefineNet uses 1x1 convs and no RCUs. The
+official code spells the same structure as flat attributes (`p_ims1d2_outl1_dimred`, ...); the key
+map in `official.py` translates between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
+    """A stride-1 'same' convolution; RefineNet decoders use only these (3x3 or 1x1)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def resize_like(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize with align_corners=True, as every official decoder does between levels.
+
+    Resizing to the exact skip size (rather than x2) keeps odd input sizes working.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+class ResidualConvUnit(nn.Module):
+    """RCU: ReLU -> 3x3 conv (bias) -> ReLU -> 3x3 conv (no bias) -> + input (released-code layout)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = conv(channels, channels, 3, bias=True)
+        self.conv2 = conv(channels, channels, 3, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv1(F.relu(x))
+        out = self.conv2(F.relu(out))
+        return out + x
+
+
+class ChainedResidualPool(nn.Module):
+    """CRP: a chain of [5x5 max-pool stride 1 -> conv] stages, each output added to the input.
+
+    Pool-before-conv as in the VOC/Cityscapes models and both PyTorch codes. The chain captures
+    context from ever larger windows at full resolution; the preceding ReLU lives in `RefineBlock`.
+    """
+
+    def __init__(self, channels: int, stages: int = 4, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(kernel_size=5, stride=1, padding=2)
+        self.convs = nn.ModuleList(conv(channels, channels, kernel_size) for _ in range(stages))
+
+    def forward(self, x: Tensor) -> Tensor:
+        top = x
+        for stage in self.convs:
+            top = stage(self.pool(top))
+            x = x + top
+        return x
+
+
+class MultiResolutionFusion(nn.Module):
+    """Project every input to a common width, upsample to the finest input and sum.
+
+    `project[i] = False` passes input i through unchanged (LW MobileNetV2 projects its lateral maps
+    earlier). Each projection runs at its input's own resolution, before upsampling, exactly like the
+    official code, which saves compute and keeps imported weights numerically identical.
+    """
+
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: int, kernel_size: int, project: Sequence[bool] | None = None
+    ) -> None:
+        super().__init__()
+        project = [True] * len(in_channels) if project is None else list(project)
+        if len(project) != len(in_channels):
+            raise ValueError("project needs one flag per input")
+        convs: list[nn.Module] = []
+        for channels, proj in zip(in_channels, project, strict=True):
+            if not proj and channels != out_channels:
+                raise ValueError(f"an unprojected input must already have {out_channels} channels, not {channels}")
+            convs.append(conv(channels, out_channels, kernel_size) if proj else nn.Identity())
+        self.convs = nn.ModuleList(convs)
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        projected = [module(x) for module, x in zip(self.convs, inputs, strict=True)]
+        size = max((p.shape[-2:] for p in projected), key=lambda s: s[0] * s[1])
+        out = resize_like(projected[0], size)
+        for p in projected[1:]:
+            out = out + resize_like(p, size)
+        return out
+
+
+class AdaptivePath(nn.Module):
+    """One lateral input of a block: a conv to the path width (`dimred`) followed by RCUs."""
+
+    def __init__(self, in_channels: int, width: int, kernel_size: int, rcus: int) -> None:
+        super().__init__()
+        self.dimred = conv(in_channels, width, kernel_size)
+        self.rcus = nn.Sequential(*(ResidualConvUnit(width) for _ in range(rcus)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.rcus(self.dimred(x))
+
+
+class RefineBlock(nn.Module):
+    """A RefineNet block: adapt lateral encoder maps, fuse them with the coarser block's output,
+    pool context (CRP) and refine (output RCUs).
+
+    Inputs are `laterals` (encoder maps, each with its own path) and an optional `cascade` map
+    (the previous block's output, which gets no RCUs, as in the released code). With a single input
+    there is no fusion conv: the map passes straight to the ReLU and the CRP.
+    """
+
+    def __init__(
+        self,
+        lateral_channels: Sequence[int],
+        lateral_widths: Sequence[int],
+        cascade_channels: int | None,
+        width: int,
+        *,
+        kernel_size: int = 3,
+        adapt_rcus: int = 2,
+        output_rcus: int = 3,
+        crp_stages: int = 4,
+        project_laterals: bool = True,
+        relu6: bool = False,
+    ) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(
+            AdaptivePath(c, w, kernel_size, adapt_rcus) for c, w in zip(lateral_channels, lateral_widths, strict=True)
+        )
+        fused_in = list(lateral_widths) + ([cascade_channels] if cascade_channels is not None else [])
+        if len(fused_in) > 1:
+            project = [project_laterals] * len(lateral_widths) + [True] * (cascade_channels is not None)
+            self.fuse: MultiResolutionFusion | None = MultiResolutionFusion(fused_in, width, kernel_size, project)
+        else:
+            if fused_in[0] != width:
+                raise ValueError("a single-input block keeps its input width")
+            self.fuse = None
+        self.act: nn.Module = nn.ReLU6() if relu6 else nn.ReLU()
+        self.crp = ChainedResidualPool(width, crp_stages, kernel_size)
+        self.out_rcus = nn.Sequential(*(ResidualConvUnit(width) for _ in range(output_rcus)))
+        self.out_channels = width
+
+    def forward(self, laterals: Sequence[Tensor], cascade: Tensor | None = None) -> Tensor:
+        maps = [path(x) for path, x in zip(self.lateral, laterals, strict=True)]
+        if cascade is not None:
+            maps.append(cascade)
+        x = self.fuse(maps) if self.fuse is not None else maps[0]
+        return self.out_rcus(self.crp(self.act(x)))
+
+
+class SegmentationModel(nn.Module):
+    """Common surface of every model: `num_classes`, `model_name`, and encoder/decoder parameter groups.
+
+    Subclasses put their pretrained backbone(s) under `self.encoder`; everything else is decoder,
+    which the trainer gives 10x the encoder's learning rate.
+    """
+
+    encoder: nn.Module
+
+    def __init__(self, model_name: str, num_classes: int) -> None:
+        super().__init__()
+        self.model_name = model_name
+        self.num_classes = num_classes
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the (ImageNet-initialised) backbone."""
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """All parameters not in the encoder: the RefineNet decoder and the classifier."""
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder_ids]
+
+
+def logits_size(height: int, width: int) -> tuple[int, int]:
+    """The logits size every model produces: ceil(H/4) x ceil(W/4), as three 'same' stride-2 ops give."""
+    return (-(-height // 4), -(-width // 4))
+
+
+__all__ = [
+    "AdaptivePath",
+    "ChainedResidualPool",
+    "MultiResolutionFusion",
+    "RefineBlock",
+    "ResidualConvUnit",
+    "SegmentationModel",
+    "conv",
+    "logits_size",
+    "resize_like",
+]
