@@ -1,0 +1,62 @@
+"""Class names, colour maps and category maps shared by the VOC-family converters.
+
+Kept in one place so VOC, SBD and COCO->VOC produce byte-identical metadata: a model trained on one
+can be evaluated on another only if the class order and palette agree.
+"""
+
+from __future__ import annotations
+
+from refine_cli.data.unified import voc_palette
+
+VOC_CLASSES: list[str] = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+
+# COCO 2017 category id (the 91-slot ids, never the list position) -> VOC class index.
+# Identical to torchvision references/segmentation/coco_utils.py CAT_LIST and gluon-cv COCOSegmentation.
+COCO_TO_VOC: dict[int, int] = {
+    5: 1,  # airplane -> aeroplane
+    2: 2,  # bicycle
+    16: 3,  # bird
+    9: 4,  # boat
+    44: 5,  # bottle
+    6: 6,  # bus
+    3: 7,  # car
+    17: 8,  # cat
+    62: 9,  # chair
+    21: 10,  # cow
+    67: 11,  # dining table -> diningtable
+    18: 12,  # dog
+    19: 13,  # horse
+    4: 14,  # motorcycle -> motorbike
+    1: 15,  # person
+    64: 16,  # potted plant -> pottedplant
+    20: 17,  # sheep
+    63: 18,  # couch -> sofa
+    7: 19,  # train
+    72: 20,  # tv -> tvmonitor
+}
+
+
+# The standard VOC colour map (one definition, in unified.py) for the 21 classes; 255 gets (224, 224, 192).
+VOC_PALETTE: list[tuple[int, int, int]] = voc_palette(len(VOC_CLASSES))

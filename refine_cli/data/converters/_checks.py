@@ -1,0 +1,87 @@
+"""Per-sample input checks shared by the VOC-family converters (VOC, SBD, COCO).
+
+They run in worker processes and turn every kind of bad input into a SampleError that names the
+file, so `--skip-bad` can drop the sample and the report can say which file to look at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from refine_cli.data.converters.base import SampleError
+from refine_cli.data.unified import validate_sample_id
+from refine_cli.errors import RefineError
+
+
+def checked_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image after decoding all of it, so truncated or corrupt files are caught.
+
+    JPEGs are decoded in draft mode (DCT scaling to 1/8): every byte of the entropy-coded stream is
+    still read, which is what detects truncation, at about half the cost of a full decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SampleError(f"missing image file {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise SampleError(f"cannot read image {path}: {error}") from None
+    return height, width
+
+
+def read_index_png(path: Path) -> np.ndarray:
+    """Class indices of a palette ('P') or grey ('L') PNG: the INDICES, never the palette colours."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SampleError(f"missing label file {path}")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise SampleError(
+                    f"label {path} has mode {image.mode}; expected palette indices ('P' or 'L'), "
+                    "not colours (was it re-saved as RGB?)"
+                )
+            return np.array(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise SampleError(f"cannot read label {path}: {error}") from None
+
+
+def check_label(label: np.ndarray, size: tuple[int, int], num_classes: int, label_path: Path, image_path: Path) -> None:
+    """Fail when the label does not cover the image pixel for pixel or holds values outside [0, C) and 255."""
+    if label.ndim != 2 or label.shape != size:
+        got = "x".join(str(v) for v in label.shape[::-1])
+        raise SampleError(f"label {label_path} is {got} but image {image_path} is {size[1]}x{size[0]}")
+    bad = np.unique(label[(label >= num_classes) & (label != 255)])
+    if bad.size:
+        shown = ", ".join(str(int(v)) for v in bad[:5])
+        raise SampleError(f"label {label_path} has values {shown} outside 0..{num_classes - 1} and 255")
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Sample ids of a split file (one per line), in file order; RefineError when missing or malformed."""
+    if not path.is_file():
+        raise RefineError(f"missing split list {path}", hint="the archive is incomplete or not the official one")
+    ids: list[str] = []
+    seen: set[str] = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        sample_id = line.strip()
+        if not sample_id:
+            continue
+        try:
+            validate_sample_id(sample_id)
+        except ValueError:
+            raise RefineError(f"{path} line {number}: {sample_id!r} is not a valid sample id") from None
+        if sample_id not in seen:
+            seen.add(sample_id)
+            ids.append(sample_id)
+    if not ids:
+        raise RefineError(f"split list {path} is empty", hint="the archive is incomplete or not the official one")
+    return ids
