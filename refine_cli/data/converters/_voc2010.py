@@ -1,0 +1,84 @@
+"""Shared pieces of the converters built on PASCAL VOC 2010 images (Person-Part, PASCAL-Context).
+
+Both datasets ship annotations only; their images come from `VOCtrainval_03-May-2010.tar`
+(`VOCdevkit/VOC2010/JPEGImages/<id>.jpg`). Finding that folder, reading id lists and checking a
+label against its image live here so the two converters report problems the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from refine_cli.data.converters.base import SampleError
+from refine_cli.errors import RefineError
+
+VOC2010_SUBDIR = Path("VOCdevkit") / "VOC2010"
+VOC2010_ARCHIVE = "VOCtrainval_03-May-2010.tar"
+
+
+def find_voc2010(extracted: Path) -> Path:
+    """The `VOCdevkit/VOC2010` folder inside an extracted VOC 2010 archive (or given directly)."""
+    extracted = Path(extracted)
+    for candidate in (extracted / VOC2010_SUBDIR, extracted / "VOC2010", extracted):
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    raise RefineError(
+        f"{extracted} does not contain {VOC2010_SUBDIR}/JPEGImages",
+        hint=f"pass the official {VOC2010_ARCHIVE} (the VOC 2010 trainval release)",
+    )
+
+
+def find_dir(base: Path, name: str, max_depth: int = 3) -> Path | None:
+    """The shallowest folder called `name` under `base` (skipping macOS `__MACOSX` litter), or None."""
+    base = Path(base)
+    if base.name == name and base.is_dir():
+        return base
+    level = [base]
+    for _ in range(max_depth):
+        next_level: list[Path] = []
+        for folder in level:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__MACOSX"):
+                if child.name == name:
+                    return child
+                next_level.append(child)
+        level = next_level
+    return None
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Sample ids, one per line (first token; blank lines ignored); RefineError naming a missing file."""
+    if not path.is_file():
+        raise RefineError(f"missing list file {path}", hint="the archive is incomplete; download it again")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RefineError(f"cannot read list file {path}: {error}") from None
+    ids = [line.split()[0] for line in lines if line.strip()]
+    if not ids:
+        raise RefineError(f"list file {path} is empty", hint="the archive is incomplete; download it again")
+    return ids
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the image header without decoding pixels; SampleError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SampleError(f"missing image file {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        raise SampleError(f"cannot read image {path}: {error}") from None
+    return height, width
+
+
+def check_same_size(label: np.ndarray, label_path: Path, image_path: Path) -> None:
+    """A label that does not cover its image pixel for pixel is a broken sample, never resized."""
+    height, width = image_size(image_path)
+    if label.shape != (height, width):
+        raise SampleError(
+            f"label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is {width}x{height}"
+        )
