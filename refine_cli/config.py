@@ -1,0 +1,268 @@
+"""Typed training configuration: dataclass defaults <- named recipe (YAML) <- explicit overrides.
+
+The resolved config is what a run *is*: it is written beside the run (`config.yaml`) and inside every
+checkpoint, so a run can be resumed or reproduced from its folder alone. Values are coerced to the
+annotated types when loaded, so a recipe's `5e-4` (a string to YAML 1.1) still becomes a float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from refine_cli.errors import RefineError
+
+SCHEDULES = ("multistep", "poly", "constant")
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+@dataclass
+class DataConfig:
+    """Where the samples come from and how training crops are made (LW-RefineNet augmentation)."""
+
+    root: str = ""
+    train_split: str = "train"
+    val_split: str | None = "val"
+    crop: int = 500
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    min_short_side: int | None = 350  # after random scaling the short side is at least this (LW: 350)
+    hflip: bool = True
+    batch: int = 6  # per process
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.crop > 0, "data.crop must be positive")
+        _check(0 < self.scale_min <= self.scale_max, "data.scale_min must be > 0 and <= data.scale_max")
+        _check(self.min_short_side is None or self.min_short_side > 0, "data.min_short_side must be positive")
+        _check(self.batch >= 1, "data.batch must be at least 1")
+        _check(self.workers >= 0, "data.workers must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train and what it starts from."""
+
+    name: str = "lw-refinenet-50"
+    pretrained_backbone: bool = False
+    backbone_weights: str | None = None
+    init: str | None = None  # checkpoint of a previous stage (e.g. COCO -> SBD -> VOC)
+    freeze_bn: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """SGD with separate encoder/decoder learning rates and a per-iteration schedule."""
+
+    encoder_lr: float = 5e-4
+    decoder_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    nesterov: bool = False
+    schedule: str = "multistep"
+    milestones: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])  # fractions of the run
+    lr_factors: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.2])  # LW: 5e-4, 2.5e-4, 1e-4
+    poly_power: float = 0.9
+    warmup_iters: int = 0
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+
+    def __post_init__(self) -> None:
+        _check(self.encoder_lr > 0 and self.decoder_lr_mult > 0, "optim learning rates must be positive")
+        _check(self.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}")
+        _check(
+            len(self.lr_factors) == len(self.milestones) + 1,
+            "optim.lr_factors needs exactly one more entry than optim.milestones",
+        )
+        _check(
+            all(0 < m < 1 for m in self.milestones) and self.milestones == sorted(self.milestones),
+            "optim.milestones are increasing fractions of the run, each between 0 and 1",
+        )
+        _check(self.warmup_iters >= 0, "optim.warmup_iters must be >= 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip must be positive")
+
+
+@dataclass
+class LoopConfig:
+    """How long to train, how often to validate, and numerics."""
+
+    epochs: int | None = 300
+    iters: int | None = None  # optimiser steps; when set it replaces epochs
+    val_every: int = 5  # in epochs, or in iterations when `iters` is set
+    seed: int = 42
+    amp: str = "off"
+    device: str = "auto"
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        _check(self.epochs is not None or self.iters is not None, "set train.epochs or train.iters")
+        _check(self.epochs is None or self.epochs >= 1, "train.epochs must be at least 1")
+        _check(self.iters is None or self.iters >= 1, "train.iters must be at least 1")
+        _check(self.val_every >= 1, "train.val_every must be at least 1")
+        _check(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}")
+        _check(self.log_every >= 1, "train.log_every must be at least 1")
+
+
+@dataclass
+class TrainConfig:
+    """The whole resolved configuration of one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    recipe: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain python types only (safe for YAML and for `torch.load(weights_only=True)`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build and validate a config; unknown keys and wrong types are user errors."""
+        return _build(cls, data, prefix="")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise RefineError(f"invalid training config: {message}", "fix the recipe, --config file or flag")
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with refine (`refine_cli/recipes/*.yaml`)."""
+    folder = resources.files("refine_cli") / "recipes"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A recipe by name (shipped) or by path to a YAML file, as a nested dict."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise RefineError(f"config file not found: {name_or_path}", "check the path")
+        text = path.read_text(encoding="utf-8")
+    else:
+        shipped = resources.files("refine_cli") / "recipes" / f"{name_or_path}.yaml"
+        if not shipped.is_file():
+            raise RefineError(f"unknown recipe '{name_or_path}'", f"choose one of: {', '.join(list_recipes())}")
+        text = shipped.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise RefineError(f"recipe {name_or_path} is not valid YAML: {error}", "fix the file") from None
+    if not isinstance(data, dict):
+        raise RefineError(f"recipe {name_or_path} must be a mapping of sections", "see refine_cli/recipes/*.yaml")
+    return data
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `section.field` in a nested dict (creating the section)."""
+    section, _, name = key.rpartition(".")
+    target = data
+    if section:
+        for part in section.split("."):
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise RefineError(f"cannot set {key}: {part} is not a section", "use section.field=value")
+    target[name] = value
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`optim.encoder_lr=1e-3` -> ('optim.encoder_lr', 0.001); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RefineError(f"bad --set value '{text}'", "write it as section.field=value, e.g. optim.poly_power=1.0")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def resolve_config(
+    recipe: str | None = None,
+    base: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Defaults, then `base` (e.g. a resumed run's config) or the recipe, then dotted-key overrides."""
+    data: dict[str, Any] = {}
+    if base is not None:
+        data = _deep_copy(base)
+    elif recipe is not None:
+        data = load_recipe(recipe)
+        data.setdefault("recipe", Path(recipe).stem if recipe.endswith((".yaml", ".yml")) else recipe)
+    for key, value in (overrides or {}).items():
+        set_dotted(data, key, value)
+    return TrainConfig.from_dict(data)
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _deep_copy(v) if isinstance(v, dict) else (list(v) if isinstance(v, list) else v) for k, v in data.items()
+    }
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise RefineError(f"invalid training config: {prefix.rstrip('.') or 'config'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RefineError(
+            f"invalid training config: unknown key '{prefix}{unknown[0]}'",
+            f"known keys here: {', '.join(sorted(names))}",
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value if value is not None else {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type, or fail naming the key."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_coerce(v, item, key) for v in items]
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise RefineError(f"invalid training config: {key} must be {name}, got {value!r}", "fix the recipe or flag")
