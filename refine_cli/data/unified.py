@@ -304,11 +304,14 @@ class UnifiedDataset:
         return self.labels_dir / f"{validate_sample_id(sample_id)}.png"
 
     def read_image(self, sample_id: str) -> np.ndarray:
-        """HxWx3 uint8 RGB (grayscale sources are expanded to three channels)."""
+        """HxWx3 uint8 RGB (grayscale sources are expanded to three channels).
+
+        EXIF orientation is ignored on purpose: labels are drawn on the stored pixel grid.
+        """
         import cv2
 
         path = self.image_path(sample_id)
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is None:
             raise RefineError(f"cannot decode image {path}", hint="the file is corrupt; run `refine check` on it")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
