@@ -1,0 +1,255 @@
+"""Evaluate a model (or a folder of saved predictions) on one split of a unified dataset.
+
+One path for every number refine reports: predictions are made at (or brought back to) the
+label's ORIGINAL resolution and accumulated in `metrics.ConfusionMatrix`; labels are never resized.
+`train`'s validation calls `evaluate` with its defaults; `refine eval` adds TTA, CRF and saving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from refine_cli.data.normalize import normalize_image
+from refine_cli.data.palette import palette_array, save_label_png
+from refine_cli.data.unified import UnifiedDataset, read_label_file
+from refine_cli.engine.crf import CRFParams, CRFPool
+from refine_cli.engine.tta import predict_batch_probs
+from refine_cli.errors import RefineError
+from refine_cli.fileio import atomic_path
+from refine_cli.metrics import ConfusionMatrix, Scores
+
+
+@dataclass
+class EvalReport:
+    """Scores plus everything needed to reproduce them (settings, data set, image count)."""
+
+    scores: Scores
+    class_names: list[str]
+    num_images: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def miou(self) -> float:
+        return self.scores.miou
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict: fractions in [0, 1], null for skipped classes, and the settings used."""
+        return {
+            **self.scores.summary(),
+            "num_images": self.num_images,
+            "per_class": self.scores.per_class(self.class_names),
+            "settings": dict(self.settings),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _split_ids(dataset: UnifiedDataset, split: str, limit: int | None) -> list[str]:
+    ids = dataset.split_ids(split)
+    if limit is not None:
+        ids = ids[: max(0, limit)]
+    if not ids:
+        raise RefineError(f"split {split!r} of {dataset.path.name} has no samples", hint="check the split file")
+    return ids
+
+
+def _prefetch(function: Any, items: Sequence[str], depth: int = 4) -> Iterator[tuple[str, Any]]:
+    """Yield (item, function(item)) in order while a few threads decode ahead (OpenCV/PIL release the GIL)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(function, item) for item in items[:depth]]
+        for index, item in enumerate(items):
+            if index + depth < len(items):
+                futures.append(pool.submit(function, items[index + depth]))
+            yield item, futures[index].result()
+            futures[index] = None  # type: ignore[call-overload] - free the decoded arrays early
+
+
+def _batches(samples: Iterator[tuple[str, Any]], batch_size: int) -> Iterator[list[tuple[str, Any]]]:
+    """Group consecutive samples whose images have the same shape (so they stack), up to batch_size."""
+    group: list[tuple[str, Any]] = []
+    for sample in samples:
+        if group and (len(group) >= batch_size or group[0][1][0].shape != sample[1][0].shape):
+            yield group
+            group = []
+        group.append(sample)
+    if group:
+        yield group
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):  # noqa: ANN202 - a tqdm instance
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=" img", disable=not enabled, leave=False)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: UnifiedDataset,
+    split: str,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: tuple[int, int] | None = None,
+    crf: CRFParams | None = None,
+    device: torch.device | str | None = None,
+    batch_size: int = 1,
+    workers: int | None = None,
+    save_pred_dir: Path | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    settings: dict[str, Any] | None = None,
+    distributed: bool = False,
+) -> EvalReport:
+    """Score `model` on `split`; the model is put in eval mode (callers in training restore train mode).
+
+    `workers` sets the CRF worker processes (None = one per spare core). `settings` entries (e.g.
+    the checkpoint path) are merged into the report's settings. With `distributed` and an
+    initialised process group, each rank scores every world_size-th image and the matrices are
+    summed, so every rank returns the same full-split report and no image is counted twice.
+    """
+    meta = dataset.meta
+    model_classes = getattr(model, "num_classes", None)
+    if model_classes is not None and int(model_classes) != meta.num_classes:
+        raise RefineError(
+            f"the model predicts {model_classes} classes but {meta.name} has {meta.num_classes}",
+            hint="evaluate on the data set the checkpoint was trained for",
+        )
+    all_ids = _split_ids(dataset, split, limit)
+    rank, world = _rank_and_world() if distributed else (0, 1)
+    ids = all_ids[rank::world]
+    device = torch.device(device) if device is not None else _model_device(model)
+    model.eval()
+    matrix = ConfusionMatrix(meta.num_classes, meta.ignore_index, device=device)
+    table = palette_array(meta.palette, meta.num_classes, meta.ignore_index)
+    if save_pred_dir is not None:
+        Path(save_pred_dir).mkdir(parents=True, exist_ok=True)
+
+    def load(sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        image, label = dataset.read_image(sample_id), dataset.read_label(sample_id)
+        if image.shape[:2] != label.shape:
+            raise RefineError(
+                f"{dataset.label_path(sample_id)} is {label.shape[1]}x{label.shape[0]} but its image is "
+                f"{image.shape[1]}x{image.shape[0]}",
+                hint="the data set is inconsistent; run `refine prepare` again",
+            )
+        return image, label
+
+    def record(sample_id: str, pred: torch.Tensor | np.ndarray, label: np.ndarray) -> None:
+        try:
+            matrix.update(pred, torch.from_numpy(label).to(device))
+        except RefineError as error:
+            raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
+        if save_pred_dir is not None:
+            pred_np = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
+            with atomic_path(Path(save_pred_dir) / f"{sample_id}.png") as tmp:
+                save_label_png(str(tmp), pred_np.astype(np.uint8), table)
+
+    def predictions() -> Iterator[tuple[tuple[str, np.ndarray, np.ndarray], torch.Tensor]]:
+        for group in _batches(_prefetch(load, ids), max(1, batch_size)):
+            images = torch.stack([normalize_image(image, device) for _, (image, _) in group])
+            probs = predict_batch_probs(model, images, scales=scales, flip=flip, tile=tile)
+            for (sample_id, (image, label)), sample_probs in zip(group, probs, strict=True):
+                yield (sample_id, image, label), sample_probs
+
+    start = time.perf_counter()
+    bar = _progress_bar(len(ids), f"eval {meta.name}/{split}", progress)
+    try:
+        if crf is None:
+            for (sample_id, _, label), probs in predictions():
+                record(sample_id, probs.argmax(0), label)
+                bar.update(1)
+        else:
+            with CRFPool(crf, workers) as pool:
+                stream = ((item, probs.float().cpu().numpy()) for item, probs in predictions())
+                for ((sample_id, _, label), _), refined in pool.map_ordered(stream, lambda x: (x[0][1], x[1])):
+                    record(sample_id, refined, label)
+                    bar.update(1)
+    finally:
+        bar.close()
+    if world > 1:
+        matrix.reduce_distributed()
+    resolved = {
+        "dataset": meta.name,
+        "dataset_path": str(dataset.path),
+        "split": split,
+        "scales": [float(s) for s in scales],
+        "flip": bool(flip),
+        "tile": list(tile) if tile else None,
+        "crf": crf.to_dict() if crf is not None else None,
+        "device": str(device),
+        **(settings or {}),
+    }
+    return EvalReport(matrix.compute(), list(meta.classes), len(all_ids), resolved, time.perf_counter() - start)
+
+
+def score_predictions(
+    pred_dir: Path, dataset: UnifiedDataset, split: str, *, progress: bool = True, limit: int | None = None
+) -> EvalReport:
+    """Score saved label PNGs `pred_dir/<id>.png` (from refine or any other tool) against `split`.
+
+    A missing prediction, one of the wrong size, or one with a class outside [0, C) is an error
+    naming the file: a silently partial score would look like a real one.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise RefineError(f"prediction folder {pred_dir} does not exist", hint="give the folder of <id>.png files")
+    meta = dataset.meta
+    ids = _split_ids(dataset, split, limit)
+    missing = [sample_id for sample_id in ids if not (pred_dir / f"{sample_id}.png").is_file()]
+    if missing:
+        raise RefineError(
+            f"{len(missing)} of {len(ids)} predictions are missing from {pred_dir}, e.g. {pred_dir / missing[0]}.png",
+            hint="predict every image of the split (file names must be <id>.png)",
+        )
+    matrix = ConfusionMatrix(meta.num_classes, meta.ignore_index)
+
+    def load(sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        return read_label_file(pred_dir / f"{sample_id}.png"), dataset.read_label(sample_id)
+
+    start = time.perf_counter()
+    bar = _progress_bar(len(ids), f"score {pred_dir.name}", progress)
+    try:
+        for sample_id, (pred, label) in _prefetch(load, ids):
+            path = pred_dir / f"{sample_id}.png"
+            if pred.shape != label.shape:
+                raise RefineError(
+                    f"prediction {path} is {pred.shape[1]}x{pred.shape[0]}, "
+                    f"its label is {label.shape[1]}x{label.shape[0]}",
+                    hint="save predictions at the label's original resolution",
+                )
+            if int(pred.max()) >= meta.num_classes:
+                raise RefineError(
+                    f"prediction {path} contains class {int(pred.max())}, outside [0, {meta.num_classes - 1}]",
+                    hint=f"{meta.name} has {meta.num_classes} classes; predictions must not use the ignore value",
+                )
+            try:
+                matrix.update(pred, label)
+            except RefineError as error:
+                raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
+            bar.update(1)
+    finally:
+        bar.close()
+    settings = {"dataset": meta.name, "dataset_path": str(dataset.path), "split": split, "predictions": str(pred_dir)}
+    return EvalReport(matrix.compute(), list(meta.classes), len(ids), settings, time.perf_counter() - start)
