@@ -1,0 +1,71 @@
+"""ADE20K SceneParsing: zero reduction without underflow, official layout, bad input, end to end."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refine_cli.data.converters.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
+from refine_cli.data.converters.base import SampleError
+from refine_cli.errors import RefineError
+from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center
+
+# Source value -> (unified index, class name): 0 "other" is ignored; objectInfo150 index k -> k-1
+# (datasets.md section 7 and appendix D).
+KNOWN = {
+    0: (255, None), 1: (0, "wall"), 2: (1, "building"), 3: (2, "sky"), 8: (7, "bed"), 13: (12, "person"),
+    149: (148, "clock"), 150: (149, "flag"),
+}  # fmt: skip
+
+
+def test_lut_matches_known_pairs_without_underflow() -> None:
+    lut = ade20k_lut()
+    for source, (target, name) in KNOWN.items():
+        assert lut[source] == target
+        if name is not None:
+            assert ADE20K_CLASSES[target] == name
+    assert lut.dtype == np.uint8 and lut[0] == 255 and 254 not in lut.tolist()
+    assert len(ADE20K_CLASSES) == 150 and ADE20K_CLASSES[44] == "chest of drawers"
+
+
+def _extracted(tmp_path: Path, **kwargs) -> tuple[Path, object]:
+    fake = build_ade20k(tmp_path / "raw", **kwargs)
+    with zipfile.ZipFile(fake.archive) as archive:
+        archive.extractall(tmp_path / "x")
+    return tmp_path / "x", fake
+
+
+def test_plan_and_convert(tmp_path: Path) -> None:
+    root, fake = _extracted(tmp_path)
+    plan = ADE20KConverter().plan({"trainval": root}, {})
+    assert plan.splits == {"train": fake.train_ids, "val": fake.val_ids}
+    assert plan.spec.classes[0] == "wall" and plan.spec.num_classes == 150
+    for item in plan.items:
+        out = ADE20KConverter.convert(item)
+        source = fake.labels[item.sample_id]
+        assert out.label.shape == source.shape
+        for index in range(len(ADE_PAINTED)):
+            y, x = patch_center(index, source.shape[1])
+            assert out.label[y, x] == KNOWN.get(int(source[y, x]), (int(source[y, x]) - 1,))[0]
+        assert out.image_src is not None and out.image_src.suffix == ".jpg"
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing-label", "missing label file"), ("wrong-size", "but image"), ("rgb-label", "has mode RGB")],
+)
+def test_bad_label_names_the_file(tmp_path: Path, kind: str, message: str) -> None:
+    root, _ = _extracted(tmp_path, bad={"ADE_val_00000001": kind})
+    item = next(i for i in ADE20KConverter().plan({"trainval": root}, {}).items if i.sample_id == "ADE_val_00000001")
+    with pytest.raises(SampleError, match=message) as caught:
+        ADE20KConverter.convert(item)
+    assert "ADE_val_00000001.png" in caught.value.reason
+
+
+def test_not_scene_parsing_layout(tmp_path: Path) -> None:
+    (tmp_path / "ADE20K_2021_17_01" / "images").mkdir(parents=True)
+    with pytest.raises(RefineError, match="does not contain ADEChallengeData2016"):
+        ADE20KConverter().plan({"trainval": tmp_path}, {})
