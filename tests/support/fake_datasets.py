@@ -365,3 +365,42 @@ def build_coco(dest: Path, min_pixels: int = 1000, corrupt: dict[int, str] | Non
             # The real zip also carries captions and keypoints; the converter must pick the right file.
             ann_zip.writestr(f"annotations/captions_{split}2017.json", json.dumps({"annotations": []}))
     return FakeCOCO(dest / COCO_ANN_ZIP, zips["train"], zips["val"], expected, images)
+
+
+def fixture_manifest(
+    dest: Path, name: str, archives: dict[str, Path], base_url: str | None = None, splits: dict[str, int] | None = None
+) -> Path:
+    """A copy of the packaged manifest `name` that describes the fixture archives instead of the real ones.
+
+    Same keys, flags and notes; file names, sizes and sha256 sums of the fixtures; URLs on `base_url`
+    (a loopback server) or on a closed local port when the test passes the archives directly.
+    """
+    import hashlib
+
+    from refine_cli.data.manifest import load_manifest
+
+    real = load_manifest(name)
+    base = (base_url or "http://127.0.0.1:9").rstrip("/")
+    lines = [f'name = "{real.name}"', f'title = "{real.title} (test fixture)"', 'licence = "test data"', ""]
+    if splits is None:
+        splits = {}
+    lines.append("[splits]")
+    lines.extend(f"{split} = {count}" for split, count in splits.items())
+    for source in real.sources:
+        archive = archives.get(source.key)
+        if archive is None:
+            continue
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        lines += [
+            "",
+            "[[sources]]",
+            f'key = "{source.key}"',
+            f'file = "{archive.name}"',
+            f'urls = ["{base}/{archive.name}"]',
+            f"size = {archive.stat().st_size}",
+            f'sha256 = "{digest}"',
+            f"optional = {'true' if source.optional else 'false'}",
+        ]
+    path = dest / f"{name}-fixture.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -15,8 +15,26 @@ from refine_cli.data.unified import validate_sample_id
 from refine_cli.errors import RefineError
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the image header, to match the label against before any pixel is decoded.
+
+    Only the header is read here: the pipeline's worker decodes every image fully afterwards (that is
+    what catches truncated files), so decoding here as well would double the cost of a conversion.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise SampleError(f"missing image file {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise SampleError(f"cannot read image {path}: {error}") from None
+    return height, width
+
+
 def checked_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image after decoding all of it, so truncated or corrupt files are caught.
+    """(height, width) after decoding all of the image, for callers that need truncation caught here.
 
     JPEGs are decoded in draft mode (DCT scaling to 1/8): every byte of the entropy-coded stream is
     still read, which is what detects truncation, at about half the cost of a full decode.

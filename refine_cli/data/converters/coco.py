@@ -23,7 +23,7 @@ import numpy as np
 
 from refine_cli.data.classes import COCO_TO_VOC, VOC_CLASSES
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import checked_image_size
+from refine_cli.data.converters._checks import image_size
 from refine_cli.data.converters.base import ConvertedSample, Converter, Plan, SampleError, SkipSample, WorkItem
 from refine_cli.data.converters.sbd import voc_family_spec
 from refine_cli.data.unified import validate_sample_id
@@ -181,7 +181,7 @@ class COCOConverter(Converter):
     def convert(item: WorkItem) -> ConvertedSample:
         image_path, height, width, annotations, min_pixels = item.args
         image = Path(image_path)
-        size = checked_image_size(image)
+        size = image_size(image)
         if size != (height, width):
             raise SampleError(f"image {image} is {size[1]}x{size[0]} but the annotations say {width}x{height}")
         try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from refine_cli.data.classes import VOC_CLASSES, VOC_PALETTE
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import check_label, checked_image_size, read_id_list
+from refine_cli.data.converters._checks import check_label, image_size, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.errors import RefineError
 
@@ -80,7 +80,7 @@ def read_sbd_label(path: Path) -> np.ndarray:
 def convert_sbd_sample(image_path: Path, mat_path: Path) -> ConvertedSample:
     """One SBD sample: label from the .mat, JPEG copied unchanged; sizes and values checked."""
     label = read_sbd_label(mat_path)
-    size = checked_image_size(image_path)
+    size = image_size(image_path)
     check_label(label, size, len(VOC_CLASSES), mat_path, image_path)
     return ConvertedSample(label=label, image_src=image_path)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from refine_cli.data.classes import VOC_CLASSES
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import check_label, checked_image_size, read_id_list, read_index_png
+from refine_cli.data.converters._checks import check_label, image_size, read_id_list, read_index_png
 from refine_cli.data.converters.base import ConvertedSample, Converter, Plan, SampleError, WorkItem
 from refine_cli.data.converters.sbd import (
     convert_sbd_sample,
@@ -132,5 +132,5 @@ class VOCConverter(Converter):
             raise SampleError(f"unknown VOC work item kind {kind!r} for {item.sample_id}")
         image, label_file = Path(image_path), Path(label_path)
         label = read_index_png(label_file)
-        check_label(label, checked_image_size(image), len(VOC_CLASSES), label_file, image)
+        check_label(label, image_size(image), len(VOC_CLASSES), label_file, image)
         return ConvertedSample(label=label, image_src=image)
