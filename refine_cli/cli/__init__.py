@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["prepare", "check", "models", "convert", "bench", "eval", "predict"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,0 +1,79 @@
+"""`refine check <root>/<name>`: validate a unified dataset and print its class histogram."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._options import JsonOpt
+from refine_cli.errors import RefineError
+
+WorkersOpt = Annotated[
+    Optional[int],  # noqa: UP045 - typer evaluates this at runtime
+    typer.Option("--workers", "-j", min=1, help="Parallel processes [default: CPU count]."),
+]
+
+
+def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-free at module level)
+    """Print the histogram table and the listed problems of a CheckReport."""
+    from rich.table import Table
+
+    total = max(report.total_pixels, 1)
+    table = Table(title=f"{report.name}: {report.samples} samples, splits {_splits(report.splits)}")
+    table.add_column("#", justify="right")
+    table.add_column("class")
+    table.add_column("pixels", justify="right")
+    table.add_column("%", justify="right")
+    table.add_column("images", justify="right")
+    for index, (name, pixels, images) in enumerate(
+        zip(report.classes, report.class_pixels, report.class_images, strict=True)
+    ):
+        style = "yellow" if pixels == 0 else None
+        table.add_row(str(index), name, f"{pixels:,}", f"{100 * pixels / total:.2f}", f"{images:,}", style=style)
+    table.add_row(str(report.ignore_index), "(ignore)", f"{report.ignore_pixels:,}",
+                  f"{100 * report.ignore_pixels / total:.2f}", "", style="dim")  # fmt: skip
+    out.print(table)
+    for problem in report.problems:
+        out.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
+    if report.problem_count > len(report.problems):
+        out.print(f"... and {report.problem_count - len(report.problems)} more problem(s)")
+    if report.ok:
+        out.print(f"[green]ok[/green]: {report.path} is a valid unified dataset ({report.seconds:.1f} s)")
+
+
+def _splits(splits: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in splits.items()) or "none"
+
+
+def problems_error(report) -> RefineError:  # noqa: ANN001 - a CheckReport
+    """The one-line error for a dataset that failed its check."""
+    first = report.problems[0] if report.problems else "see above"
+    return RefineError(
+        f"{report.path} failed the check with {report.problem_count} problem(s); first: {first}",
+        hint="rerun the `refine prepare` command that made it, or fix the files listed above",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check")
+    def check(
+        path: Annotated[Path, typer.Argument(help="A unified dataset folder, e.g. data/voc.", show_default=False)],
+        workers: WorkersOpt = None,
+        full: Annotated[
+            bool, typer.Option("--full", help="Also decode every image (slower; finds corrupt files).")
+        ] = False,
+        json_out: JsonOpt = None,
+    ) -> None:
+        """Validate a unified dataset: sizes, label values, splits and counts; print the class histogram."""
+        from refine_cli.data.check import check_dataset
+
+        report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
+        render_check(report)
+        if json_out:
+            emit_json(report.to_dict(), json_out)
+        if not report.ok:
+            raise problems_error(report)

@@ -1,0 +1,287 @@
+"""The `prepare` runner: manifest -> fetched sources -> extraction -> plan -> parallel conversion -> check.
+
+Resumable by construction: every file is written atomically, finished samples are skipped on a
+rerun, and meta.json (the "dataset is complete" mark) is removed first and written last. A state
+file records the converter version and options; a rerun with different ones starts the dataset over
+instead of mixing two conversions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from refine_cli.data.check import CheckReport, check_dataset
+from refine_cli.data.converters import get_converter
+from refine_cli.data.converters.base import Converter, Plan, WorkItem
+from refine_cli.data.download import fetch_source, missing_archives_error
+from refine_cli.data.extract import extract_archive
+from refine_cli.data.manifest import Manifest, Source, load_manifest
+from refine_cli.data.unified import DatasetMeta, UnifiedWriter
+from refine_cli.data.worker import Outcome, convert_chunk
+from refine_cli.errors import RefineError
+from refine_cli.fileio import write_json_atomic
+
+STATE_FILE = ".prepare-state.json"
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+
+
+@dataclass
+class PrepareReport:
+    """What a `prepare` run did: counts per split, drops with reasons, timing, and the final check."""
+
+    name: str
+    path: Path
+    converter: str
+    splits: dict[str, int]
+    expected: dict[str, int]
+    converted: int
+    reused: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    convert_seconds: float = 0.0
+    check: CheckReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.converted / self.convert_seconds if self.convert_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "converter": self.converter,
+            "splits": self.splits,
+            "expected": self.expected,
+            "converted": self.converted,
+            "reused": self.reused,
+            "skipped": [{"id": sample_id, "reason": reason} for sample_id, reason in self.skipped],
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 2),
+            "notes": self.notes,
+            "check": self.check.to_dict() if self.check is not None else None,
+        }
+
+
+def _archive_stem(file_name: str) -> str:
+    for suffix in _ARCHIVE_SUFFIXES:
+        if file_name.lower().endswith(suffix):
+            return file_name[: -len(suffix)]
+    return file_name
+
+
+def fetch_sources(
+    manifest: Manifest,
+    keys: list[str],
+    root: Path,
+    archives: Path | None,
+    trust_archives: bool,
+    progress: bool,
+    notify: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Path], list[Source]]:
+    """Fetch and extract the named sources; key -> extracted folder (archives) or file (everything else)."""
+    sources = [manifest.source(key) for key in keys]
+    if archives is not None:
+        if not Path(archives).is_dir():
+            raise RefineError(f"--archives {archives} is not a folder")
+        missing = [s for s in sources if not (Path(archives) / s.file).is_file()]
+        if missing:  # one error that lists everything, before any work starts
+            raise missing_archives_error(missing, Path(archives))
+    downloads = root / "downloads"
+    paths: dict[str, Path] = {}
+    for source in sources:
+        local = fetch_source(source, downloads, archives, trust_archives, progress=progress, notify=notify)
+        if source.extract:
+            local = extract_archive(local, downloads / "extracted" / _archive_stem(source.file), progress=progress)
+        paths[source.key] = local
+    return paths, sources
+
+
+def _chunks(items: list[WorkItem], size: int) -> Iterator[list[WorkItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _run_work(
+    converter: Converter,
+    writer: UnifiedWriter,
+    plan: Plan,
+    todo: list[WorkItem],
+    workers: int,
+    progress: bool,
+) -> Iterator[Outcome]:
+    """Convert `todo`, in this process (workers=1) or a process pool; yield outcomes as they finish."""
+    from tqdm import tqdm
+
+    spec = plan.spec
+    job = (type(converter).convert, writer, spec.palette, spec.num_classes, spec.ignore_index)
+    bar = tqdm(total=len(todo), desc=f"convert {spec.name}", unit=" samples", disable=not progress)
+    try:
+        if workers <= 1:
+            for chunk in _chunks(todo, 1):
+                for outcome in convert_chunk(*job, chunk):
+                    bar.update(1)
+                    yield outcome
+            return
+        chunk_size = max(1, min(64, len(todo) // (workers * 8) or 1))
+        pending: set[Future[list[Outcome]]] = set()
+        chunks = _chunks(todo, chunk_size)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            try:
+                for chunk in chunks:  # keep a bounded number of chunks in flight
+                    pending.add(pool.submit(convert_chunk, *job, chunk))
+                    if len(pending) >= workers * 4:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            for outcome in future.result():
+                                bar.update(1)
+                                yield outcome
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        for outcome in future.result():
+                            bar.update(1)
+                            yield outcome
+            finally:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+def _state(converter: Converter, options: dict[str, Any]) -> dict[str, Any]:
+    clean = {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool, type(None), list))}
+    return {"converter": converter.name, "version": converter.version, "options": clean}
+
+
+def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Callable[[str], None]) -> list[str]:
+    """Mark the dataset incomplete; wipe it when it was made by another converter version/options.
+
+    Returns ids known (from a finished earlier run) to be dropped on purpose, so they are not retried.
+    """
+    state_file = writer.path / STATE_FILE
+    previous: dict[str, Any] = {}
+    if state_file.is_file():
+        try:
+            previous = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+    same = {k: previous.get(k) for k in state} == state
+    has_data = writer.labels_dir.is_dir() and any(writer.labels_dir.iterdir())
+    writer.remove_meta()
+    if has_data and not same:
+        notify(f"{writer.path} was made with other converter options or version; converting it again from scratch")
+        for folder in (writer.images_dir, writer.labels_dir, writer.splits_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        previous = {}
+    writer.prepare_dirs()
+    write_json_atomic(state_file, {**state, "dropped": previous.get("dropped", []) if same else []})
+    return [str(i) for i in previous.get("dropped", [])] if same else []
+
+
+def _default_notify(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def prepare_dataset(
+    converter_name: str,
+    root: Path,
+    options: dict[str, Any],
+    archives: Path | None = None,
+    manifest: str | Path | None = None,
+    workers: int = 1,
+    trust_archives: bool = False,
+    skip_bad: bool = False,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> PrepareReport:
+    """Make `<root>/<dataset>` from the converter's sources; see the module docstring for guarantees."""
+    started = time.perf_counter()
+    notify = notify or _default_notify
+    root = Path(root).expanduser()
+    converter = get_converter(converter_name)
+    loaded = load_manifest(manifest if manifest is not None else converter.manifest)
+    options = {**options, "manifest": loaded}
+    keys = converter.required_sources(options)
+    source_paths, used = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
+    plan = converter.plan(source_paths, options)
+    spec = plan.spec
+    writer = UnifiedWriter(root, spec.name)
+    state = _state(converter, options)
+    dropped_before = set(_start_or_resume(writer, state, notify))
+
+    items = [item for item in plan.items if item.sample_id not in dropped_before]
+    todo = [item for item in items if not writer.has_sample(item.sample_id)]
+    reused = len(items) - len(todo)
+    skipped: list[tuple[str, str]] = list(plan.skipped)
+    skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
+    convert_start = time.perf_counter()
+    converted = 0
+    dropped: list[str] = []
+    with contextlib.closing(_run_work(converter, writer, plan, todo, workers, progress)) as outcomes:
+        for outcome in outcomes:  # closing() stops the workers at once if we raise
+            if outcome.status == "ok":
+                converted += 1
+            elif outcome.status == "skip":
+                skipped.append((outcome.sample_id, outcome.reason))
+                dropped.append(outcome.sample_id)
+            elif skip_bad:
+                skipped.append((outcome.sample_id, f"bad sample: {outcome.reason}"))
+            else:
+                raise RefineError(
+                    f"bad sample {outcome.sample_id!r}: {outcome.reason}",
+                    hint="pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun",
+                )
+    convert_seconds = time.perf_counter() - convert_start
+
+    removed = {sample_id for sample_id, _ in skipped}
+    splits = {split: [i for i in ids if i not in removed] for split, ids in plan.splits.items()}
+    writer.write_splits(splits)
+    expected = {split: loaded.splits[split] for split in splits if split in loaded.splits}
+    notes = [
+        f"split {split!r} has {len(splits[split])} samples, the manifest expects {count}"
+        for split, count in expected.items()
+        if len(splits[split]) != count
+    ]
+    write_json_atomic(writer.path / STATE_FILE, {**state, "dropped": sorted(dropped_before | set(dropped))})
+    meta = DatasetMeta(
+        name=spec.name,
+        num_classes=spec.num_classes,
+        classes=list(spec.classes),
+        palette=[list(color) for color in spec.palette],
+        ignore_index=spec.ignore_index,
+        splits={split: len(ids) for split, ids in splits.items()},
+        sources=[source.to_record() for source in used],
+        converter=converter.name,
+        converter_version=str(converter.version),
+        extra=dict(spec.extra),
+    )
+    writer.write_meta(meta)
+    check = check_dataset(writer.path, workers=workers, progress=progress)
+    if not check.ok:
+        writer.remove_meta()  # never leave a dataset that looks complete but is wrong
+    return PrepareReport(
+        name=spec.name,
+        path=writer.path,
+        converter=converter.name,
+        splits=meta.splits,
+        expected=expected,
+        converted=converted,
+        reused=reused,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+        convert_seconds=convert_seconds,
+        check=check,
+        notes=notes,
+    )
