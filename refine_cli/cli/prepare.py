@@ -1,12 +1,14 @@
 """`refine prepare <dataset>`: download (or take) the archives, convert to the unified format, check.
 
-Each dataset is one small command that collects its own options and calls `_run`; the shared
-options (root, archives, manifest, workers, trust, skip-bad, json) are declared once below.
+Each dataset is one small command that collects its own options and calls `run_prepare`; the shared
+options (root, archives, manifest, workers, trust, skip-bad, json) are declared once below. A command
+may also live in its own module exposing `register(prepare_app)` (see prepare_shapes.py).
 """
 
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -43,12 +45,27 @@ SkipBadOpt = Annotated[
 ]
 
 
+class LabelOrder(str, Enum):
+    """Class order of Person-Part source PNGs (datasets.md section 5)."""
+
+    deeplab = "deeplab"
+    parsing_rcnn = "parsing-rcnn"
+
+
+class ContextClasses(str, Enum):
+    """Which PASCAL-Context variant(s) to write."""
+
+    sixty = "60"
+    fifty_nine = "59"
+    both = "both"
+
+
 def default_root() -> Path:
     """$REFINE_DATA, else ./data."""
     return Path(os.environ.get("REFINE_DATA") or "data")
 
 
-def _run(
+def run_prepare(
     converter: str,
     options: dict[str, Any],
     root: Path | None,
@@ -58,7 +75,8 @@ def _run(
     trust_archives: bool,
     skip_bad: bool,
     json_out: str | None,
-) -> None:
+) -> Any:
+    """Prepare one dataset, print its check and summary, write --json; returns the PrepareReport."""
     from refine_cli.cli.check import problems_error, render_check
     from refine_cli.data.pipeline import prepare_dataset
 
@@ -81,6 +99,7 @@ def _run(
         emit_json(report.to_dict(), json_out)
     if report.check is not None and not report.check.ok:
         raise problems_error(report.check)
+    return report
 
 
 def render_summary(report) -> None:  # noqa: ANN001 - a PrepareReport
@@ -156,7 +175,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = None,
     ) -> None:
         """PASCAL VOC 2012 segmentation: train 1,464 / val 1,449 (21 classes)."""
-        _run("voc", {"aug": aug}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        run_prepare("voc", {"aug": aug}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
 
     @prepare_app.command("sbd")
     def sbd(
@@ -169,7 +188,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = None,
     ) -> None:
         """SBD (Semantic Boundaries Dataset): train 8,498 / val 2,857, VOC's 21 classes."""
-        _run("sbd", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        run_prepare("sbd", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
 
     @prepare_app.command("coco")
     def coco(
@@ -186,9 +205,60 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """MS COCO 2017 mapped to the 20 VOC classes (for VOC pre-training)."""
         options = {"min_pixels": min_pixels}
-        _run("coco", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        run_prepare("coco", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
 
     from refine_cli.cli import prepare_shapes
 
     prepare_shapes.register(prepare_app)
+
+    @prepare_app.command("person-part")
+    def person_part(
+        label_order: Annotated[
+            LabelOrder,
+            typer.Option(
+                "--label-order",
+                help="Class order of the source PNGs: deeplab (pascal_person_part.zip) or parsing-rcnn "
+                "(1 lower-arm, 2 head, 3 upper-leg, 4 torso, 5 lower-leg, 6 upper-arm). Output is always deeplab's.",
+            ),
+        ] = LabelOrder.deeplab,
+        root: RootOpt = None,
+        archives: ArchivesOpt = None,
+        manifest: ManifestOpt = None,
+        workers: WorkersOpt = None,
+        trust_archives: TrustOpt = False,
+        skip_bad: SkipBadOpt = False,
+        json_out: JsonOpt = None,
+    ) -> None:
+        """PASCAL-Person-Part: train 1,716 / val 1,817, 7 classes (labels from the zip, VOC 2010 images)."""
+        options = {"label_order": label_order.value}
+        run_prepare("person-part", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+
+    @prepare_app.command("context")
+    def context(
+        classes: Annotated[
+            ContextClasses,
+            typer.Option(
+                "--classes",
+                help="60: `context` with background as class 0 (RefineNet); 59: `context59` with background "
+                "ignored (255); both: write both datasets.",
+            ),
+        ] = ContextClasses.sixty,
+        root: RootOpt = None,
+        archives: ArchivesOpt = None,
+        manifest: ManifestOpt = None,
+        workers: WorkersOpt = None,
+        trust_archives: TrustOpt = False,
+        skip_bad: SkipBadOpt = False,
+        json_out: JsonOpt = None,
+    ) -> None:
+        """PASCAL-Context: train 4,998 / val 5,105 in the FCN/RefineNet class order (VOC 2010 images)."""
+        names = {"60": ["context"], "59": ["context59"], "both": ["context", "context59"]}[classes.value]
+        common = (root, archives, manifest, workers, trust_archives, skip_bad)
+        if len(names) == 1:
+            run_prepare(names[0], {}, *common, json_out)
+            return
+        reports = [run_prepare(name, {}, *common, None) for name in names]
+        if json_out:
+            emit_json({"datasets": [report.to_dict() for report in reports]}, json_out)
+
     app.add_typer(prepare_app, name="prepare")

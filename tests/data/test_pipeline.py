@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from refine_cli.cli._options import JsonOpt
 from refine_cli.cli.app import _RefineGroup, app
-from refine_cli.cli.prepare import _run
+from refine_cli.cli.prepare import run_prepare
 from refine_cli.data.converters import register_converter
 from refine_cli.data.converters.base import (
     ConvertedSample,
@@ -199,7 +199,7 @@ def _cli() -> typer.Typer:
 
     @probe.command()
     def tiny(root: Path, archives: Path, manifest: Path, skip_bad: bool = False, json_out: JsonOpt = None) -> None:
-        _run("tinytest", {}, root, archives, manifest, 1, False, skip_bad, json_out)
+        run_prepare("tinytest", {}, root, archives, manifest, 1, False, skip_bad, json_out)
 
     @probe.command()
     def other() -> None:
