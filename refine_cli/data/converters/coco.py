@@ -15,6 +15,7 @@ annotations by image, so each work item carries only its own image's VOC annotat
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
             rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
     else:
         raise ValueError(f"unknown segmentation type {type(segmentation).__name__}")
-    return mask_utils.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' numpy-2 "copy keyword" DeprecationWarning, harmless
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def rasterize(annotations: list[tuple[int, int, Any]], height: int, width: int) -> np.ndarray:
