@@ -7,6 +7,7 @@ label against its image live here so the two converters report problems the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +31,20 @@ def find_voc2010(extracted: Path) -> Path:
     )
 
 
-def find_dir(base: Path, name: str, max_depth: int = 3) -> Path | None:
-    """The shallowest folder called `name` under `base` (skipping macOS `__MACOSX` litter), or None."""
-    base = Path(base)
-    if base.name == name and base.is_dir():
-        return base
-    level = [base]
-    for _ in range(max_depth):
+def find_folder(base: Path, accept: Callable[[Path], bool], max_depth: int = 3) -> Path | None:
+    """The shallowest folder at or under `base` that `accept`s (skipping macOS `__MACOSX` litter), or None.
+
+    Archives differ in nesting (the extraction folder may or may not repeat the archive's top folder),
+    so converters look for the folder by its contents instead of assuming one fixed path.
+    """
+    level = [Path(base)]
+    for depth in range(max_depth + 1):
         next_level: list[Path] = []
         for folder in level:
-            for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__MACOSX"):
-                if child.name == name:
-                    return child
-                next_level.append(child)
+            if accept(folder):
+                return folder
+            if depth < max_depth:
+                next_level += sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__MACOSX")
         level = next_level
     return None
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._voc2010 import check_same_size, find_dir, find_voc2010, read_id_list
+from refine_cli.data.converters._voc2010 import check_same_size, find_folder, find_voc2010, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
@@ -88,7 +88,7 @@ def check_labels_txt(path: Path) -> None:
 
 
 def _annotation_dir(extracted: Path) -> Path:
-    mats = find_dir(Path(extracted), "trainval")
+    mats = find_folder(Path(extracted), lambda p: p.name == "trainval" and any(p.glob("*.mat")))
     if mats is None:
         raise RefineError(
             f"{extracted} does not contain the trainval/ folder of .mat files",

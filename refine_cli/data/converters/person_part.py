@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._voc2010 import check_same_size, find_dir, find_voc2010, read_id_list
+from refine_cli.data.converters._voc2010 import check_same_size, find_folder, find_voc2010, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
@@ -83,14 +83,13 @@ class PersonPartConverter(Converter):
         order = str(options.get("label_order") or "deeplab")
         lut = person_part_lut(order)
         voc = find_voc2010(Path(sources["voc2010"]))
-        base = find_dir(Path(sources["annotations"]), ZIP_DIR)
-        label_dir = find_dir(base, LABEL_DIR, max_depth=1) if base else None
-        list_dir = find_dir(base, LIST_DIR, max_depth=1) if base else None
-        if base is None or label_dir is None or list_dir is None:
+        base = find_folder(Path(sources["annotations"]), lambda p: (p / LABEL_DIR).is_dir() and (p / LIST_DIR).is_dir())
+        if base is None:
             raise RefineError(
                 f"{sources['annotations']} does not contain {ZIP_DIR}/{LABEL_DIR} and {ZIP_DIR}/{LIST_DIR}",
                 hint="pass the pascal_person_part.zip from liangchiehchen.com (it has labels and lists, no images)",
             )
+        label_dir, list_dir = base / LABEL_DIR, base / LIST_DIR
         splits = {split: _split_ids(list_dir, split) for split in SPLITS}
         overlap = sorted(set(splits["train"]) & set(splits["val"]))
         if overlap:
