@@ -259,6 +259,8 @@ def fetch_source(
     loud warning (through `notify`, stderr by default); it never applies to files refine downloads itself.
     """
     warn = notify or _stderr_warning
+    if source.unverified:
+        warn(f"{source.file} has no published checksum; only its size can be checked ({source.note or 'see manifest'})")
     downloads_dir = Path(downloads_dir)
     downloads_dir.mkdir(parents=True, exist_ok=True)
     if archives_dir is not None:

@@ -49,6 +49,7 @@ class Source:
     optional: bool = False
     note: str = ""
     sha1: str | None = None
+    unverified: bool = False  # no checksum was ever published: only the size (if known) can be checked
 
     def checksums(self) -> dict[str, str]:
         """The known sums by algorithm name, strongest first."""
@@ -195,7 +196,7 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
             raise fail(f"{where}.{algo}", f"must be {length} hexadecimal digits")
         sums[algo] = value.lower() if value else None
     if not any(sums.values()) and not raw.get("unverified", False):
-        raise fail(where, "has no checksum; give md5, sha1 or sha256 so downloads can be verified")
+        raise fail(where, "has no checksum; give md5, sha1 or sha256 (or unverified = true if none was ever published)")
     note = raw.get("note", "")
     if not isinstance(note, str):
         raise fail(f"{where}.note", "must be a string")
@@ -209,6 +210,7 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
         login=login,
         extract=raw.get("extract", True),
         optional=raw.get("optional", False),
+        unverified=raw.get("unverified", False),
         note=note,
         sha1=sums["sha1"],
     )
