@@ -1,0 +1,321 @@
+"""Inference benchmark: latency distribution, throughput, memory and MACs of one or more models.
+
+Methodology (evaluation.md section 4): random input pre-allocated on the device (no data loading, no
+host-to-device copy), eval mode with BN folded, `torch.inference_mode()`, explicit warm-up, then one
+timing per iteration: CUDA events with a synchronisation per iteration on the GPU, `time.perf_counter`
+on the CPU. By default the timed step is what a user of `predict` waits for: forward, bilinear
+upsampling of the logits to the input size, argmax. Everything that changes speed is recorded.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from refine_cli.engine.complexity import MAC_UNIT_NOTE, measure
+from refine_cli.engine.inference import (
+    autocast_context,
+    check_precision,
+    prepare_for_inference,
+    tf32_flags,
+    tf32_mode,
+)
+from refine_cli.engine.memory import PeakMemory
+from refine_cli.engine.peers import create_peer, is_peer
+from refine_cli.errors import RefineError
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything that defines one benchmark measurement (recorded in the JSON report)."""
+
+    height: int = 512
+    width: int = 512
+    batch: int = 1
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+    warmup: int = 10
+    iters: int = 50
+    device: str = "auto"
+    fold_bn: bool = True
+    postprocess: bool = True
+    cudnn_benchmark: bool = False
+    threads: int | None = None
+    num_classes: int = 21
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512' -> (512, 512); '480x640' -> (480, 640) as height x width."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(text))
+    if not match:
+        raise RefineError(f"bad size {text!r}", hint="give one number (512) or HEIGHTxWIDTH (480x640)")
+    height = int(match.group(1))
+    width = int(match.group(2)) if match.group(2) else height
+    if height < 32 or width < 32:
+        raise RefineError(f"size {height}x{width} is too small", hint="use at least 32 pixels per side")
+    return height, width
+
+
+def resolve_device(text: str) -> torch.device:
+    """'auto' -> the GPU when there is one; 'cuda' without CUDA is an error, never a silent fallback."""
+    text = text.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", text):
+        if not torch.cuda.is_available():
+            raise RefineError(
+                f"--device {text} was asked for but CUDA is not available "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})",
+                hint="use --device cpu or --device auto",
+            )
+        device = torch.device(text)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RefineError(f"there is no {text}", hint=f"this machine has {torch.cuda.device_count()} GPU(s)")
+        return device
+    raise RefineError(f"unknown device {text!r}", hint="use auto, cpu, cuda or cuda:N")
+
+
+def validate(settings: BenchSettings, device: torch.device) -> None:
+    """Reject settings that would give a meaningless or NaN result."""
+    if settings.iters < 2:
+        raise RefineError(f"--iters {settings.iters} is too few", hint="use at least 2 (100+ for published numbers)")
+    if settings.warmup < 0:
+        raise RefineError(f"--warmup {settings.warmup} is negative", hint="use 0 or more warm-up iterations")
+    if settings.batch < 1:
+        raise RefineError(f"--batch {settings.batch} must be at least 1")
+    if settings.threads is not None and settings.threads < 1:
+        raise RefineError(f"--threads {settings.threads} must be at least 1")
+    if settings.compile_mode not in COMPILE_MODES:
+        raise RefineError(f"unknown compile mode {settings.compile_mode!r}", hint="use " + ", ".join(COMPILE_MODES))
+    check_precision(settings.precision, device)
+
+
+def latency_stats(times_ms: list[float]) -> dict[str, float]:
+    """mean, std (sample), min, p50, p90, p99, max of per-iteration latencies in ms."""
+    if len(times_ms) < 2:
+        raise ValueError("need at least two timings")
+    ordered = sorted(times_ms)
+
+    def percentile(q: float) -> float:  # linear interpolation, as numpy's default
+        position = (len(ordered) - 1) * q
+        low = math.floor(position)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+    return {
+        "mean": statistics.fmean(ordered),
+        "std": statistics.stdev(ordered),
+        "min": ordered[0],
+        "p50": percentile(0.50),
+        "p90": percentile(0.90),
+        "p99": percentile(0.99),
+        "max": ordered[-1],
+    }
+
+
+def time_steps(step: Callable[[], object], iters: int, device: torch.device) -> list[float]:
+    """Per-iteration latency in ms: CUDA events (synchronised each iteration) or perf_counter."""
+    times: list[float] = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(iters):
+            begin = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - begin) * 1000.0)
+    return times
+
+
+def build_model(name: str, num_classes: int) -> nn.Module:
+    """A registered refine model or a `tv:` peer, randomly initialised (nothing downloaded)."""
+    if is_peer(name):
+        return create_peer(name, num_classes=num_classes)
+    from refine_cli.models import create_model
+
+    return create_model(name, num_classes=num_classes)
+
+
+def _make_step(model: nn.Module, x: torch.Tensor, settings: BenchSettings, device: torch.device) -> Callable:
+    size = (settings.height, settings.width)
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), autocast_context(settings.precision, device):
+            out = model(x)
+            if settings.postprocess:
+                if tuple(out.shape[-2:]) != size:
+                    from refine_cli.models import upsample_logits
+
+                    out = upsample_logits(out, size)
+                out = out.argmax(1)
+        return out
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark_one(
+    name: str,
+    settings: BenchSettings,
+    device: torch.device,
+    builder: Callable[[], nn.Module],
+    counter: Callable[[], nn.Module] | None = None,
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    """Benchmark the model that `builder` returns; return one JSON-ready result.
+
+    `counter` builds the same architecture without weights (for MAC counting on the meta device).
+    """
+    complexity = measure(counter or builder, settings.height, settings.width)
+    memory = PeakMemory(device)
+    memory.start()
+    model, folded = prepare_for_inference(
+        builder(), device, fold_bn=settings.fold_bn, channels_last=settings.channels_last
+    )
+    x = torch.randn(settings.batch, 3, settings.height, settings.width, device=device)
+    if settings.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    compile_time = None
+    if settings.compile:
+        torch.compiler.reset()
+        model = torch.compile(model, mode=settings.compile_mode)
+    step = _make_step(model, x, settings, device)
+    memory.reset_peak()
+    if settings.compile:  # the first call compiles: timed separately, never part of the latency
+        begin = time.perf_counter()
+        step()
+        _sync(device)
+        compile_time = time.perf_counter() - begin
+    for _ in range(settings.warmup):
+        step()
+    _sync(device)
+    times = time_steps(step, settings.iters, device)
+    stats = latency_stats(times)
+    notes = []
+    memory_fields = memory.result_mib()
+    if device.type == "cpu":
+        notes.append(
+            f"CPU run ({torch.get_num_threads()} threads, perf_counter timing): not a CUDA benchmark, "
+            "do not compare with GPU numbers"
+        )
+    if memory.note:
+        notes.append(memory.note)
+    del model, step, x
+    gc.collect()
+    return {
+        "model": name,
+        "checkpoint": checkpoint,
+        "num_classes": num_classes or settings.num_classes,
+        "params": complexity.params,
+        "gmacs": round(complexity.gmacs, 3),
+        "mac_unit": MAC_UNIT_NOTE + "; per image at the benchmarked size",
+        "latency_ms": {key: round(value, 4) for key, value in stats.items()},
+        "fps": round(settings.batch * 1000.0 / stats["mean"], 3),
+        **memory_fields,
+        "device": str(device),
+        "precision": settings.precision,
+        "batch": settings.batch,
+        "size": [settings.height, settings.width],
+        "channels_last": settings.channels_last,
+        "compile": settings.compile,
+        "compile_mode": settings.compile_mode if settings.compile else None,
+        "compile_time_s": None if compile_time is None else round(compile_time, 3),
+        "bn_folded": folded,
+        "timed": "forward + upsample to input + argmax" if settings.postprocess else "forward only",
+        "timer": "cuda events, synchronised per iteration" if device.type == "cuda" else "time.perf_counter",
+        "warmup": settings.warmup,
+        "iters": settings.iters,
+        "threads": torch.get_num_threads(),
+        "notes": notes,
+    }
+
+
+def run_benchmarks(
+    names: list[str],
+    settings: BenchSettings,
+    checkpoint: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Benchmark every model in `names` (and the checkpoint's model first, if given) under `settings`."""
+    from refine_cli.envinfo import environment
+
+    device = resolve_device(settings.device)
+    validate(settings, device)
+    for name in names:  # fail on a bad name before spending minutes on the others
+        if not is_peer(name):
+            _check_model_name(name)
+    jobs: list[dict[str, Any]] = []
+    if checkpoint:
+        from refine_cli.models import create_model
+        from refine_cli.models.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        jobs.append(
+            {
+                "name": loaded.model,
+                "builder": loaded.build_model,
+                "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
+                "checkpoint": checkpoint,
+                "num_classes": loaded.num_classes,
+            }
+        )
+    jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
+    if not jobs:
+        raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")
+    saved_threads, saved_cudnn = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    results = []
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+        env = environment(str(device))
+        with tf32_mode(settings.precision == "tf32"):
+            cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
+            for job in jobs:
+                if on_start:
+                    on_start(job["name"])
+                result = benchmark_one(settings=settings, device=device, **job)
+                result.update({"cuda_flags": cuda_flags or None, "settings": asdict(settings), "env": env})
+                results.append(result)
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.backends.cudnn.benchmark = saved_cudnn
+    return results
+
+
+def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:
+    return lambda: build_model(name, num_classes)
+
+
+def _check_model_name(name: str) -> None:
+    from refine_cli.models import list_models
+
+    known = list_models()
+    if name not in known:
+        raise RefineError(f"unknown model {name!r}", hint="choose one of: " + ", ".join(known) + " (or a tv: peer)")

@@ -1,0 +1,267 @@
+"""The refine checkpoint: one self-describing file that train writes and eval, predict and bench read.
+
+A plain dict of tensors, strings and numbers (so `torch.load(weights_only=True)` can read it without
+ever unpickling code): the model name and constructor arguments, class names and palette, weights,
+the training config and metrics. Official LW-RefineNet / RefineNet files are recognised and the user
+is pointed at `refine convert` instead of a confusing key error.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from refine_cli import __version__
+from refine_cli.errors import RefineError
+from refine_cli.fileio import atomic_path
+
+FORMAT = "refine-checkpoint"
+FORMAT_VERSION = 1
+WRAPPER_KEYS = ("segmenter", "state_dict", "model")
+
+VOC_CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]  # fmt: skip
+
+
+def color_map(num_classes: int) -> list[list[int]]:
+    """The PASCAL VOC colour map (bit-interleaved class index), for any number of classes."""
+    palette = []
+    for index in range(num_classes):
+        red = green = blue = 0
+        value = index
+        for shift in range(7, -1, -1):
+            red |= (value & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette.append([red, green, blue])
+    return palette
+
+
+def default_classes(num_classes: int) -> list[str]:
+    """VOC names for 21 classes, else class_0, class_1, ..."""
+    return list(VOC_CLASSES) if num_classes == 21 else [f"class_{i}" for i in range(num_classes)]
+
+
+@dataclass
+class Checkpoint:
+    """A loaded refine checkpoint (all fields as saved)."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    num_classes: int
+    classes: list[str]
+    palette: list[list[int]]
+    state_dict: dict[str, torch.Tensor]
+    train_config: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+    refine_version: str | None = None
+    created: str | None = None
+    format_version: int = FORMAT_VERSION
+    path: Path | None = field(default=None, repr=False)
+
+    def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """Create the architecture and load the weights strictly (every key, every shape)."""
+        from refine_cli.models import create_model
+
+        model = create_model(self.model, **self.model_kwargs)
+        load_state_dict_strict(model, self.state_dict, source=str(self.path or "checkpoint"))
+        return model.to(device)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """model.load_state_dict(strict=True), but failures name the first offending keys on one line."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise RefineError(
+            f"weights in {source} do not match the model: " + "; ".join(parts),
+            hint="the checkpoint was made for a different architecture or version",
+        )
+    for key, tensor in expected.items():
+        if tuple(state_dict[key].shape) != tuple(tensor.shape):
+            raise RefineError(
+                f"weights in {source} do not match the model: {key} has shape {tuple(state_dict[key].shape)}, "
+                f"the model expects {tuple(tensor.shape)}",
+                hint="check the model name and number of classes",
+            )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Reduce config/metric values to types weights_only loading accepts (Path -> str, numpy -> python)."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[]") for item in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar / 0-d array
+        return value.item()
+    raise TypeError(f"{where} holds a {type(value).__name__}, which a checkpoint cannot store")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model_name: str,
+    model: nn.Module | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    num_classes: int,
+    classes: list[str] | None = None,
+    palette: list[list[int]] | None = None,
+    train_config: dict | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+    model_kwargs: dict | None = None,
+) -> None:
+    """Write a refine checkpoint atomically (weights from `model` or `state_dict`, moved to the CPU)."""
+    if (model is None) == (state_dict is None):
+        raise TypeError("give exactly one of model= or state_dict=")
+    weights = model.state_dict() if model is not None else state_dict
+    classes = list(classes) if classes is not None else default_classes(num_classes)
+    palette = [list(map(int, rgb)) for rgb in palette] if palette is not None else color_map(num_classes)
+    if len(classes) != num_classes or len(palette) != num_classes:
+        raise ValueError(f"{len(classes)} class names and {len(palette)} colours for {num_classes} classes")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "model_kwargs": _plain({**(model_kwargs or {}), "num_classes": num_classes}, "model_kwargs"),
+        "classes": classes,
+        "palette": palette,
+        "state_dict": {key: value.detach().cpu() for key, value in weights.items()},
+        "train_config": _plain(train_config, "train_config"),
+        "metrics": _plain(metrics, "metrics"),
+        "extra": _plain(extra, "extra"),
+        "refine_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_torch_file(path: Path) -> Any:
+    """torch.load(weights_only=True) with every failure turned into one clear RefineError."""
+    if not path.exists():
+        raise RefineError(f"checkpoint {path} does not exist", hint="check the path")
+    if path.is_dir():
+        raise RefineError(f"checkpoint {path} is a directory", hint="give the .pt file inside it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower() or "weights_only" in str(error):
+            raise RefineError(
+                f"{path} contains pickled Python objects that refine will not execute",
+                hint="re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) and run `refine convert`",
+            ) from None
+        raise RefineError(f"{path} is not a readable torch file ({error})", hint="the file may be corrupt") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise RefineError(
+            f"{path} is not a readable torch checkpoint ({reason})", hint="the file is corrupt or not a torch file"
+        ) from None
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
+    """The tensor dict inside an official file (plain, or under segmenter/state_dict/model), `module.` removed."""
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return unwrap_state_dict(obj[key])
+        if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
+            return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return None
+
+
+def guess_official_model(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """Which official architecture a state_dict belongs to, from its key names (None if unknown)."""
+    if "segm.weight" in state_dict and "conv_adapt2.weight" in state_dict:
+        return "lw-refinenet-mobilenetv2"
+    if "clf_conv.weight" not in state_dict:
+        return None
+    blocks = {int(key.split(".")[1]) for key in state_dict if key.startswith("layer3.")}
+    depth = {6: "50", 23: "101", 36: "152"}.get(len(blocks))
+    if depth is None:
+        return None
+    full = any(key.startswith("adapt_stage1_b.") for key in state_dict)
+    return f"refinenet-{depth}" if full else f"lw-refinenet-{depth}"
+
+
+def infer_num_classes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+    """Number of classes from the classifier weight of an official state_dict."""
+    for key in ("clf_conv.weight", "segm.weight"):
+        if key in state_dict:
+            return int(state_dict[key].shape[0])
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a refine checkpoint safely (weights_only) and check it is one this version understands."""
+    path = Path(path)
+    obj = read_torch_file(path)
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+        official = unwrap_state_dict(obj)
+        guess = guess_official_model(official) if official else None
+        if guess:
+            raise RefineError(
+                f"{path} is an official {guess} state_dict, not a refine checkpoint",
+                hint=f"import it once with `refine convert {path} --model {guess} --out CK.pt`",
+            )
+        if official:
+            raise RefineError(
+                f"{path} is a bare state_dict, not a refine checkpoint",
+                hint="import it with `refine convert SRC --model NAME --out CK.pt`",
+            )
+        raise RefineError(f"{path} is not a refine checkpoint", hint="give a file written by refine train/convert")
+    version = obj.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise RefineError(
+            f"{path} has checkpoint format version {version}; this refine reads up to {FORMAT_VERSION}",
+            hint="upgrade refine",
+        )
+    from refine_cli.models import list_models
+
+    known = list_models()
+    if obj.get("model") not in known:
+        raise RefineError(
+            f"{path} is for model {obj.get('model')!r}, which this refine does not know",
+            hint="known models: " + ", ".join(known),
+        )
+    kwargs = dict(obj.get("model_kwargs") or {})
+    num_classes = int(kwargs.get("num_classes", len(obj.get("classes") or [])))
+    return Checkpoint(
+        model=obj["model"],
+        model_kwargs=kwargs,
+        num_classes=num_classes,
+        classes=list(obj.get("classes") or default_classes(num_classes)),
+        palette=[list(rgb) for rgb in (obj.get("palette") or color_map(num_classes))],
+        state_dict=dict(obj["state_dict"]),
+        train_config=obj.get("train_config"),
+        metrics=obj.get("metrics"),
+        extra=obj.get("extra"),
+        refine_version=obj.get("refine_version"),
+        created=obj.get("created"),
+        format_version=version,
+        path=path,
+    )
