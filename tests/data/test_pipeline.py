@@ -154,6 +154,7 @@ def test_resume_after_crash(tmp_path: Path, archives: tuple[Path, Path]) -> None
     assert not (dataset / "meta.json").exists()  # an unfinished dataset never looks complete
     written = sorted(p.stem for p in (dataset / "labels").glob("*.png"))
     assert written == [f"s{i:02d}" for i in range(1, 7)]
+    (dataset / "labels" / ".s07.png.x1y2.part").write_bytes(b"half")  # as left by a killed process
     flag.unlink()
     report = _prepare(tmp_path, archives, workers=2, options={"crash_flag": str(flag)})
     assert report.reused == 6 and report.converted == N - 1 - 6 and report.check.ok
