@@ -210,6 +210,9 @@ def register(app: typer.Typer) -> None:
     from refine_cli.cli import prepare_shapes
 
     prepare_shapes.register(prepare_app)
+    from refine_cli.cli import prepare_scenes  # nyudv2, ade20k, cityscapes
+
+    prepare_scenes.register(prepare_app)
 
     @prepare_app.command("person-part")
     def person_part(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refine_cli.data.manifest import Source
 from refine_cli.errors import RefineError
 
 DEFAULT_BASE_URL = "https://www.cityscapes-dataset.com"
@@ -276,3 +277,32 @@ def download_packages(
         callback = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
         paths[name] = client.download(name, dest_dir, expected_md5=(expected_md5 or {}).get(name), progress=callback)
     return paths
+
+
+def ensure_login_sources(
+    sources: list[Source],
+    downloads_dir: Path,
+    username: str | None = None,
+    *,
+    interactive: bool | None = None,
+    base_url: str | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> list[Path]:
+    """Download the login-only sources that are not yet in `downloads_dir`; returns what was fetched.
+
+    Logs in only when something is missing, so a re-run after a completed download never asks for a
+    password. Integrity against the manifest is checked afterwards by the normal prepare pipeline.
+    """
+    missing = [s for s in sources if s.login and not (Path(downloads_dir) / s.file).is_file()]
+    if not missing:
+        return []
+    credentials = resolve_credentials(username, interactive=interactive)
+    fetched = download_packages(
+        [s.file for s in missing],
+        Path(downloads_dir),
+        credentials,
+        expected_md5={s.file: s.md5 for s in missing if s.md5},
+        base_url=base_url,
+        progress=progress,
+    )
+    return list(fetched.values())

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from refine_cli.cli.app import app
 from refine_cli.data.converters.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
 from refine_cli.data.converters.base import SampleError
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center
+from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
+from tests.support.prepare_runner import run_prepare
 
 # Source value -> (unified index, class name): 0 "other" is ignored; objectInfo150 index k -> k-1
 # (datasets.md section 7 and appendix D).
@@ -69,3 +73,43 @@ def test_not_scene_parsing_layout(tmp_path: Path) -> None:
     (tmp_path / "ADE20K_2021_17_01" / "images").mkdir(parents=True)
     with pytest.raises(RefineError, match="does not contain ADEChallengeData2016"):
         ADE20KConverter().plan({"trainval": tmp_path}, {})
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_prepare_ade20k_from_archives(tmp_path: Path) -> None:
+    fake = build_ade20k(tmp_path / "archives")
+    manifest = scenes_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
+    root = tmp_path / "data"
+    args = ["ade20k", "--root", str(root), "--archives", str(tmp_path / "archives"), "--manifest", str(manifest)]
+    result = run_prepare([*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == {"train": 3, "val": 2} and result.report["check"]["ok"] is True
+    dataset = UnifiedDataset(root / "ade20k")
+    assert dataset.meta.classes[149] == "flag" and dataset.meta.ignore_index == 255
+    for sample_id in [*fake.train_ids, *fake.val_ids]:
+        label, source = dataset.read_label(sample_id), fake.labels[sample_id]
+        for index in range(len(ADE_PAINTED)):
+            y, x = patch_center(index, source.shape[1])
+            assert label[y, x] == KNOWN.get(int(source[y, x]), (int(source[y, x]) - 1,))[0]
+        assert dataset.read_image(sample_id).shape == (*source.shape, 3)  # grayscale JPEG read as RGB
+    assert dataset.image_path(fake.gray_id).read_bytes()[:2] == b"\xff\xd8"  # JPEG copied, not re-encoded
+    check = CliRunner().invoke(app, ["check", str(root / "ade20k")])
+    assert check.exit_code == 0, check.output
+
+
+def test_prepare_ade20k_bad_label_one_line_error_then_skip(tmp_path: Path) -> None:
+    fake = build_ade20k(tmp_path / "archives", bad={"ADE_train_00000003": "wrong-size"})
+    manifest = scenes_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
+    args = ["ade20k", "--root", str(tmp_path / "data"), "--archives", str(tmp_path / "archives")]
+    args += ["--manifest", str(manifest), "--workers", "1"]
+    failed = run_prepare(args)
+    assert failed.exit_code == 2
+    lines = [line for line in failed.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: bad sample 'ADE_train_00000003'")
+    assert "ADE_train_00000003.png" in lines[0] and "Traceback" not in failed.output
+    skipped = run_prepare([*args, "--skip-bad"])
+    assert skipped.exit_code == 0, skipped.output
+    assert skipped.report["splits"] == {"train": 2, "val": 2}
+    assert skipped.report["skipped"][0]["id"] == "ADE_train_00000003"

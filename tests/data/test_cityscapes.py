@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from refine_cli.cli.app import app
 from refine_cli.data.cityscapes_login import CityscapesClient, Credentials, download_packages, resolve_credentials
 from refine_cli.data.converters.base import SampleError, WorkItem
 from refine_cli.data.converters.cityscapes import (
@@ -18,8 +20,17 @@ from refine_cli.data.converters.cityscapes import (
     label_id_to_train_id_lut,
     train_ids_to_label_ids,
 )
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import CS_GT_ZIP, CS_IMG_ZIP, CityscapesStub, build_cityscapes, patch_center
+from tests.support.fake_datasets_a import (
+    CS_GT_ZIP,
+    CS_IMG_ZIP,
+    CityscapesStub,
+    build_cityscapes,
+    patch_center,
+    scenes_manifest,
+)
+from tests.support.prepare_runner import run_prepare
 
 # (labelId, trainId) pairs copied from cityscapesScripts helpers/labels.py (datasets.md appendix C).
 OFFICIAL_PAIRS = [
@@ -160,3 +171,72 @@ def test_corrupt_image_is_a_sample_error(tmp_path: Path) -> None:
     with pytest.raises(SampleError, match="cannot read image"):
         CityscapesConverter.convert(WorkItem("x", (str(image), None)))
     assert json.dumps(CityscapesConverter().required_sources({})) == '["gtfine", "leftimg"]'
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+FIXTURE_SPLITS = {"train": 2, "val": 2, "test": 1}
+
+
+def _check_prepared(root: Path, fake) -> None:
+    dataset = UnifiedDataset(root / "cityscapes")
+    assert dataset.meta.num_classes == 19 and dataset.meta.classes[18] == "bicycle"
+    assert dataset.meta.extra["unlabeled_splits"] == ["test"]
+    label_ids = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]  # labels.py, trainId order
+    assert dataset.meta.extra["train_id_to_label_id"] == label_ids
+    assert dataset.meta.palette[0] == [128, 64, 128]
+    lut = dict(OFFICIAL_PAIRS)
+    for stem in [*fake.ids["train"], *fake.ids["val"]]:
+        label, source = dataset.read_label(stem), fake.labels[stem]
+        np.testing.assert_array_equal(label, np.vectorize(lambda v: lut[int(v)])(source).astype(np.uint8))
+    assert (dataset.read_label(fake.ids["test"][0]) == 255).all()
+    stem = fake.ids["val"][0]
+    member = f"leftImg8bit/val/frankfurt/{stem}_leftImg8bit.png"
+    assert dataset.image_path(stem).read_bytes() == _zip_member(fake.img_zip, member)  # copied unchanged
+    check = CliRunner().invoke(app, ["check", str(root / "cityscapes")])
+    assert check.exit_code == 0, check.output
+
+
+def _zip_member(path: Path, member: str) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(member)
+
+
+def test_prepare_cityscapes_from_archives(tmp_path: Path) -> None:
+    fake = build_cityscapes(tmp_path / "archives")
+    files = {"gtfine": fake.gt_zip, "leftimg": fake.img_zip}
+    manifest = scenes_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
+    args = ["cityscapes", "--root", str(tmp_path / "data"), "--archives", str(tmp_path / "archives")]
+    result = run_prepare([*args, "--manifest", str(manifest), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == FIXTURE_SPLITS and result.report["check"]["ok"] is True
+    _check_prepared(tmp_path / "data", fake)
+
+
+def test_prepare_cityscapes_logs_in_and_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = build_cityscapes(tmp_path / "raw")
+    files = {"gtfine": fake.gt_zip, "leftimg": fake.img_zip}
+    manifest = scenes_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
+    packages = {CS_GT_ZIP: fake.gt_zip.read_bytes(), CS_IMG_ZIP: fake.img_zip.read_bytes()}
+    root = tmp_path / "data"
+    args = ["cityscapes", "--root", str(root), "--manifest", str(manifest), "--workers", "1"]
+    with CityscapesStub(USER, PASSWORD, packages) as stub:
+        monkeypatch.setenv("REFINE_CITYSCAPES_URL", stub.url)
+        monkeypatch.delenv("CITYSCAPES_USERNAME", raising=False)
+        monkeypatch.setenv("CITYSCAPES_PASSWORD", PASSWORD)
+        result = run_prepare([*args, "--username", USER])
+        assert result.exit_code == 0, result.output
+        assert PASSWORD not in result.output
+        assert len(stub.login_posts) == 1
+        _check_prepared(root, fake)
+        assert sorted(p.name for p in (root / "downloads").glob("*.zip")) == [CS_GT_ZIP, CS_IMG_ZIP]
+        again = run_prepare(args)  # zips already there: no login, no password needed
+        assert again.exit_code == 0, again.output
+        assert len(stub.login_posts) == 1 and again.report["reused"] == 5
+
+        monkeypatch.delenv("CITYSCAPES_PASSWORD")
+        fresh = run_prepare(["cityscapes", "--root", str(tmp_path / "other"), "--manifest", str(manifest)])
+    assert fresh.exit_code == 2
+    assert fresh.output.strip().startswith("error: Cityscapes needs an account")

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
+from typer.testing import CliRunner
 
+from refine_cli.cli.app import app
 from refine_cli.data.converters.base import SampleError
 from refine_cli.data.converters.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center
+from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
+from tests.support.prepare_runner import run_prepare
 
 # NYU id -> (unified index, class name), from classMapping40.mat as listed in datasets.md appendix B
 # (40-class id minus one; 0 = unlabeled -> 255).
@@ -96,3 +100,33 @@ def test_label_out_of_range_is_a_sample_error(tmp_path: Path) -> None:
     item = next(i for i in NYUDv2Converter().plan(_sources(fake), {}).items if i.sample_id == "000001")
     with pytest.raises(SampleError, match="has label 900"):
         NYUDv2Converter.convert(item)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_prepare_nyudv2_end_to_end_over_http(tmp_path: Path, http_server) -> None:
+    fake = build_nyu(tmp_path / "raw")
+    files = {"labeled": fake.mat, "splits": fake.splits, "mapping": fake.mapping}
+    for path in files.values():
+        http_server.files[path.name] = path.read_bytes()
+    manifest = scenes_manifest(tmp_path, "nyudv2", files, http_server.url(""), {"train": 3, "val": 3})
+    root = tmp_path / "data"
+    args = ["nyudv2", "--root", str(root), "--manifest", str(manifest), "--workers", "2", "--crop-border", "2"]
+    result = run_prepare(args)
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == {"train": 3, "val": 3} and result.report["check"]["ok"] is True
+    dataset = UnifiedDataset(root / "nyudv2")
+    assert dataset.meta.num_classes == 40 and dataset.meta.extra["crop_border"]["left"] == 2
+    assert dataset.split_ids("val") == ["000001", "000002", "000005"]
+    for sample_id in ["000001", "000004"]:
+        label, image = dataset.read_label(sample_id), dataset.read_image(sample_id)
+        assert label.shape == (44, 60) and image.shape == (44, 60, 3)
+        np.testing.assert_array_equal(image, fake.images[sample_id][2:-2, 2:-2])
+        source = fake.labels[sample_id][2:-2, 2:-2]
+        for index in range(len(NYU_PAINTED)):
+            y, x = patch_center(index, 64)
+            assert label[y - 2, x - 2] == KNOWN[int(source[y - 2, x - 2])][0]
+    assert dataset.image_path("000001").suffix == ".png"
+    check = CliRunner().invoke(app, ["check", str(root / "nyudv2")])
+    assert check.exit_code == 0, check.output

@@ -1,0 +1,123 @@
+"""`refine prepare nyudv2 | ade20k | cityscapes`: the indoor, scene-parsing and driving datasets.
+
+Thin commands: options in, `run_prepare` out. Cityscapes adds the login-then-download step (library:
+refine_cli.data.cityscapes_login) before the common pipeline, which then finds and verifies the zips.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from refine_cli.cli._console import err
+from refine_cli.cli._options import JsonOpt
+from refine_cli.cli.check import WorkersOpt
+from refine_cli.cli.prepare import (
+    ArchivesOpt,
+    ManifestOpt,
+    RootOpt,
+    SkipBadOpt,
+    TrustOpt,
+    default_root,
+    run_prepare,
+)
+
+
+def nyudv2_command(
+    crop_border: Annotated[
+        str,
+        typer.Option(
+            "--crop-border",
+            metavar="none|lw|N|T,R,B,L",
+            help="Remove the white frame around NYU images: 'lw' = 625x468 like LW-RefineNet (6 px top/bottom, "
+            "7 left, 8 right), N pixels per side, or top,right,bottom,left. Labels are cropped the same way.",
+        ),
+    ] = "none",
+    root: RootOpt = None,
+    archives: ArchivesOpt = None,
+    manifest: ManifestOpt = None,
+    workers: WorkersOpt = None,
+    trust_archives: TrustOpt = False,
+    skip_bad: SkipBadOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """NYUDv2 40 classes: train 795 / val 654 (the official test set), from the 2.8 GB labelled .mat."""
+    from refine_cli.data.converters.nyudv2 import parse_crop
+
+    top, right, bottom, left = parse_crop(crop_border)  # fail on a typo before any download
+    options = {"crop_border": f"{top},{right},{bottom},{left}"}
+    run_prepare("nyudv2", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+
+
+def ade20k_command(
+    root: RootOpt = None,
+    archives: ArchivesOpt = None,
+    manifest: ManifestOpt = None,
+    workers: WorkersOpt = None,
+    trust_archives: TrustOpt = False,
+    skip_bad: SkipBadOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """ADE20K SceneParsing: train 20,210 / val 2,000, 150 classes ('other' -> ignore)."""
+    run_prepare("ade20k", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+
+
+def cityscapes_command(
+    username: Annotated[
+        Optional[str],  # noqa: UP045 - typer evaluates this at runtime
+        typer.Option(
+            "--username",
+            help="Cityscapes account (or $CITYSCAPES_USERNAME); the password comes from $CITYSCAPES_PASSWORD "
+            "or a hidden prompt, never from the command line.",
+        ),
+    ] = None,
+    root: RootOpt = None,
+    archives: ArchivesOpt = None,
+    manifest: ManifestOpt = None,
+    workers: WorkersOpt = None,
+    trust_archives: TrustOpt = False,
+    skip_bad: SkipBadOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """Cityscapes fine: train 2,975 / val 500 / test 1,525 (test labels withheld: all 255), 19 trainIds.
+
+    Needs an account: pass the two zips with --archives, or log in with --username.
+    """
+    if archives is None:
+        from refine_cli.data.cityscapes_login import ensure_login_sources
+        from refine_cli.data.converters.cityscapes import CityscapesConverter
+        from refine_cli.data.manifest import load_manifest
+
+        loaded = load_manifest(manifest if manifest is not None else "cityscapes")
+        keys = CityscapesConverter().required_sources({})
+        downloads = Path(root or default_root()).expanduser() / "downloads"
+        ensure_login_sources([loaded.source(k) for k in keys], downloads, username, progress=_progress_bars())
+    run_prepare("cityscapes", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+
+
+def _progress_bars():  # noqa: ANN202 - a (name, done, total) callback or None
+    """One tqdm bar per package on stderr when it is a terminal; silent otherwise."""
+    if not err.is_terminal:
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(name: str, done: int, total: int | None) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, desc=f"download {name}", unit="B", unit_scale=True, initial=done)
+        bar.update(done - bar.n)
+        if total is not None and done >= total:
+            bar.close()
+
+    return update
+
+
+def register(prepare_app: typer.Typer) -> None:
+    """Attach `nyudv2`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
+    prepare_app.command("nyudv2")(nyudv2_command)
+    prepare_app.command("ade20k")(ade20k_command)
+    prepare_app.command("cityscapes")(cityscapes_command)
