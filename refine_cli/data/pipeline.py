@@ -159,7 +159,8 @@ def _run_work(
 
 
 def _state(converter: Converter, options: dict[str, Any]) -> dict[str, Any]:
-    clean = {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool, type(None), list))}
+    clean = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    clean = {k: v for k, v in clean.items() if isinstance(v, (str, int, float, bool, type(None), list))}
     return {"converter": converter.name, "version": converter.version, "options": clean}
 
 
