@@ -44,12 +44,13 @@ def _seed(sample_id: str, salt: str = "") -> int:
 
 
 def _image(sample_id: str, height: int, width: int) -> np.ndarray:
-    """A smooth, distinct RGB image per id (realistic JPEG sizes, unlike white noise)."""
+    """A distinct RGB image per id: smooth gradients plus mild grain, like a photo to a JPEG encoder."""
     rng = np.random.default_rng(_seed(sample_id, "img"))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     a, b, c = rng.uniform(0.01, 0.08, size=3)
     base = np.stack([np.sin(xx * a), np.cos(yy * b), np.sin((xx + yy) * c)], axis=-1)
-    return ((base * 0.5 + 0.5) * 255).astype(np.uint8)
+    texture = rng.normal(0.0, 10.0, size=base.shape)  # photo-like detail, so JPEG sizes are realistic
+    return np.clip((base * 0.5 + 0.5) * 235 + 10 + texture, 0, 255).astype(np.uint8)
 
 
 def _jpeg(array: np.ndarray, quality: int = 90) -> bytes:
