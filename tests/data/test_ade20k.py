@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from refine_cli.cli.app import app
 from refine_cli.data.converters.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
 from refine_cli.data.converters.base import SampleError
+from refine_cli.data.manifest import load_manifest
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
@@ -113,3 +114,9 @@ def test_prepare_ade20k_bad_label_one_line_error_then_skip(tmp_path: Path) -> No
     assert skipped.exit_code == 0, skipped.output
     assert skipped.report["splits"] == {"train": 2, "val": 2}
     assert skipped.report["skipped"][0]["id"] == "ADE_train_00000003"
+
+
+def test_packaged_manifest_matches_the_reference() -> None:
+    manifest = load_manifest("ade20k")
+    assert manifest.splits == {"train": 20210, "val": 2000}
+    assert manifest.source("trainval").sha1 == "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"

@@ -20,6 +20,7 @@ from refine_cli.data.converters.cityscapes import (
     label_id_to_train_id_lut,
     train_ids_to_label_ids,
 )
+from refine_cli.data.manifest import load_manifest
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import (
@@ -240,3 +241,12 @@ def test_prepare_cityscapes_logs_in_and_downloads(tmp_path: Path, monkeypatch: p
         fresh = run_prepare(["cityscapes", "--root", str(tmp_path / "other"), "--manifest", str(manifest)])
     assert fresh.exit_code == 2
     assert fresh.output.strip().startswith("error: Cityscapes needs an account")
+
+
+def test_packaged_manifest_needs_login() -> None:
+    manifest = load_manifest("cityscapes")
+    assert manifest.splits == {"train": 2975, "val": 500, "test": 1525}
+    gt, img = manifest.source("gtfine"), manifest.source("leftimg")
+    assert gt.login and img.login and not gt.urls
+    assert (gt.file, gt.md5) == ("gtFine_trainvaltest.zip", "4237c19de34c8a376e9ba46b495d6f66")
+    assert (img.file, img.md5) == ("leftImg8bit_trainvaltest.zip", "0a6e97e94b616a514066c9e2adb0c97f")

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from refine_cli.cli.app import app
 from refine_cli.data.converters.base import SampleError
 from refine_cli.data.converters.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
+from refine_cli.data.manifest import load_manifest
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
@@ -37,7 +38,7 @@ def test_plan_reads_splits_one_based(tmp_path: Path) -> None:
     plan = NYUDv2Converter().plan(_sources(fake), {})
     assert plan.splits == {"train": ["000003", "000004", "000006"], "val": ["000001", "000002", "000005"]}
     assert plan.spec.classes == NYU40_CLASSES and len(NYU40_CLASSES) == 40
-    assert plan.spec.extra["image_size"] == [64, 48]
+    assert plan.spec.extra["image_size_wh"] == [64, 48]
 
 
 def test_convert_transposes_and_maps_known_pairs(tmp_path: Path) -> None:
@@ -130,3 +131,12 @@ def test_prepare_nyudv2_end_to_end_over_http(tmp_path: Path, http_server) -> Non
     assert dataset.image_path("000001").suffix == ".png"
     check = CliRunner().invoke(app, ["check", str(root / "nyudv2")])
     assert check.exit_code == 0, check.output
+
+
+def test_packaged_manifest_matches_the_reference() -> None:
+    manifest = load_manifest("nyudv2")
+    assert manifest.splits == {"train": 795, "val": 654}
+    labeled = manifest.source("labeled")
+    assert labeled.size == 2_972_037_809 and not labeled.extract and not labeled.login
+    assert manifest.source("splits").md5 == "08e3c3aea27130ac7c01ffd739a4535f"
+    assert manifest.source("mapping").md5 == "e377c88729dd63af81205ac9a8634a19"

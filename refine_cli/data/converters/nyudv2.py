@@ -179,7 +179,7 @@ class NYUDv2Converter(Converter):
                 "source_label_mapping": "0 (unlabeled) -> 255; NYU id i -> classMapping40 mapClass[i] - 1",
                 "sample_ids": "6-digit 1-based frame numbers of nyu_depth_v2_labeled.mat (as LW-RefineNet's lists)",
                 "crop_border": {"top": crop[0], "right": crop[1], "bottom": crop[2], "left": crop[3]},
-                "image_size": [width - crop[1] - crop[3], height - crop[0] - crop[2]],
+                "image_size_wh": [width - crop[1] - crop[3], height - crop[0] - crop[2]],
                 "source_splits": {"train": "trainNdxs", "val": "testNdxs (the official test set; papers call it val)"},
             },
         )
