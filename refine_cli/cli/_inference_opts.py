@@ -1,0 +1,91 @@
+"""Options shared by `refine eval` and `refine predict` (TTA, CRF, device), spelled once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from refine_cli.cli._options import OPTIONAL_VALUE_DEFAULTS
+
+DEFAULT_MSC = "0.5,0.75,1,1.25,1.5"
+# `--msc` alone means the default scale set (see fill_optional_values in _options.py).
+OPTIONAL_VALUE_DEFAULTS.setdefault("--msc", DEFAULT_MSC)
+
+MscOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer evaluates this at runtime
+    typer.Option(
+        "--msc",
+        metavar="[SCALES]",
+        help=f"Multi-scale inference: average softmax over these scales; alone (or --msc=) = {DEFAULT_MSC}.",
+    ),
+]
+FlipOpt = Annotated[bool, typer.Option("--flip", help="Also average horizontally flipped views.")]
+TileOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--tile", metavar="HxW", help="Sliding-window inference with HxW windows (1/3 overlap)."),
+]
+CrfOpt = Annotated[bool, typer.Option("--crf", help="Dense-CRF post-processing (needs the 'crf' extra).")]
+CrfParamOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--crf-param",
+        metavar="KEY=VALUE",
+        help="Override a CRF parameter (repeatable): iterations, bi_w, bi_xy_std, bi_rgb_std, pos_w, pos_xy_std.",
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--workers", "-j", min=1, help="CRF worker processes [default: CPU count - 1]."),
+]
+BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
+
+
+def resolve_tta(msc: str | None, tile: str | None) -> tuple[tuple[float, ...], tuple[int, int] | None]:
+    """CLI strings -> (scales, tile); `--msc=` (empty) means the default set."""
+    from refine_cli.engine.tta import parse_scales, parse_tile
+
+    if msc is not None and not msc.strip():
+        msc = DEFAULT_MSC
+    return parse_scales(msc), parse_tile(tile)
+
+
+def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - CRFParams | None, lazily imported
+    """CRFParams (DeepLab defaults + KEY=VALUE overrides) when --crf is on, else None."""
+    from dataclasses import fields, replace
+
+    from refine_cli.engine.crf import CRFParams, check_available
+    from refine_cli.errors import RefineError
+
+    if not enabled:
+        if overrides:
+            raise RefineError("--crf-param was given without --crf", hint="add --crf")
+        return None
+    check_available()
+    params = CRFParams()
+    types = {f.name: f.type for f in fields(CRFParams)}
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in types or not value:
+            raise RefineError(f"invalid --crf-param {item!r}", hint="use KEY=VALUE with KEY in " + ", ".join(types))
+        try:
+            number = int(value) if key == "iterations" else float(value)
+        except ValueError:
+            raise RefineError(f"invalid --crf-param {item!r}: {value!r} is not a number") from None
+        params = replace(params, **{key: number})
+    return params
+
+
+def describe_settings(scales: tuple[float, ...], flip: bool, tile: tuple[int, int] | None, crf: object) -> str:
+    """One line for report headers: what inference actually did."""
+    scale_text = ", ".join(f"{s:g}" for s in scales)
+    crf_text = "off"
+    if crf is not None:
+        crf_text = (
+            "on ({iterations} it, bilateral w={bi_w:g} xy={bi_xy_std:g} rgb={bi_rgb_std:g}; "
+            "gaussian w={pos_w:g} xy={pos_xy_std:g})".format(**crf.to_dict())
+        )  # type: ignore[attr-defined]
+    tile_text = f"{tile[0]}x{tile[1]}" if tile else "whole image"
+    return f"scales {scale_text} | flip {'on' if flip else 'off'} | CRF {crf_text} | {tile_text}"

@@ -1,0 +1,170 @@
+"""`refine eval`: score a checkpoint (with optional TTA/CRF) or a folder of saved predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from refine_cli.cli._console import emit_json, err, out, warn
+from refine_cli.cli._inference_opts import (
+    BatchOpt,
+    CrfOpt,
+    CrfParamOpt,
+    DeviceOpt,
+    FlipOpt,
+    MscOpt,
+    TileOpt,
+    WorkersOpt,
+    describe_settings,
+    resolve_crf,
+    resolve_tta,
+)
+from refine_cli.cli._options import JsonOpt
+
+_EXAMPLES = """
+Examples:
+
+  refine eval --checkpoint runs/voc/best.pt --data data/voc --split val
+  refine eval --checkpoint best.pt --data voc --msc --flip --json report.json
+  refine eval --pred my_predictions/ --data data/voc --split val
+"""
+
+
+def resolve_dataset(data: str):  # noqa: ANN201 - a UnifiedDataset, imported lazily
+    """--data is a dataset folder, or a name under $REFINE_DATA (./data)."""
+    from refine_cli.cli.prepare import default_root
+    from refine_cli.data.unified import UnifiedDataset
+
+    path = Path(data).expanduser()
+    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
+        path = default_root() / data
+    if not path.exists():
+        from refine_cli.errors import RefineError
+
+        raise RefineError(f"dataset {data} not found", hint=f"give its folder or a name under {default_root()}")
+    return UnifiedDataset(path)
+
+
+def eval_command(
+    data: Annotated[str, typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")],
+    checkpoint: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--checkpoint", "-c", help="refine checkpoint to evaluate."),
+    ] = None,
+    pred: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--pred", help="Instead of a model: score label PNGs DIR/<id>.png made by any tool."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "val",
+    msc: MscOpt = None,
+    flip: FlipOpt = False,
+    tile: TileOpt = None,
+    crf: CrfOpt = False,
+    crf_param: CrfParamOpt = None,
+    save_pred: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--save-pred", help="Also write the predicted label PNGs (palette) to DIR/<id>.png."),
+    ] = None,
+    device: DeviceOpt = "auto",
+    batch: BatchOpt = 1,
+    workers: WorkersOpt = None,
+    limit: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
+    ] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Evaluate on a dataset split: mIoU, pixel accuracy, mean accuracy, FWIoU and per-class IoU at label size."""
+    from refine_cli.errors import RefineError
+
+    if (checkpoint is None) == (pred is None):
+        raise RefineError("give exactly one of --checkpoint and --pred", hint="see `refine eval --help`")
+    dataset = resolve_dataset(data)
+    header = err if json_out == "-" else out  # keep stdout pure JSON with --json -
+    if pred is not None:
+        if msc is not None or flip or tile or crf or save_pred is not None:
+            raise RefineError("--msc/--flip/--tile/--crf/--save-pred need --checkpoint, not --pred")
+        from refine_cli.engine.evaluator import score_predictions
+
+        header.print(f"Scoring predictions in [bold]{pred}[/bold] against {dataset.path} split {split}")
+        report = score_predictions(pred, dataset, split, progress=err.is_terminal, limit=limit)
+        _finish(report, json_out)
+        return
+    scales, tile_size = resolve_tta(msc, tile)
+    crf_params = resolve_crf(crf, crf_param)
+    from refine_cli.engine.evaluator import evaluate
+    from refine_cli.engine.predictor import load_for_inference
+
+    loaded, model = load_for_inference(checkpoint, device)
+    if loaded.num_classes != dataset.meta.num_classes:
+        raise RefineError(
+            f"checkpoint {checkpoint} has {loaded.num_classes} classes, dataset {dataset.meta.name} has "
+            f"{dataset.meta.num_classes}",
+            hint="evaluate on the dataset the checkpoint was trained for",
+        )
+    if list(loaded.classes) != list(dataset.meta.classes):
+        warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
+    header.print(
+        f"Evaluating [bold]{checkpoint}[/bold] ({loaded.model}) on {dataset.path} split {split}\n"
+        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {next(model.parameters()).device}"
+    )
+    report = evaluate(
+        model,
+        dataset,
+        split,
+        scales=scales,
+        flip=flip,
+        tile=tile_size,
+        crf=crf_params,
+        batch_size=batch,
+        workers=workers,
+        save_pred_dir=save_pred,
+        progress=err.is_terminal,
+        limit=limit,
+        settings={"checkpoint": str(checkpoint), "model": loaded.model},
+    )
+    if save_pred is not None:
+        err.print(f"wrote {report.num_images} predictions to {save_pred}")
+    _finish(report, json_out)
+
+
+def _finish(report, json_out: str | None) -> None:  # noqa: ANN001 - an EvalReport
+    if json_out is not None:
+        emit_json(report.to_json(), json_out)
+        if json_out == "-":
+            return
+    render_report(report)
+
+
+def render_report(report) -> None:  # noqa: ANN001 - an EvalReport
+    """Per-class table, then the summary line (percentages; JSON keeps fractions)."""
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    scores = report.scores
+    table = Table(title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("class")
+    table.add_column("IoU %", justify="right")
+    table.add_column("acc %", justify="right")
+    for index, row in enumerate(scores.per_class(report.class_names)):
+        table.add_row(str(index), row["name"], pct(row["iou"]), pct(row["acc"]))
+    out.print(table)
+    summary = scores.summary()
+    out.print(
+        f"[bold]mIoU {pct(summary['miou'])}[/bold] | pixel acc {pct(summary['pixel_acc'])} | "
+        f"mean acc {pct(summary['mean_acc'])} | FWIoU {pct(summary['fwiou'])} | "
+        f"{report.num_images} images, {summary['num_pixels']:,} pixels, {report.seconds:.1f} s"
+    )
+    if scores.skipped:
+        names = ", ".join(report.class_names[i] for i in scores.skipped)
+        out.print(f"{len(scores.skipped)} class(es) absent from labels and predictions, skipped in the means: {names}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `refine eval`."""
+    app.command("eval", epilog=_EXAMPLES)(eval_command)

@@ -1,0 +1,107 @@
+"""`refine predict`: label PNGs (palette), overlays and probabilities for image files, folders and globs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from refine_cli.cli._console import emit_json, err, out, warn
+from refine_cli.cli._inference_opts import (
+    BatchOpt,
+    CrfOpt,
+    CrfParamOpt,
+    DeviceOpt,
+    FlipOpt,
+    MscOpt,
+    TileOpt,
+    WorkersOpt,
+    describe_settings,
+    resolve_crf,
+    resolve_tta,
+)
+from refine_cli.cli._options import JsonOpt
+
+_EXAMPLES = """
+Examples:
+
+  refine predict photos/ --checkpoint best.pt --out preds --overlay
+  refine predict 'shots/**/*.jpg' --checkpoint best.pt --out preds --msc --flip --crf
+"""
+_MAX_LISTED_FAILURES = 10
+
+
+def predict_command(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their images) or glob patterns.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="refine checkpoint to predict with.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
+    msc: MscOpt = None,
+    flip: FlipOpt = False,
+    tile: TileOpt = None,
+    crf: CrfOpt = False,
+    crf_param: CrfParamOpt = None,
+    overlay: Annotated[
+        bool, typer.Option("--overlay", help="Also write <stem>_overlay.jpg (labels over image).")
+    ] = False,
+    probs: Annotated[
+        bool, typer.Option("--probs", help="Also write <stem>_probs.npz: float16 class probabilities (C,H,W).")
+    ] = False,
+    batch: BatchOpt = 1,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
+    from refine_cli.engine.predictor import expand_inputs, load_for_inference, predict_images
+    from refine_cli.errors import RefineError
+
+    scales, tile_size = resolve_tta(msc, tile)
+    crf_params = resolve_crf(crf, crf_param)
+    paths, problems = expand_inputs(inputs)
+    if not paths:
+        reasons = "; ".join(f"{name}: {why}" for name, why in problems[:3])
+        raise RefineError(f"no input images found ({reasons})", hint="give image files, folders or quoted globs")
+    loaded, model = load_for_inference(checkpoint, device)
+    err.print(
+        f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {next(model.parameters()).device}: "
+        f"{describe_settings(scales, flip, tile_size, crf_params)}"
+    )
+    summary = predict_images(
+        model,
+        paths,
+        out_dir,
+        palette=loaded.palette,
+        classes=loaded.classes,
+        scales=scales,
+        flip=flip,
+        tile=tile_size,
+        crf=crf_params,
+        save_overlay=overlay,
+        save_probs=probs,
+        batch_size=batch,
+        workers=workers,
+        progress=err.is_terminal,
+    )
+    summary.failed[:0] = problems
+    for name, why in summary.failed[:_MAX_LISTED_FAILURES]:
+        warn(f"skipped {name}: {why}")
+    if len(summary.failed) > _MAX_LISTED_FAILURES:
+        warn(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more skipped input(s)")
+    if json_out is not None:
+        emit_json({**summary.to_json(), "checkpoint": str(checkpoint), "scales": list(scales), "flip": flip}, json_out)
+    if not summary.processed:
+        raise RefineError(
+            f"none of the {len(paths) + len(problems)} input(s) could be processed", hint="see the warnings above"
+        )
+    if json_out != "-":
+        rate = len(summary.processed) / summary.seconds if summary.seconds > 0 else float("inf")
+        out.print(
+            f"wrote {len(summary.processed)} prediction(s) to {out_dir} ({rate:.1f} img/s)"
+            + (f"; skipped {len(summary.failed)} input(s)" if summary.failed else "")
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `refine predict`."""
+    app.command("predict", epilog=_EXAMPLES)(predict_command)

@@ -1,0 +1,216 @@
+"""Predict label maps for arbitrary image files: palette PNGs, overlays and optional probabilities.
+
+Bad inputs (unreadable, missing, not an image) are reported and skipped so one broken file in a
+folder of thousands does not cost the whole run; the caller decides what "nothing worked" means.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from refine_cli.data.normalize import normalize_image
+from refine_cli.data.palette import overlay, palette_array, save_label_png
+from refine_cli.engine.crf import CRFParams, CRFPool
+from refine_cli.engine.tta import predict_batch_probs
+from refine_cli.errors import RefineError
+from refine_cli.fileio import atomic_path, write_bytes_atomic
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class PredictSummary:
+    """What happened to every input: written outputs per processed image, reasons for skipped ones."""
+
+    out_dir: Path
+    processed: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "processed": len(self.processed),
+            "failed": [{"input": name, "reason": reason} for name, reason in self.failed],
+            "outputs": [str(path) for path in self.outputs],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (their image files, not recursive) and globs -> (image paths, unusable inputs)."""
+    found: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for text in inputs:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                problems.append((text, "folder has no image files"))
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        elif _GLOB_CHARS & set(text):
+            files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True) if Path(p).is_file())
+            if not files:
+                problems.append((text, "pattern matches no files"))
+            found.extend(files)
+        else:
+            problems.append((text, "does not exist"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, problems
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Create `out_dir` and prove it is writable before any work is done."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".refine-write-test-"):
+            pass
+    except OSError as error:
+        raise RefineError(
+            f"cannot write to output folder {out_dir} ({error.strerror or error})", hint="choose another --out"
+        ) from None
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ValueError("not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | str]]:
+    """(path, RGB image or error text) in order, decoded two threads ahead."""
+
+    def load(path: Path) -> np.ndarray | str:
+        try:
+            return _read_rgb(path)
+        except (OSError, ValueError) as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield from zip(paths, pool.map(load, paths), strict=True)
+
+
+def predict_images(
+    model: nn.Module,
+    paths: list[Path],
+    out_dir: Path,
+    *,
+    palette: list[list[int]] | None,
+    classes: list[str],
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: tuple[int, int] | None = None,
+    crf: CRFParams | None = None,
+    save_overlay: bool = False,
+    save_probs: bool = False,
+    batch_size: int = 1,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image."""
+    import cv2
+    from tqdm import tqdm
+
+    stems: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in stems:
+            raise RefineError(
+                f"{stems[path.stem]} and {path} would both be written as {path.stem}.png",
+                hint="predict them into separate --out folders",
+            )
+        stems[path.stem] = path
+    check_output_dir(out_dir)
+    summary = PredictSummary(out_dir=out_dir)
+    table = palette_array(palette, len(classes))
+    device = next(model.parameters()).device
+    model.eval()
+    start = time.perf_counter()
+    bar = tqdm(total=len(paths), desc="predict", unit=" img", disable=not progress, leave=False)
+
+    def write(path: Path, image: np.ndarray, label: np.ndarray, probs: np.ndarray | None) -> None:
+        label_path = out_dir / f"{path.stem}.png"
+        with atomic_path(label_path) as tmp:
+            save_label_png(str(tmp), label, table)
+        summary.outputs.append(label_path)
+        if save_overlay:
+            blended = cv2.cvtColor(overlay(image, label, table), cv2.COLOR_RGB2BGR)
+            ok, jpeg = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if ok:
+                write_bytes_atomic(out_dir / f"{path.stem}_overlay.jpg", jpeg.tobytes())
+                summary.outputs.append(out_dir / f"{path.stem}_overlay.jpg")
+        if save_probs and probs is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, probs=probs.astype(np.float16), classes=np.array(classes))
+            write_bytes_atomic(out_dir / f"{path.stem}_probs.npz", buffer.getvalue())
+            summary.outputs.append(out_dir / f"{path.stem}_probs.npz")
+        summary.processed.append(path)
+        bar.update(1)
+
+    def model_outputs() -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
+        group: list[tuple[Path, np.ndarray]] = []
+        for path, image in _decoded(paths):
+            if isinstance(image, str):
+                summary.failed.append((str(path), image))
+                bar.update(1)
+                continue
+            if group and (len(group) >= batch_size or group[0][1].shape != image.shape):
+                yield from _run(group)
+                group = []
+            group.append((path, image))
+        if group:
+            yield from _run(group)
+
+    def _run(group: list[tuple[Path, np.ndarray]]) -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
+        batch = torch.stack([normalize_image(image, device) for _, image in group])
+        probs = predict_batch_probs(model, batch, scales=scales, flip=flip, tile=tile)
+        for (path, image), sample_probs in zip(group, probs, strict=True):
+            yield path, image, sample_probs
+
+    try:
+        if crf is None:
+            for path, image, probs in model_outputs():
+                label = probs.argmax(0).to(torch.uint8).cpu().numpy()
+                write(path, image, label, probs.float().cpu().numpy() if save_probs else None)
+        else:
+            with CRFPool(crf, workers) as pool:
+                stream = ((path, image, probs.float().cpu().numpy()) for path, image, probs in model_outputs())
+                for (path, image, _), refined in pool.map_ordered(
+                    stream, lambda item: (item[1], item[2]), labels_only=not save_probs
+                ):
+                    label = refined if refined.ndim == 2 else refined.argmax(0).astype(np.uint8)
+                    write(path, image, label, refined if refined.ndim == 3 else None)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def load_for_inference(checkpoint: str | os.PathLike[str], device: str = "auto") -> tuple[object, nn.Module]:
+    """(Checkpoint, model in eval mode on the resolved device) for eval/predict."""
+    from refine_cli.engine.distributed import resolve_device
+    from refine_cli.models.checkpoint import load_checkpoint
+
+    resolved = resolve_device(device)
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.build_model(resolved).eval()
+    return loaded, model

@@ -1,0 +1,125 @@
+"""`refine eval`, `refine predict` and `refine prepare shapes` end to end on a tiny shapes dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.data.unified import UnifiedDataset
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from refine_cli.models import create_model
+    from refine_cli.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("ws")
+    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "8", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    data = root / "shapes"
+    meta = UnifiedDataset(data).meta
+    torch.manual_seed(0)
+    model = create_model("lw-refinenet-mobilenetv2", num_classes=6)
+    checkpoint = root / "tiny.pt"
+    save_checkpoint(
+        checkpoint, model_name="lw-refinenet-mobilenetv2", model=model, num_classes=6,
+        classes=meta.classes, palette=meta.palette,
+    )  # fmt: skip
+    wrong = root / "wrong.pt"
+    save_checkpoint(wrong, model_name="lw-refinenet-mobilenetv2", model=create_model("lw-refinenet-mobilenetv2", 3),
+                    num_classes=3)  # fmt: skip
+    return {"root": root, "data": data, "ck": checkpoint, "wrong": wrong}
+
+
+def _run(args: list[str]):  # noqa: ANN202 - click Result
+    return CliRunner().invoke(app, args)
+
+
+def test_prepare_shapes_writes_the_dataset(workspace: dict[str, Path]) -> None:
+    dataset = UnifiedDataset(workspace["data"])
+    assert len(dataset.split_ids("train")) + len(dataset.split_ids("val")) == 8
+
+
+def test_eval_checkpoint_with_msc_flip_json_and_save_pred(workspace: dict[str, Path], tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    args = ["eval", "--checkpoint", str(workspace["ck"]), "--data", str(workspace["data"]), "--split", "val",
+            "--msc", "--flip", "--json", str(report_path), "--save-pred", str(tmp_path / "pred"), "--device", "cpu",
+            "--limit", "1"]  # fmt: skip
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    assert "scales 0.5, 0.75, 1, 1.25, 1.5 | flip on | CRF off" in result.output
+    assert "mIoU" in result.output and "circle" in result.output
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5] and report["settings"]["flip"] is True
+    assert report["settings"]["checkpoint"] == str(workspace["ck"]) and report["num_images"] == 1
+    for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
+        assert 0.0 <= report[key] <= 1.0
+    # the saved predictions score exactly the same through --pred
+    pred_args = ["eval", "--pred", str(tmp_path / "pred"), "--data", str(workspace["data"]), "--limit", "1"]
+    rescored = _run([*pred_args, "--json", "-"])
+    assert rescored.exit_code == 0, rescored.output
+    assert json.loads(rescored.stdout)["miou"] == pytest.approx(report["miou"])
+
+
+def test_eval_errors_are_one_line(workspace: dict[str, Path], tmp_path: Path) -> None:
+    data = str(workspace["data"])
+    wrong = _run(["eval", "--checkpoint", str(workspace["wrong"]), "--data", data, "--device", "cpu"])
+    assert wrong.exit_code == 2 and "has 3 classes" in wrong.output and "Traceback" not in wrong.output
+    split = _run(["eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--split", "test", "--device", "cpu"])
+    assert split.exit_code == 2 and "no split 'test'" in split.output
+    pred_dir = tmp_path / "p"
+    pred_dir.mkdir()
+    dataset = UnifiedDataset(workspace["data"])
+    val = dataset.split_ids("val")
+    Image.fromarray(dataset.read_label(val[0]).clip(0, 5)).save(pred_dir / f"{val[0]}.png")
+    missing = _run(["eval", "--pred", str(pred_dir), "--data", data])
+    assert missing.exit_code == 2 and f"{val[1]}.png" in missing.output
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(pred_dir / f"{val[1]}.png")
+    size = _run(["eval", "--pred", str(pred_dir), "--data", data])
+    assert size.exit_code == 2 and f"{val[1]}.png is 8x8" in size.output
+    Image.fromarray(np.full((64, 64), 7, np.uint8)).save(pred_dir / f"{val[1]}.png")
+    out_of_range = _run(["eval", "--pred", str(pred_dir), "--data", data])
+    assert out_of_range.exit_code == 2 and "contains class 7" in out_of_range.output
+
+
+def test_predict_writes_labels_overlays_probs_and_skips_bad_files(workspace: dict[str, Path], tmp_path: Path) -> None:
+    images = tmp_path / "in"
+    images.mkdir()
+    dataset = UnifiedDataset(workspace["data"])
+    for sample_id in dataset.split_ids("val"):
+        (images / f"{sample_id}.jpg").write_bytes(dataset.image_path(sample_id).read_bytes())
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    args = ["predict", str(images), "--checkpoint", str(workspace["ck"]), "--out", str(out), "--overlay", "--probs",
+            "--batch", "2", "--device", "cpu"]  # fmt: skip
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.jpg" in result.output
+    for sample_id in dataset.split_ids("val"):
+        label = Image.open(out / f"{sample_id}.png")
+        assert label.mode == "P" and label.size == (64, 64)
+        assert label.getpalette()[3:6] == dataset.meta.palette[1]
+        assert (out / f"{sample_id}_overlay.jpg").stat().st_size > 0
+        probs = np.load(out / f"{sample_id}_probs.npz")["probs"]
+        assert probs.shape == (6, 64, 64) and probs.dtype == np.float16
+        assert np.array_equal(probs.astype(np.float32).argmax(0), np.array(label))
+    assert not (out / "broken.png").exists()
+
+
+def test_predict_nothing_processed_and_unwritable_out(workspace: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    nothing = _run(["predict", str(bad), "--checkpoint", str(workspace["ck"]), "--out", str(tmp_path / "o")])
+    assert nothing.exit_code == 2 and "none of the 1 input(s) could be processed" in nothing.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    image = next((workspace["data"] / "images").iterdir())
+    unwritable = _run(["predict", str(image), "--checkpoint", str(workspace["ck"]), "--out", str(blocker / "sub")])
+    assert unwritable.exit_code == 2 and "cannot write to output folder" in unwritable.output
