@@ -1,0 +1,251 @@
+"""`refine train`: build the run's config (defaults <- recipe <- flags), train, report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from refine_cli.cli._console import emit_json, err, out, warn
+from refine_cli.cli._options import JsonOpt
+
+if TYPE_CHECKING:
+    from refine_cli.engine.trainer import TrainSummary
+
+_EXAMPLES = """
+Examples:
+
+  refine train --recipe demo-shapes --data data/shapes --out runs/demo
+  refine train --recipe lw-voc --data data/voc --train-split train_aug --pretrained-backbone --out runs/voc
+  refine train --recipe lw-voc --data data/voc --init runs/sbd/best.pt --out runs/voc-stage3
+  refine train --resume runs/voc
+  torchrun --nproc-per-node 4 -m refine_cli train --recipe lw-nyud --data data/nyudv2 --out runs/nyud
+"""
+
+Opt = Optional  # noqa: UP045 - typer evaluates annotations at runtime
+
+
+def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """Dotted config keys for the flags the user actually gave (None = not given)."""
+    chosen = {key: value for key, value in values.items() if value is not None}
+    if "train.epochs" in chosen:
+        chosen["train.iters"] = None  # an explicit length in one unit replaces the other
+    elif "train.iters" in chosen:
+        chosen["train.epochs"] = None
+    return chosen
+
+
+def train_command(
+    data: Annotated[
+        Opt[str], typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")
+    ] = None,
+    out_dir: Annotated[
+        Opt[Path], typer.Option("--out", help="Run folder: config.yaml, last.pt, best.pt, metrics.")
+    ] = None,
+    recipe: Annotated[Opt[str], typer.Option("--recipe", help="Named recipe (see below) or a YAML file.")] = None,
+    resume: Annotated[Opt[Path], typer.Option("--resume", help="Continue the run in this folder exactly.")] = None,
+    model: Annotated[Opt[str], typer.Option("--model", help="Model name (refine models).")] = None,
+    pretrained_backbone: Annotated[
+        Opt[bool], typer.Option("--pretrained-backbone/--no-pretrained-backbone", help="ImageNet backbone weights.")
+    ] = None,
+    backbone_weights: Annotated[
+        Opt[Path], typer.Option("--backbone-weights", help="Local backbone state_dict.")
+    ] = None,
+    init: Annotated[Opt[Path], typer.Option("--init", help="Start from this checkpoint (staged training).")] = None,
+    train_split: Annotated[Opt[str], typer.Option("--train-split", help="Split to train on.")] = None,
+    val_split: Annotated[Opt[str], typer.Option("--val-split", help="Split to validate on ('none' to skip).")] = None,
+    epochs: Annotated[Opt[int], typer.Option("--epochs", min=1, help="Train for N epochs.")] = None,
+    iters: Annotated[Opt[int], typer.Option("--iters", min=1, help="Train for N optimiser steps.")] = None,
+    val_every: Annotated[
+        Opt[int],
+        typer.Option("--val-every", min=1, help="Validate + checkpoint every N epochs (N steps with --iters)."),
+    ] = None,
+    batch: Annotated[Opt[int], typer.Option("--batch", min=1, help="Images per step per process.")] = None,
+    crop: Annotated[Opt[int], typer.Option("--crop", min=8, help="Square training crop size.")] = None,
+    workers: Annotated[Opt[int], typer.Option("--workers", min=0, help="Data loader processes.")] = None,
+    lr: Annotated[
+        Opt[float], typer.Option("--lr", help="Encoder learning rate (decoder: x --decoder-lr-mult).")
+    ] = None,
+    decoder_lr_mult: Annotated[Opt[float], typer.Option("--decoder-lr-mult", help="Decoder lr / encoder lr.")] = None,
+    schedule: Annotated[Opt[str], typer.Option("--schedule", help="multistep (LW stages), poly or constant.")] = None,
+    weight_decay: Annotated[Opt[float], typer.Option("--weight-decay", help="SGD weight decay.")] = None,
+    grad_clip: Annotated[Opt[float], typer.Option("--grad-clip", help="Clip the global gradient norm.")] = None,
+    amp: Annotated[Opt[str], typer.Option("--amp", help="Mixed precision: off, bf16 or fp16 (CUDA).")] = None,
+    seed: Annotated[Opt[int], typer.Option("--seed", help="Random seed.")] = None,
+    device: Annotated[Opt[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    settings: Annotated[
+        Opt[list[str]], typer.Option("--set", help="Any config field: --set optim.poly_power=1.0 (repeatable).")
+    ] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Train a model: the LW-RefineNet recipe by default (SGD, decoder lr x10, frozen BN, random scale/crop/flip)."""
+    from refine_cli.config import parse_assignment, resolve_config
+    from refine_cli.engine import run_files
+    from refine_cli.engine.trainer import train
+    from refine_cli.errors import RefineError
+    from refine_cli.models.checkpoint import load_checkpoint
+
+    flags = {
+        "data.root": _resolve_data(data) if data is not None else None,
+        "data.train_split": train_split,
+        "data.val_split": val_split,
+        "data.batch": batch,
+        "data.crop": crop,
+        "data.workers": workers,
+        "model.name": model,
+        "model.pretrained_backbone": pretrained_backbone,
+        "model.backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "model.init": str(init) if init else None,
+        "optim.encoder_lr": lr,
+        "optim.decoder_lr_mult": decoder_lr_mult,
+        "optim.schedule": schedule,
+        "optim.weight_decay": weight_decay,
+        "optim.grad_clip": grad_clip,
+        "train.epochs": epochs,
+        "train.iters": iters,
+        "train.val_every": val_every,
+        "train.amp": amp,
+        "train.seed": seed,
+        "train.device": device,
+    }
+    overrides = _overrides(flags)
+    if val_split is not None and val_split.lower() == "none":
+        overrides["data.val_split"] = None
+    overrides.update(parse_assignment(text) for text in settings or [])
+    if resume is not None:
+        if recipe is not None:
+            raise RefineError("--recipe cannot be combined with --resume", hint="a resumed run keeps its own config")
+        checkpoint = run_files.find_resume_checkpoint(resume)
+        if out_dir is not None and out_dir.resolve() != checkpoint.parent.resolve():
+            raise RefineError("--out must be the resumed run's folder (or left out)", hint=f"drop --out {out_dir}")
+        stored = load_checkpoint(checkpoint).train_config
+        if not stored:
+            raise RefineError(f"{checkpoint} holds no training config", hint="resume a run made by refine train")
+        cfg = resolve_config(base=stored, overrides=overrides)
+        changed = sorted(key for key in overrides if _get(stored, key) != _get(cfg.to_dict(), key))
+        if changed:
+            warn(f"resuming with changed settings: {', '.join(changed)}")
+        out_dir, resume_from = checkpoint.parent, checkpoint
+    else:
+        if out_dir is None:
+            raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
+        cfg = resolve_config(recipe, overrides=overrides)
+        resume_from = None
+    main = int(os.environ.get("RANK", "0")) == 0
+    with _RichProgress(enabled=main) as progress:
+        summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
+    if main:
+        _print_summary(summary)
+        if json_out is not None:
+            emit_json(summary.to_json(), json_out)
+
+
+def _resolve_data(data: str) -> str:
+    """--data as a folder, or a dataset name under $REFINE_DATA (like refine eval)."""
+    from refine_cli.cli.prepare import default_root
+
+    path = Path(data).expanduser()
+    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
+        path = default_root() / data
+    return str(path.resolve()) if path.exists() else str(path)
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+class _RichProgress:
+    """A Rich progress bar on stderr: step, loss, learning rate, img/s, elapsed and ETA; validation lines."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> _RichProgress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("[bold]train[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def on_start(self, total_steps: int, start_step: int, info: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
+        where = f"{info['world_size']} process(es) on {info['device']}, {info['steps_per_epoch']} steps/epoch"
+        self.progress.console.print(f"training {total_steps} steps from step {start_step}: {where}")
+
+    def on_step(self, step: int, stats: dict[str, Any]) -> None:
+        if self.progress is not None and self.task is not None:
+            text = f"ep {stats['epoch']:.1f} loss {stats['loss']:.4f} lr {stats['lr']:.2e} {stats['img_s']:.1f} img/s"
+            self.progress.update(self.task, completed=step, stats=text)
+
+    def on_validation_start(self, step: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, stats="validating...")
+
+    def on_validation(self, step: int, row: dict[str, Any]) -> None:
+        if self.progress is not None:
+            miou = row.get("miou")
+            shown = f"{miou:.4f}" if miou is not None else "n/a"
+            self.progress.console.print(f"step {step} (epoch {row['epoch']:.2f}): val mIoU {shown}")
+
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+
+def _print_summary(summary: TrainSummary) -> None:
+    from rich.table import Table
+
+    for note in summary.notes:
+        warn(note)
+    table = Table(title=f"refine train: {summary.model} on {summary.dataset}", show_header=False)
+    best = f"{summary.best_miou:.4f} (step {summary.best_step})" if summary.best_miou is not None else "n/a"
+    rows = [
+        ("run folder", summary.out_dir),
+        ("steps / epochs", f"{summary.steps} / {summary.epochs:g}"),
+        ("best val mIoU", best),
+        ("last val mIoU", _fmt((summary.last_val or {}).get("miou"))),
+        ("training time", f"{summary.train_seconds:.1f} s ({summary.images_per_second:.1f} img/s)"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "n/a"
+
+
+def register(app: typer.Typer) -> None:
+    from refine_cli.config import list_recipes
+
+    app.command("train", help=f"{train_command.__doc__}\n\nRecipes: {', '.join(list_recipes())}.\n{_EXAMPLES}")(
+        train_command
+    )

@@ -1,0 +1,404 @@
+"""`refine train`: the LW-RefineNet training loop, single process or DDP under torchrun.
+
+Per step: uint8 crops from the loader -> device -> ImageNet normalisation -> model (autocast when
+asked) -> logits upsampled to the label size -> cross-entropy ignoring 255 -> SGD (encoder/decoder
+groups) -> per-step schedule. Validation uses the same `evaluate` as `refine eval` (sharded over
+ranks, no image counted twice). Only rank 0 writes files. The step counter, not the epoch, is the
+unit of progress, so `--iters`, `--epochs` and resuming in the middle of an epoch are one code path.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from refine_cli.config import TrainConfig
+from refine_cli.data.dataset import SegmentationDataset
+from refine_cli.data.loader import build_train_loader, epoch_sampler
+from refine_cli.data.transforms import TrainTransform
+from refine_cli.data.unified import UnifiedDataset
+from refine_cli.engine import distributed as dist_utils
+from refine_cli.engine import run_files
+from refine_cli.engine.distributed import DistContext
+from refine_cli.engine.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train_step import NonFiniteLoss, TrainStep
+from refine_cli.errors import RefineError
+from refine_cli.models import create_model, freeze_batchnorm_stats
+from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict, save_checkpoint
+
+
+class TrainCallbacks:
+    """Hooks for a progress display; every method is optional. Called on rank 0 only."""
+
+    def on_start(self, total_steps: int, start_step: int, info: dict[str, Any]) -> None: ...
+    def on_step(self, step: int, stats: dict[str, Any]) -> None: ...
+    def on_validation_start(self, step: int) -> None: ...
+    def on_validation(self, step: int, row: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+
+@dataclass
+class TrainSummary:
+    """What a finished (or resumed-and-finished) run reports."""
+
+    out_dir: str
+    model: str
+    dataset: str
+    steps: int
+    epochs: float
+    best_miou: float | None
+    best_step: int | None
+    last_val: dict[str, Any] | None
+    train_seconds: float
+    images_per_second: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_dataset(cfg: TrainConfig) -> UnifiedDataset:
+    if not cfg.data.root:
+        raise RefineError("no training data given", hint="pass --data PATH to a unified dataset (refine prepare)")
+    path = Path(cfg.data.root)
+    if not path.exists():
+        raise RefineError(f"dataset folder {path} does not exist", hint="run `refine prepare` first or fix --data")
+    source = UnifiedDataset(path)
+    source.split_ids(cfg.data.train_split)  # fail now, not after the model is built
+    if cfg.data.val_split:
+        source.split_ids(cfg.data.val_split)
+    return source
+
+
+def check_classes(ck: Checkpoint, source: UnifiedDataset, what: str) -> None:
+    """Staged training and resuming need the checkpoint's head to match the dataset's classes."""
+    if ck.num_classes != source.meta.num_classes:
+        raise RefineError(
+            f"{what} {ck.path} has {ck.num_classes} classes but dataset {source.meta.name} has "
+            f"{source.meta.num_classes}",
+            hint="stages must share one class list (e.g. COCO and SBD converted to the 21 VOC classes)",
+        )
+
+
+def build_model(cfg: TrainConfig, source: UnifiedDataset, ctx: DistContext) -> tuple[nn.Module, list[str]]:
+    """The model for the run: fresh (optionally with backbone weights) or initialised from `--init`."""
+    notes: list[str] = []
+    init = load_checkpoint(cfg.model.init) if cfg.model.init else None
+    if init is not None:
+        check_classes(init, source, "--init checkpoint")
+        if init.model != cfg.model.name:
+            raise RefineError(
+                f"--init checkpoint {init.path} is a {init.model} model, not {cfg.model.name}",
+                hint=f"pass --model {init.model}",
+            )
+        if init.classes != list(source.meta.classes):
+            notes.append(f"--init checkpoint class names differ from {source.meta.name}'s (same count, kept)")
+    # rank 0 fetches ImageNet weights first so the other ranks read the cache instead of racing
+    if not ctx.is_main:
+        dist_utils.barrier(ctx)
+    model = create_model(
+        cfg.model.name,
+        num_classes=source.meta.num_classes,
+        pretrained_backbone=cfg.model.pretrained_backbone and init is None,
+        backbone_weights=cfg.model.backbone_weights if init is None else None,
+    )
+    if ctx.is_main:
+        dist_utils.barrier(ctx)
+    if init is not None:
+        load_state_dict_strict(model, init.state_dict, source=str(init.path))
+    return model, notes
+
+
+class Trainer:
+    """Runs one training job described by a resolved `TrainConfig` into the folder `out_dir`."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out_dir: Path,
+        resume_from: Path | None = None,
+        callbacks: TrainCallbacks | None = None,
+        ctx: DistContext | None = None,
+    ) -> None:
+        self.cfg, self.out_dir, self.resume_from = cfg, Path(out_dir), resume_from
+        self.callbacks = callbacks or TrainCallbacks()
+        self.ctx = ctx or dist_utils.init_distributed(cfg.train.device)
+        self.metrics = run_files.MetricsLog(self.out_dir, enabled=self.ctx.is_main)
+        self.notes: list[str] = []
+
+    # ----------------------------------------------------------------- setup
+    def _prepare_out_dir(self) -> None:
+        def check() -> None:
+            run_files.check_writable_folder(self.out_dir)
+            if self.resume_from is None and (self.out_dir / run_files.LAST).exists():
+                raise RefineError(
+                    f"{self.out_dir} already holds a training run",
+                    hint=f"continue it with --resume {self.out_dir}, or choose another --out",
+                )
+
+        error = None
+        if self.ctx.is_main:
+            try:
+                check()
+            except RefineError as caught:
+                error = (caught.message, caught.hint)
+        error = dist_utils.broadcast_object(error, self.ctx)
+        if error:
+            raise RefineError(*error)
+
+    def _setup(self) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        if cfg.train.amp == "fp16" and ctx.device.type != "cuda":
+            raise RefineError("--amp fp16 needs a CUDA device", hint="use --amp bf16 on the CPU, or --amp off")
+        torch.manual_seed(cfg.train.seed + ctx.rank)
+        np.random.seed((cfg.train.seed + ctx.rank) % 2**32)
+        random.seed(cfg.train.seed + ctx.rank)
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
+        self.source = open_dataset(cfg)
+        self._prepare_out_dir()
+        resume = load_checkpoint(self.resume_from) if self.resume_from else None
+        if resume is not None:
+            check_classes(resume, self.source, "checkpoint")
+        model, notes = build_model(cfg, self.source, ctx)
+        self.notes += notes
+        if cfg.model.freeze_bn:
+            freeze_batchnorm_stats(model)
+        self.model = model.to(ctx.device)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        transform = TrainTransform(
+            crop=cfg.data.crop,
+            scale_min=cfg.data.scale_min,
+            scale_max=cfg.data.scale_max,
+            min_short_side=cfg.data.min_short_side,
+            hflip=cfg.data.hflip,
+            ignore_index=self.source.meta.ignore_index,
+        )
+        dataset = SegmentationDataset(self.source, cfg.data.train_split, transform, seed=cfg.train.seed)
+        self.loader = build_train_loader(
+            dataset,
+            cfg.data.batch,
+            cfg.data.workers,
+            cfg.train.seed,
+            ctx.rank,
+            ctx.world_size,
+            pin_memory=ctx.device.type == "cuda",
+        )
+        self.steps_per_epoch = epoch_sampler(self.loader).batches_per_epoch
+        loop = cfg.train
+        self.total_steps = loop.iters if loop.iters is not None else loop.epochs * self.steps_per_epoch
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
+        wrapped = self.model
+        if ctx.enabled:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.step_fn = TrainStep(
+            wrapped,
+            self.optimizer,
+            self.scheduler,
+            ctx,
+            amp=loop.amp,
+            grad_clip=cfg.optim.grad_clip,
+            ignore_index=self.source.meta.ignore_index,
+        )
+        self.step, self.best_miou, self.best_step, self.elapsed = 0, None, None, 0.0
+        self.last_val: dict[str, Any] | None = None
+        if resume is not None:
+            self._restore(resume)
+        if ctx.is_main:
+            from refine_cli.fileio import write_text_atomic
+
+            write_text_atomic(self.out_dir / run_files.CONFIG_FILE, cfg.to_yaml())
+
+    def _restore(self, ck: Checkpoint) -> None:
+        state = (ck.extra or {}).get("resume")
+        if not state:
+            raise RefineError(f"{ck.path} has no resume state", hint="resume from the run's last.pt, not best.pt")
+        load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
+        self.optimizer.load_state_dict(run_files.optimizer_state_from_checkpoint(state["optimizer"]))
+        scheduler_state = dict(state["scheduler"])
+        scheduler_state["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)  # keep this run's schedule
+        self.scheduler.load_state_dict(scheduler_state)
+        if state.get("scaler"):
+            self.step_fn.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best_miou, self.best_step = state.get("best_miou"), state.get("best_step")
+        self.last_val, self.elapsed = (ck.metrics or None), float(state.get("elapsed_s", 0.0))
+        rng = state.get("rng") or []
+        if len(rng) == self.ctx.world_size:
+            run_files.restore_rng(rng[self.ctx.rank])
+        else:
+            self.notes.append(f"resumed with {self.ctx.world_size} processes instead of {len(rng)}: new RNG streams")
+        if int(state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
+            self.notes.append("batch or process count changed since the checkpoint: epochs are counted anew")
+        self.metrics.load_until(self.step)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TrainSummary:
+        try:
+            self._setup()
+            return self._loop()
+        finally:
+            dist_utils.shutdown(self.ctx)
+
+    def _is_val_point(self, step: int) -> bool:
+        every = self.cfg.train.val_every * (self.steps_per_epoch if self.cfg.train.iters is None else 1)
+        return step % every == 0 or step == self.total_steps
+
+    def _loop(self) -> TrainSummary:
+        cfg, ctx, main = self.cfg, self.ctx, self.ctx.is_main
+        info = {"steps_per_epoch": self.steps_per_epoch, "world_size": ctx.world_size, "device": str(ctx.device)}
+        if main:
+            self.callbacks.on_start(self.total_steps, self.step, info)
+        sampler = epoch_sampler(self.loader)
+        images_per_step = cfg.data.batch * ctx.world_size
+        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        run_start, start_step = time.perf_counter(), self.step
+        while self.step < self.total_steps:
+            sampler.set_epoch(self.step // self.steps_per_epoch, self.step % self.steps_per_epoch)
+            for batch in self.loader:
+                problem = next((p for p in batch["problem"] if p), "")
+                try:
+                    loss = self.step_fn(batch["image"], batch["label"], problem)
+                except NonFiniteLoss as error:
+                    raise self._non_finite(error) from None
+                self.step += 1
+                window_loss, window_steps = window_loss + loss, window_steps + 1
+                if main:
+                    now = time.perf_counter()
+                    stats = {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "epoch": self.epoch}
+                    stats["img_s"] = images_per_step * window_steps / max(now - window_start, 1e-9)
+                    self.callbacks.on_step(self.step, stats)
+                    if self.step % cfg.train.log_every == 0:
+                        self.metrics.append(self._row("train", **{**stats, "loss": window_loss / window_steps}))
+                        window_loss, window_steps, window_start = 0.0, 0, now
+                if self._is_val_point(self.step):
+                    self.elapsed += time.perf_counter() - run_start
+                    run_start = time.perf_counter()
+                    self._validate_and_save()
+                if self.step >= self.total_steps:
+                    break
+        self.elapsed += time.perf_counter() - run_start
+        done = self.step - start_step
+        return TrainSummary(
+            out_dir=str(self.out_dir),
+            model=cfg.model.name,
+            dataset=self.source.meta.name,
+            steps=self.step,
+            epochs=round(self.epoch, 3),
+            best_miou=self.best_miou,
+            best_step=self.best_step,
+            last_val=self.last_val,
+            train_seconds=round(self.elapsed, 2),
+            images_per_second=round(done * images_per_step / max(self.elapsed, 1e-9), 2),
+            notes=self.notes,
+        )
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+    def _row(self, kind: str, **values: Any) -> dict[str, Any]:
+        row = {"kind": kind, "step": self.step, "epoch": round(self.epoch, 4)}
+        row.update({k: v for k, v in values.items() if k not in ("epoch",)})
+        row["elapsed_s"] = round(self.elapsed, 2)
+        return row
+
+    def _non_finite(self, error: NonFiniteLoss) -> RefineError:
+        last = self.out_dir / run_files.LAST
+        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
+        return RefineError(
+            f"{error.message} at step {self.step + 1} (epoch {self.epoch:.2f}); training stopped and {kept}",
+            hint="lower the learning rate (--lr), set --grad-clip, or use --amp bf16 instead of fp16",
+        )
+
+    def _validate(self) -> dict[str, Any] | None:
+        if not self.cfg.data.val_split:
+            return None
+        from refine_cli.engine.evaluator import evaluate
+
+        if self.ctx.is_main:
+            self.callbacks.on_validation_start(self.step)
+        report = evaluate(
+            self.model,
+            self.source,
+            self.cfg.data.val_split,
+            device=self.ctx.device,
+            progress=False,
+            distributed=self.ctx.enabled,
+        )
+        self.model.train()
+        if self.cfg.model.freeze_bn:
+            freeze_batchnorm_stats(self.model)
+        summary = report.scores.summary()
+        return {k: summary[k] for k in ("miou", "pixel_acc", "mean_acc", "fwiou")}
+
+    def _validate_and_save(self) -> None:
+        scores = self._validate()
+        improved = False
+        if scores is not None:
+            self.last_val = {**scores, "step": self.step, "epoch": round(self.epoch, 4)}
+            miou = scores["miou"] if scores["miou"] is not None else -1.0
+            improved = self.best_miou is None or miou > self.best_miou
+            if improved:
+                self.best_miou, self.best_step = miou, self.step
+        rng = dist_utils.all_gather_object(run_files.capture_rng(), self.ctx)
+        if not self.ctx.is_main:
+            return
+        if scores is not None:
+            row = self._row("val", **scores)
+            self.metrics.append(row)
+            self.callbacks.on_validation(self.step, row)
+        resume = {
+            "step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "world_size": self.ctx.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.step_fn.scaler.state_dict(),
+            "best_miou": self.best_miou,
+            "best_step": self.best_step,
+            "elapsed_s": self.elapsed,
+            "rng": rng,
+        }
+        # metrics, then best, then last: a kill between writes leaves files that are newer than last.pt,
+        # never older, and a resume redoes (and rewrites) whatever came after last.pt
+        self.metrics.flush()
+        if improved:
+            self._save(run_files.BEST, {"step": self.step, "epoch": self.epoch})
+        self._save(run_files.LAST, {"resume": resume})
+
+    def _save(self, name: str, extra: dict[str, Any]) -> None:
+        meta = self.source.meta
+        path = self.out_dir / name
+        save_checkpoint(
+            path,
+            model_name=self.cfg.model.name,
+            model=self.model,
+            num_classes=meta.num_classes,
+            classes=list(meta.classes),
+            palette=[list(c) for c in meta.palette[: meta.num_classes]],
+            train_config=self.cfg.to_dict(),
+            metrics=self.last_val,
+            extra=extra,
+        )
+        self.callbacks.on_checkpoint(self.step, path)
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume_from: str | Path | None = None,
+    callbacks: TrainCallbacks | None = None,
+) -> TrainSummary:
+    """Train according to `cfg` into `out_dir` (continuing `resume_from`'s last.pt when given)."""
+    checkpoint = run_files.find_resume_checkpoint(resume_from) if resume_from else None
+    return Trainer(cfg, Path(out_dir), checkpoint, callbacks).run()

@@ -1,0 +1,186 @@
+"""The training loop: exact resume (also after kill -9 in a checkpoint write), NaN stop, data errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from refine_cli.config import TrainConfig, resolve_config
+from refine_cli.engine import run_files
+from refine_cli.engine.train_step import TrainStep
+from refine_cli.engine.trainer import TrainCallbacks, train
+from refine_cli.errors import RefineError
+from refine_cli.models.checkpoint import load_checkpoint
+from tests.support.tiny_seg import make_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # a shared 2-core machine: several intra-op threads fighting other processes are 10x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("data"), train=8, val=2, size=(40, 48))
+
+
+def tiny_config(root: Path, **overrides) -> TrainConfig:
+    base = {
+        "data.root": str(root),
+        "data.crop": 32,
+        "data.batch": 4,
+        "data.workers": 0,
+        "data.min_short_side": None,
+        "model.name": "lw-refinenet-mobilenetv2",
+        "optim.encoder_lr": 1e-2,
+        "optim.schedule": "poly",
+        "train.epochs": 2,
+        "train.val_every": 1,
+        "train.device": "cpu",
+        "train.log_every": 1,
+    }
+    return resolve_config(overrides={**base, **overrides})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfter(TrainCallbacks):
+    """Simulates an interruption right after the checkpoint of `step` was written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        if step == self.step and path.name == run_files.LAST:
+            raise _Stop
+
+
+def test_run_folder_and_exact_resume(tiny: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny)
+    straight = train(cfg, tmp_path / "straight")
+    assert straight.steps == 4 and straight.epochs == 2 and straight.best_miou is not None
+    run = tmp_path / "straight"
+    assert {"config.yaml", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv"} <= {p.name for p in run.iterdir()}
+    assert TrainConfig.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text())) == cfg
+    last = load_checkpoint(run / "last.pt")
+    assert last.train_config == cfg.to_dict() and last.extra["resume"]["step"] == 4
+    rows = [__import__("json").loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "val"] == [2, 4]
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("kind,step,epoch,loss,lr")
+
+    with pytest.raises(_Stop):
+        train(cfg, tmp_path / "resumed", callbacks=_StopAfter(2))
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt").extra["resume"]["step"] == 2
+    resumed = train(cfg, tmp_path / "resumed", resume_from=tmp_path / "resumed")
+    assert resumed.steps == 4
+    _assert_same(_weights(run / "last.pt"), _weights(tmp_path / "resumed" / "last.pt"))
+    resumed_rows = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [__import__("json").loads(r)["step"] for r in resumed_rows] == [r["step"] for r in rows]
+
+
+def test_resume_after_kill_9_during_checkpoint_write(tiny: Path, tmp_path: Path) -> None:
+    """A real SIGKILL while last.pt of step 4 is half written: the step-2 file survives and resume is exact."""
+    cfg = tiny_config(tiny, **{"train.iters": 4, "train.val_every": 2, "data.val_split": None})
+    reference = train(cfg, tmp_path / "reference")
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        torch.set_num_threads(1)
+        import refine_cli.models.checkpoint as ck
+        from refine_cli.config import TrainConfig
+        from refine_cli.engine.trainer import train
+        real_save, calls = torch.save, []
+        def dying_save(obj, path, *a, **k):
+            calls.append(path)
+            if len(calls) == 2:  # the second last.pt write (step 4)
+                with open(path, "wb") as handle:
+                    handle.write(b"PK\\x03\\x04 half a zip")
+                    handle.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_save(obj, path, *a, **k)
+        ck.torch.save = dying_save
+        train(TrainConfig.from_dict({cfg.to_dict()!r}), {str(tmp_path / "killed")!r})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    killed = tmp_path / "killed"
+    assert any(p.name.endswith(".part") for p in killed.iterdir())  # the half-written temporary
+    assert load_checkpoint(killed / "last.pt").extra["resume"]["step"] == 2  # the complete earlier file
+    summary = train(cfg, killed, resume_from=killed)
+    assert summary.steps == reference.steps == 4
+    _assert_same(_weights(tmp_path / "reference" / "last.pt"), _weights(killed / "last.pt"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    real_loss = TrainStep.loss
+    calls = []
+
+    def loss(self, images, labels):
+        calls.append(1)
+        value = real_loss(self, images, labels)
+        return value * float("nan") if len(calls) == 3 else value
+
+    monkeypatch.setattr(TrainStep, "loss", loss)
+    cfg = tiny_config(tiny, **{"train.iters": 4, "train.val_every": 2, "data.val_split": None})
+    with pytest.raises(RefineError, match=r"loss became nan at step 3 .* last good checkpoint .*last\.pt is kept"):
+        train(cfg, tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "last.pt").extra["resume"]["step"] == 2
+
+
+def test_out_of_range_label_names_sample_and_value(tmp_path: Path) -> None:
+    root = make_tiny_dataset(tmp_path, train=4, val=1, bad_label=("train_002", 7), size=(32, 32))
+    cfg = tiny_config(root, **{"data.val_split": None})
+    with pytest.raises(RefineError, match=r"sample 'train_002' of split 'train': label value 7 is out of range"):
+        train(cfg, tmp_path / "run")
+
+
+def test_setup_errors_are_one_clear_refine_error(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(RefineError, match="not a unified dataset"):
+        train(tiny_config(tmp_path), tmp_path / "a")
+    with pytest.raises(RefineError, match="has no split 'nope'"):
+        train(tiny_config(tiny, **{"data.train_split": "nope"}), tmp_path / "b")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RefineError, match="is not writable"):
+        train(tiny_config(tiny), blocker / "run")
+
+
+def test_init_checkpoint_must_match_the_class_count(tiny: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny, **{"train.iters": 1, "data.val_split": None})
+    train(cfg, tmp_path / "stage1")
+    other = make_tiny_dataset(tmp_path / "d5", num_classes=5, train=4, val=1, size=(32, 32), name="five")
+    stage2 = tiny_config(other, **{"train.iters": 1, "model.init": str(tmp_path / "stage1" / "last.pt")})
+    with pytest.raises(RefineError, match="has 3 classes but dataset five has 5"):
+        train(stage2, tmp_path / "stage2")
+    ok = tiny_config(
+        tiny, **{"train.iters": 1, "data.val_split": None, "model.init": str(tmp_path / "stage1" / "last.pt")}
+    )
+    assert train(ok, tmp_path / "stage2").steps == 1
+    with pytest.raises(RefineError, match="already holds a training run"):
+        train(ok, tmp_path / "stage2")
