@@ -169,6 +169,8 @@ def test_prepare_context_both_variants(tmp_path: Path, http_server) -> None:
     assert context.meta.classes[:2] == ["background", "aeroplane"]
     assert (context.meta.classes[11], context.meta.classes[15], context.meta.classes[59]) == ("table", "person", "wood")
     assert context.split_ids("train") == TRAIN and context.split_ids("val") == VAL
+    assert context.meta.extra["labels_txt_checked"] is True
+    assert context.meta.extra["source_label_mapping"]["284"] == 15
     _check_pixels(context.read_label(TRAIN[0]), 60)
     _check_pixels(context.read_label(PORTRAIT), 60)
     assert context.read_label(PORTRAIT).shape == (64, 48)

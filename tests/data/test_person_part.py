@@ -171,13 +171,18 @@ def test_prepare_person_part_end_to_end(tmp_path: Path, archives: Path, http_ser
     assert checked.exit_code == 0, checked.output
 
 
-def test_prepare_parsing_rcnn_order(tmp_path: Path, archives: Path) -> None:
+def test_prepare_parsing_rcnn_order_reconverts_and_resumes(tmp_path: Path, archives: Path) -> None:
+    assert _prepare(tmp_path, archives, "--workers", "1").exit_code == 0
+    # Another source order must not reuse labels mapped with the first one.
     result = _prepare(tmp_path, archives, "--workers", "1", "--label-order", "parsing-rcnn")
     assert result.exit_code == 0, result.output
+    assert result.report["converted"] == 4 and result.report["reused"] == 0
     dataset = UnifiedDataset(tmp_path / "data" / "person-part")
     label = dataset.read_label(TRAIN[0])
     assert [int(label[5 + 5 * v, 10]) for v in range(7)] == [0, 4, 1, 5, 2, 6, 3]
     assert dataset.meta.extra["source_label_order"] == "parsing-rcnn"
+    again = _prepare(tmp_path, archives, "--workers", "1", "--label-order", "parsing-rcnn")
+    assert again.exit_code == 0 and again.report["converted"] == 0 and again.report["reused"] == 4
 
 
 def test_missing_label_member_is_one_clear_error(tmp_path: Path) -> None:

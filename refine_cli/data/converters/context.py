@@ -110,10 +110,9 @@ class _ContextBase(Converter):
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         voc = find_voc2010(Path(sources["voc2010"]))
         mat_dir = _annotation_dir(Path(sources["annotations"]))
-        for candidate in (mat_dir.parent / "labels.txt", mat_dir / "labels.txt"):
-            if candidate.is_file():
-                check_labels_txt(candidate)
-                break
+        labels_txt = next((p for p in (mat_dir.parent / "labels.txt", mat_dir / "labels.txt") if p.is_file()), None)
+        if labels_txt is not None:
+            check_labels_txt(labels_txt)
         splits = {split: read_id_list(voc / "ImageSets" / "Main" / f"{split}.txt") for split in SPLITS}
         lut = context_lut(self.num_classes)
         items = [
@@ -132,6 +131,7 @@ class _ContextBase(Converter):
                 "source_label_mapping": mapping,
                 "other_source_ids": "background (0)" if self.num_classes == 60 else "ignore (255)",
                 "source_splits": "VOC2010 ImageSets/Main/{train,val}.txt",
+                "labels_txt_checked": labels_txt is not None,
             },
         )
         return Plan(spec=spec, splits=splits, items=items)
