@@ -23,10 +23,10 @@ from refine_cli.data.converters.cityscapes import (
 from refine_cli.data.manifest import load_manifest
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
+from tests.support.cityscapes_stub import CityscapesStub
 from tests.support.fake_datasets_a import (
     CS_GT_ZIP,
     CS_IMG_ZIP,
-    CityscapesStub,
     build_cityscapes,
     patch_center,
     scenes_manifest,
