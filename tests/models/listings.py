@@ -1,4 +1,4 @@
-"""Shared helpers for the model tests: the reference folder and the official key listings."""
+"""The official key listings in shared/reference/checkpoints, located beside the repo root."""
 
 from __future__ import annotations
 
