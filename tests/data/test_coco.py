@@ -18,6 +18,7 @@ from refine_cli.data.converters.coco import decode_segmentation, rasterize
 from refine_cli.data.extract import extract_archive
 from refine_cli.data.manifest import load_manifest
 from refine_cli.data.unified import UnifiedDataset
+from refine_cli.errors import RefineError
 from tests.support.fake_datasets import build_coco, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
@@ -130,3 +131,16 @@ def test_rle_forms_decode_alike() -> None:
     assert not decode_segmentation([[0.0, 0.0, 4.0, 4.0]], 6, 5).any()
     label = rasterize([(15, 0, uncompressed), (9, 0, [[2.0, 1.0, 5.0, 1.0, 5.0, 2.0, 2.0, 2.0]])], 6, 5)
     assert label[1, 3] == 255 and label[2, 3] == 15 and label[0, 0] == 0
+
+
+def test_annotations_that_are_not_coco_2017_are_refused(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "annotations"
+    folder.mkdir()
+    doc = {"images": [], "annotations": [], "categories": [{"id": 62, "name": "bed"}]}  # 62 is chair in COCO
+    for split in ("train", "val"):
+        (folder / f"instances_{split}2017.json").write_text(json.dumps(doc))
+    sources = {"annotations": folder, "train2017": tmp_path, "val2017": tmp_path}
+    with pytest.raises(RefineError, match="category 62 is 'bed', COCO 2017 calls it 'chair'"):
+        get_converter("coco").plan(sources, {})

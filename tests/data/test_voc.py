@@ -96,6 +96,22 @@ def test_prepare_voc_aug_end_to_end(tmp_path: Path, raw: dict, http_server) -> N
     assert data.read_label("2008_000008").shape == (64, 48)  # the portrait image keeps its orientation
     assert not (root / "voc" / "images" / "2007_000027.jpg").exists()  # detection-only image: not in any list
 
+    from typer.testing import CliRunner
+
+    from refine_cli.cli.app import app
+
+    checked = CliRunner().invoke(app, ["check", str(root / "voc"), "--full", "--workers", "1"])
+    assert checked.exit_code == 0, checked.output
+
+
+def test_aug_without_the_sbd_archive_lists_it(tmp_path: Path, raw: dict) -> None:
+    folder = tmp_path / "only-voc"
+    folder.mkdir()
+    raw["voc"].archive.rename(folder / raw["voc"].archive.name)
+    args = ["voc", "--aug", "--root", str(tmp_path / "data"), "--archives", str(folder), "--trust-archives"]
+    result = run_prepare(args)
+    assert result.exit_code == 2 and "benchmark.tgz" in result.output and "Traceback" not in result.output
+
 
 def _extracted(tmp_path: Path, voc: Path, sbd: Path | None = None) -> dict[str, Path]:
     sources = {"trainval": extract_archive(voc, tmp_path / "x" / "voc")}
