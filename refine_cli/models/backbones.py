@@ -59,10 +59,18 @@ def load_imagenet_resnet(encoder: ResNetEncoder) -> None:
     except Exception as exc:  # network errors, proxies, truncated or hash-mismatched downloads
         raise RefineError(
             f"could not download the ImageNet weights for ResNet-{encoder.depth} from {weights.url}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{short_reason(exc)}",
             hint="download that file elsewhere and pass it with --backbone-weights FILE",
         ) from exc
     load_strict(encoder, drop_prefixes(state, ("fc.",)), f"ImageNet ResNet-{encoder.depth} weights")
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception, so library errors fit the one-line error format."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cut = text.find(". ", 20)
+    text = text[: cut + 1] if cut > 0 else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
@@ -74,7 +82,7 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated zips, pickles and foreign files
         raise RefineError(
-            f"could not read {what} from {path}: {type(exc).__name__}: {exc}",
+            f"could not read {what} from {path}: {short_reason(exc)}",
             hint="pass a PyTorch state_dict saved with torch.save(model.state_dict(), FILE)",
         ) from exc
     if isinstance(obj, Mapping):
