@@ -9,7 +9,6 @@ upsampling of the logits to the input size, argmax. Everything that changes spee
 
 from __future__ import annotations
 
-import gc
 import math
 import re
 import statistics
@@ -30,7 +29,7 @@ from refine_cli.engine.inference import (
     tf32_mode,
 )
 from refine_cli.engine.memory import PeakMemory
-from refine_cli.engine.peers import create_peer, is_peer
+from refine_cli.engine.peers import create_peer, is_peer, peer_info
 from refine_cli.errors import RefineError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -227,7 +226,6 @@ def benchmark_one(
     if memory.note:
         notes.append(memory.note)
     del model, step, x
-    gc.collect()
     return {
         "model": name,
         "checkpoint": checkpoint,
@@ -268,7 +266,9 @@ def run_benchmarks(
     device = resolve_device(settings.device)
     validate(settings, device)
     for name in names:  # fail on a bad name before spending minutes on the others
-        if not is_peer(name):
+        if is_peer(name):
+            peer_info(name)
+        else:
             _check_model_name(name)
     jobs: list[dict[str, Any]] = []
     if checkpoint:

@@ -65,7 +65,6 @@ class PeakMemory:
 
     def reset_peak(self) -> None:
         """Start the peak window (after the model is built and prepared, just before warm-up)."""
-        gc.collect()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         elif not reset_peak_rss():

@@ -1,0 +1,123 @@
+"""`refine bench`: inference latency, throughput, memory and MACs, several models in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._options import JsonOpt
+
+
+def bench_command(
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="Model to time (repeatable): a `refine models` name or a tv: peer."
+    ),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Also time the model of this refine checkpoint."),
+    size: str = typer.Option("512", "--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625)."),
+    batch: int = typer.Option(1, "--batch", help="Images per forward pass."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast."
+    ),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for model and input."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time reported apart)."),
+    compile_mode: str = typer.Option("default", "--compile-mode", help="default, reduce-overhead or max-autotune."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed iterations before timing."),
+    iters: int = typer.Option(50, "--iters", help="Timed iterations (at least 2; 100+ for published numbers)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's choice)."),
+    fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold BatchNorm into the convolutions."),
+    postprocess: bool = typer.Option(
+        True, "--postprocess/--forward-only", help="Time upsampling to input size + argmax too (default), or not."
+    ),
+    cudnn_benchmark: bool = typer.Option(False, "--cudnn-benchmark", help="Let cuDNN pick algorithms per shape."),
+    num_classes: int = typer.Option(21, "--num-classes", help="Classes of the --model heads."),
+    json_out: JsonOpt = None,
+) -> None:
+    """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
+    from refine_cli.engine.bench import BenchSettings, parse_size, run_benchmarks
+
+    height, width = parse_size(size)
+    settings = BenchSettings(
+        height=height,
+        width=width,
+        batch=batch,
+        precision=precision.lower(),
+        channels_last=channels_last,
+        compile=compile_,
+        compile_mode=compile_mode,
+        warmup=warmup,
+        iters=iters,
+        device=device,
+        fold_bn=fold_bn,
+        postprocess=postprocess,
+        cudnn_benchmark=cudnn_benchmark,
+        threads=threads,
+        num_classes=num_classes,
+    )
+    results = run_benchmarks(
+        list(model), settings, checkpoint=checkpoint, on_start=lambda name: err.print(f"benchmarking {name} ...")
+    )
+    if json_out is not None:
+        emit_json(results, json_out)
+        if json_out == "-":
+            return
+    _print_report(results)
+
+
+def _print_report(results: list[dict[str, Any]]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    first = results[0]
+    height, width = first["size"]
+    title = (
+        f"Inference on {first['device']}: {height}x{width}, batch {first['batch']}, {first['precision']}"
+        f"{', channels_last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}"
+    )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    full = out.width >= 110  # narrow terminals get the essentials; --json always has everything
+    columns = ["model", "params", "GMACs", "mean ms", "std", "p50", "p90", "p99", "FPS", "peak MiB"]
+    if not full:
+        columns = ["model", "GMACs", "mean ms", "p99", "FPS", "peak MiB"]
+    if first["compile"]:
+        columns.append("compile s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
+    for row in results:
+        lat = row["latency_ms"]
+        cells = {
+            "model": row["model"],
+            "params": f"{row['params'] / 1e6:.2f}M",
+            "GMACs": f"{row['gmacs']:.2f}",
+            "mean ms": f"{lat['mean']:.2f}",
+            "std": f"{lat['std']:.2f}",
+            "p50": f"{lat['p50']:.2f}",
+            "p90": f"{lat['p90']:.2f}",
+            "p99": f"{lat['p99']:.2f}",
+            "FPS": f"{row['fps']:.1f}",
+            "peak MiB": "n/a" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
+            "compile s": f"{row['compile_time_s'] or 0:.1f}",
+        }
+        table.add_row(*(cells[column] for column in columns))
+    out.print(table)
+    env = first["env"]
+    hardware = env.get("gpu") or env["cpu"]
+    versions = f"torch {env['torch']}, torchvision {env['torchvision']}, refine {env['refine']}"
+    if env.get("cuda"):
+        versions += f", CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env.get('driver') or 'unknown'}"
+    out.print(f"{hardware}; {versions}; {first['threads']} CPU threads")
+    out.print(
+        f"timed: {first['timed']} ({first['timer']}); warm-up {first['warmup']}, {first['iters']} iterations; "
+        f"BN folded: {'yes' if first['bn_folded'] else 'no'}; GMACs per image (FLOPs = 2 x MACs)"
+    )
+    if first.get("cuda_flags"):
+        out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first["cuda_flags"].items()))
+    for note in dict.fromkeys(note for row in results for note in row["notes"]):
+        out.print(f"[yellow]note:[/yellow] {note}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `refine bench`."""
+    app.command("bench")(bench_command)

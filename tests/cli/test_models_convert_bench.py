@@ -1,0 +1,156 @@
+"""`refine models`, `refine convert` and `refine bench` end to end through the CLI (CPU, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.models.checkpoint import load_checkpoint
+
+CHECKPOINT_LISTINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "checkpoints"
+TINY = ["--size", "64", "--warmup", "1", "--iters", "3", "--device", "cpu"]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_models_json_has_exact_counts() -> None:
+    result = _run("models", "--json", "-")
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["lw-refinenet-50"]["params"] == 27_357_525
+    assert rows["lw-refinenet-101"]["params"] == 46_349_653
+    assert rows["lw-refinenet-mobilenetv2"]["params"] == 3_284_565
+    assert rows["refinenet-101"]["params"] == 118_052_437
+    assert rows["refinenet-101"]["gmacs"] == pytest.approx(262.9, rel=0.005)
+    assert rows["tv:lraspp_mobilenet_v3_large"]["peer"] is True
+    assert not rows["lw-refinenet-50"]["peer"]
+    assert "FLOPs = 2 x MACs" in rows["lw-refinenet-50"]["mac_unit"]
+
+
+def test_bench_json_fields_and_consistency() -> None:
+    result = _run("bench", "-m", "lw-refinenet-mobilenetv2", "-m", "tv:lraspp_mobilenet_v3_large", *TINY, "--json", "-")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["model"] for row in rows] == ["lw-refinenet-mobilenetv2", "tv:lraspp_mobilenet_v3_large"]
+    for row in rows:
+        latency = row["latency_ms"]
+        numbers = [*latency.values(), row["fps"], row["gmacs"]]
+        assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in numbers), row
+        assert latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+        assert row["fps"] == pytest.approx(1000.0 / latency["mean"], rel=1e-3)
+        assert row["device"] == "cpu" and row["precision"] == "fp32" and row["batch"] == 1
+        assert row["size"] == [64, 64] and row["iters"] == 3 and row["bn_folded"] > 0
+        assert row["peak_memory_mb"] is None or row["peak_memory_mb"] >= 0
+        assert row["env"]["torch"] == torch.__version__ and row["env"]["torch_threads"] >= 1
+        assert any("not a CUDA benchmark" in note for note in row["notes"])
+    assert rows[0]["params"] == 3_284_565
+    assert rows[0]["gmacs"] == pytest.approx(8.584 / 64, rel=0.01)  # MACs scale with the pixel count
+
+
+def test_bench_table_and_checkpoint(tmp_path: Path) -> None:
+    from refine_cli.models import create_model
+    from refine_cli.models.checkpoint import save_checkpoint
+
+    path = tmp_path / "ck.pt"
+    name = "lw-refinenet-mobilenetv2"
+    save_checkpoint(path, model_name=name, model=create_model(name, num_classes=4), num_classes=4)
+    result = _run("bench", "--checkpoint", str(path), *TINY, "--batch", "2", "--precision", "bf16", "--channels-last")
+    assert result.exit_code == 0, result.output
+    assert name in result.stdout and "bf16" in result.stdout and "not a CUDA benchmark" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--iters", "1"], "--iters 1"),
+        (["--warmup", "-1"], "--warmup -1"),
+        (["--size", "512x"], "bad size"),
+        (["--size", "0"], "too small"),
+        (["--size", "abc"], "bad size"),
+        (["--precision", "fp16", "--device", "cpu"], "fp16"),
+        (["--precision", "fp8"], "unknown precision"),
+        (["-m", "lw-refinenet-51"], "unknown model"),
+        (["-m", "tv:unet"], "unknown torchvision peer"),
+        (["--checkpoint", "missing.pt"], "does not exist"),
+    ],
+)
+def test_bench_errors_are_one_line(args: list[str], fragment: str) -> None:
+    base = ["bench", "-m", "lw-refinenet-mobilenetv2", "--size", "64", "--iters", "3", "--device", "cpu"]
+    _assert_one_line_error(_run(*base, *args), fragment)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_bench_cuda_without_cuda() -> None:
+    _assert_one_line_error(_run("bench", "-m", "lw-refinenet-mobilenetv2", "--device", "cuda"), "CUDA is not available")
+
+
+def _fake_official(name: str) -> dict[str, torch.Tensor]:
+    listing = CHECKPOINT_LISTINGS / f"{name}.json"
+    if not listing.is_file():
+        pytest.skip(f"official key listing {listing} not found (shared/reference beside the repo)")
+    shapes = json.loads(listing.read_text())
+    shapes.pop("_params")
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith("num_batches_tracked"):
+            continue  # the released LW files have none
+        state[key] = torch.rand(shape, generator=generator) + (0.5 if key.endswith("running_var") else 0.0)
+    return state
+
+
+def test_convert_official_mobilenet(tmp_path: Path) -> None:
+    state = _fake_official("lw-refinenet-mobilenetv2")
+    src = tmp_path / "mbv2_voc.pth.tar"
+    torch.save({"segmenter": {f"module.{k}": v for k, v in state.items()}, "epoch": 10}, src)
+    out = tmp_path / "converted.pt"
+    result = _run("convert", str(src), "--model", "lw-refinenet-mobilenetv2", "--out", str(out), "--num-classes", "21")
+    assert result.exit_code == 0, result.output
+    assert "3,284,565" in result.stdout and "lw-refinenet-mobilenetv2" in result.stdout
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.num_classes == 21 and checkpoint.extra["source_keys"] == len(state)
+    model = checkpoint.build_model()
+    ours = model.state_dict()
+    assert torch.equal(ours["classifier.weight"], state["segm.weight"])
+    # every official tensor arrived somewhere (values are random, so equal sums mean the same tensors)
+    ours_total = sum(v.double().sum().item() for k, v in ours.items() if "num_batches" not in k)
+    assert ours_total == pytest.approx(sum(v.double().sum().item() for v in state.values()), rel=1e-9)
+    again = _run("convert", str(src), "--model", "lw-refinenet-mobilenetv2", "--out", str(out))
+    _assert_one_line_error(again, "already exists")
+    reject = _run("bench", "--checkpoint", str(src), *TINY)
+    _assert_one_line_error(reject, "official lw-refinenet-mobilenetv2", "refine convert")
+
+
+def test_convert_errors(tmp_path: Path) -> None:
+    state = _fake_official("lw-refinenet-mobilenetv2")
+    src = tmp_path / "official.pth"
+    torch.save(state, src)
+    out = str(tmp_path / "out.pt")
+    _assert_one_line_error(
+        _run("convert", str(src), "--model", "lw-refinenet-mobilenetv2", "--out", out, "--num-classes", "40"),
+        "--num-classes 40",
+    )
+    _assert_one_line_error(_run("convert", str(src), "--model", "lw-refinenet-50", "--out", out), "--model")
+    del state["layer2.0.output.0.1.bias"]
+    torch.save(state, src)
+    _assert_one_line_error(
+        _run("convert", str(src), "--model", "lw-refinenet-mobilenetv2", "--out", out), "layer2.0.output.0.1.bias"
+    )
+    assert not Path(out).exists()
