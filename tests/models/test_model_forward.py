@@ -104,3 +104,17 @@ def test_cuda_forward_matches_cpu() -> None:
         cpu = model(x)
         gpu = model.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "name,gmacs", [("lw-refinenet-50", 31.98), ("lw-refinenet-mobilenetv2", 8.58), ("refinenet-50", 243.5)]
+)
+def test_multiply_adds_match_official_at_512(name: str, gmacs: float) -> None:
+    """Conv/linear MACs at 512x512 equal those measured on the official code (architecture.md)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = create_model(name).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, 3, 512, 512))
+    assert round(counter.get_total_flops() / 2e9, 2) == gmacs
