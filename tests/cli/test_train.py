@@ -1,0 +1,73 @@
+"""`refine train` end to end through the CLI: recipe + flags, JSON summary, resume, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.models.checkpoint import load_checkpoint
+from tests.support.tiny_seg import make_tiny_dataset
+
+FAST = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--batch", "4", "--workers", "0", "--device", "cpu"]
+FAST += ["--set", "data.min_short_side=null"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_train_recipe_flags_json_and_resume(tmp_path: Path) -> None:
+    data = make_tiny_dataset(tmp_path, train=8, val=2, size=(40, 48))
+    run = tmp_path / "run"
+    result = _run(
+        "train", "--recipe", "demo-shapes", "--data", str(data), "--out", str(run), *FAST,
+        "--iters", "2", "--val-every", "2", "--lr", "0.02", "--json", str(tmp_path / "s.json"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["steps"] == 2 and summary["best_step"] == 2 and 0 <= summary["best_miou"] <= 1
+    assert "best val mIoU" in result.output
+    config = load_checkpoint(run / "best.pt").train_config
+    assert config["recipe"] == "demo-shapes" and config["optim"]["encoder_lr"] == 0.02
+    assert config["data"]["crop"] == 32 and config["train"]["iters"] == 2 and config["train"]["epochs"] is None
+
+    again = _run("train", "--resume", str(run), "--iters", "4", "--json", "-")
+    assert again.exit_code == 0, again.output
+    assert "resuming with changed settings: train.iters" in again.output
+    assert load_checkpoint(run / "last.pt").extra["resume"]["step"] == 4
+
+
+def test_train_errors_are_one_line(tmp_path: Path) -> None:
+    data = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
+    line = _error_line(_run("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"), *FAST))
+    assert line.startswith("error: dataset folder") and "does not exist" in line
+    line = _error_line(_run("train", "--data", str(data), "--val-split", "test", "--out", str(tmp_path / "r"), *FAST))
+    assert "no split 'test'" in line and "available splits: train, val" in line
+    line = _error_line(_run("train", "--data", str(data), *FAST))
+    assert "no run folder given" in line
+    line = _error_line(_run("train", "--resume", str(tmp_path / "missing")))
+    assert "run to resume not found" in line
+    line = _error_line(_run("train", "--recipe", "nope", "--data", str(data), "--out", str(tmp_path / "r")))
+    assert "unknown recipe 'nope'" in line and "lw-voc" in line
+    line = _error_line(_run("train", "--data", str(data), "--out", str(tmp_path / "r"), "--amp", "fp16", *FAST))
+    assert "fp16 needs a CUDA device" in line
