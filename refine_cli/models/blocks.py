@@ -168,6 +168,10 @@ class SegmentationModel(nn.Module):
         self.model_name = model_name
         self.num_classes = num_classes
 
+    def backbones(self) -> list[nn.Module]:
+        """The trunks that ImageNet (or local) backbone weights initialise."""
+        return [self.encoder]
+
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of the (ImageNet-initialised) backbone."""
         return list(self.encoder.parameters())

@@ -21,7 +21,9 @@ MOBILENET_V2_CONFIG = (
 )
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1, act: bool = True):
+def conv_bn(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     """Conv (no bias) -> BatchNorm -> optional ReLU6, as a Sequential so keys read `.0.weight`, `.1.weight`."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
