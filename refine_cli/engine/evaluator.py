@@ -27,6 +27,20 @@ from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 from refine_cli.metrics import ConfusionMatrix, Scores
 
+# Always present in EvalReport.to_json() (null where not applicable, e.g. scales when scoring files).
+_SETTING_KEYS = (
+    "dataset",
+    "dataset_path",
+    "split",
+    "checkpoint",
+    "model",
+    "predictions",
+    "scales",
+    "flip",
+    "tile",
+    "crf",
+)
+
 
 @dataclass
 class EvalReport:
@@ -44,11 +58,13 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict: fractions in [0, 1], null for skipped classes, and the settings used."""
+        settings = {key: None for key in _SETTING_KEYS}
+        settings.update(self.settings)
         return {
             **self.scores.summary(),
             "num_images": self.num_images,
             "per_class": self.scores.per_class(self.class_names),
-            "settings": dict(self.settings),
+            **settings,
             "seconds": round(self.seconds, 3),
         }
 

@@ -57,8 +57,8 @@ def test_eval_checkpoint_with_msc_flip_json_and_save_pred(workspace: dict[str, P
     assert "scales 0.5, 0.75, 1, 1.25, 1.5 | flip on | CRF off" in result.output
     assert "mIoU" in result.output and "circle" in result.output
     report = json.loads(report_path.read_text())
-    assert report["settings"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5] and report["settings"]["flip"] is True
-    assert report["settings"]["checkpoint"] == str(workspace["ck"]) and report["num_images"] == 1
+    assert report["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5] and report["flip"] is True
+    assert report["checkpoint"] == str(workspace["ck"]) and report["num_images"] == 1
     for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
         assert 0.0 <= report[key] <= 1.0
     # the saved predictions score exactly the same through --pred

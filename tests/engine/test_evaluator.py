@@ -61,7 +61,7 @@ def test_evaluate_matches_a_plain_reference_loop(shapes: UnifiedDataset, tmp_pat
     for key in ("miou", "pixel_acc", "mean_acc", "fwiou"):
         assert 0.0 <= data[key] <= 1.0
     assert [row["name"] for row in data["per_class"]] == shapes.meta.classes
-    assert data["settings"]["scales"] == [1.0] and data["settings"]["split"] == "train"
+    assert data["scales"] == [1.0] and data["split"] == "train" and data["crf"] is None
     saved = tmp_path / "pred" / f"{shapes.split_ids('train')[0]}.png"
     assert Image.open(saved).mode == "P"
     rescored = score_predictions(tmp_path / "pred", shapes, "train", progress=False)
