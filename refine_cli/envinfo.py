@@ -79,6 +79,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     if device.startswith("cuda"):
         index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()

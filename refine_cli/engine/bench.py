@@ -10,6 +10,7 @@ upsampling of the logits to the input size, argmax. Everything that changes spee
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 import time
@@ -223,6 +224,12 @@ def benchmark_one(
             f"CPU run ({torch.get_num_threads()} threads, perf_counter timing): not a CUDA benchmark, "
             "do not compare with GPU numbers"
         )
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if load > (os.cpu_count() or 1) * 0.75:
+            notes.append(
+                f"the machine was busy (1-minute load {load:.1f} on {os.cpu_count()} CPUs): threads compete with "
+                "other processes and timings spread; try --threads 1, or rerun on an idle machine"
+            )
     if memory.note:
         notes.append(memory.note)
     del model, step, x

@@ -7,6 +7,7 @@ Where that is not possible we report None with a note rather than a guessed numb
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from pathlib import Path
 
@@ -23,6 +24,14 @@ def _status_kib(field: str) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def release_free_memory() -> None:
+    """Ask glibc to return freed heap pages to the OS, so the next RSS baseline is not inflated."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def current_rss_bytes() -> int | None:
@@ -61,6 +70,7 @@ class PeakMemory:
             torch.cuda.empty_cache()
             self.baseline = torch.cuda.memory_allocated(self.device)
         else:
+            release_free_memory()
             self.baseline = current_rss_bytes()
 
     def reset_peak(self) -> None:

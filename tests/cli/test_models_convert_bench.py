@@ -154,3 +154,22 @@ def test_convert_errors(tmp_path: Path) -> None:
         _run("convert", str(src), "--model", "lw-refinenet-mobilenetv2", "--out", out), "layer2.0.output.0.1.bias"
     )
     assert not Path(out).exists()
+
+
+def test_convert_library_lw50_plain_state_dict(tmp_path: Path) -> None:
+    """A plain LW-50 state_dict with num_batches_tracked keys (the other official layout) converts strictly."""
+    from refine_cli.engine.convert import convert_official
+
+    listing = CHECKPOINT_LISTINGS / "lw-refinenet-50.json"
+    if not listing.is_file():
+        pytest.skip(f"official key listing {listing} not found (shared/reference beside the repo)")
+    shapes = json.loads(listing.read_text())
+    expected_params = shapes.pop("_params")
+    state = {
+        key: torch.full(shape, 0.5, dtype=torch.long if not shape else torch.float32) for key, shape in shapes.items()
+    }
+    torch.save(state, tmp_path / "lw50.pth")
+    summary = convert_official(tmp_path / "lw50.pth", "lw-refinenet-50", tmp_path / "lw50_refine.pt")
+    assert summary["params"] == expected_params and summary["num_classes"] == 21
+    assert summary["source_keys"] == len(shapes)
+    assert load_checkpoint(tmp_path / "lw50_refine.pt").model == "lw-refinenet-50"
