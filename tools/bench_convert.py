@@ -5,8 +5,11 @@ builders the tests use), then times:
   1. the refine pipeline (`prepare_dataset('voc', aug=True)`) with N workers, conversion phase only;
   2. a plain loop in one process doing the same work per sample: read the label (PIL indices or the
      SBD .mat), fully decode the image to validate it, compare sizes, write the palette label PNG,
-     copy the JPEG;
+     copy the JPEG; and the same loop with the pipeline's two codec settings (JPEG validated by a
+     draft-mode decode, label PNG at zlib level 1), to separate those from parallelism;
   3. `refine check` (check_dataset) on the pipeline's output.
+Wall-clock rates depend on what else runs on the machine, so CPU time per sample (all processes,
+user + system) is reported too, and the load average before and after.
 Usage: .venv/bin/python tools/bench_convert.py [--images 300] [--workers 2] [--json out.json]
 """
 
@@ -48,8 +51,11 @@ def make_fixture(folder: Path, images: int) -> tuple[Path, Path, dict[str, int]]
     return voc.archive, sbd.archive, splits
 
 
-def plain_loop(voc_root: Path, sbd_root: Path, out: Path, splits: dict[str, list[str]]) -> int:
-    """The baseline: what a straightforward single-process script does for the same output."""
+def plain_loop(voc_root: Path, sbd_root: Path, out: Path, splits: dict[str, list[str]], tuned: bool = False) -> int:
+    """The baseline: what a straightforward single-process script does for the same output.
+
+    `tuned` gives it the pipeline's codec settings (draft-mode JPEG validation, PNG zlib level 1).
+    """
     import scipy.io
     from PIL import Image
 
@@ -67,14 +73,17 @@ def plain_loop(voc_root: Path, sbd_root: Path, out: Path, splits: dict[str, list
             mat = scipy.io.loadmat(sbd_root / "cls" / f"{sample_id}.mat", squeeze_me=True, struct_as_record=False)
             label = np.asarray(mat["GTcls"].Segmentation, dtype=np.uint8)
         with Image.open(image_path) as image:
+            size = image.size
+            if tuned:
+                image.draft(image.mode, (size[0] // 8, size[1] // 8))
             image.load()
-            if image.size != (label.shape[1], label.shape[0]):
+            if size != (label.shape[1], label.shape[0]):
                 raise SystemExit(f"size mismatch for {sample_id}")
         if not np.all((label <= 20) | (label == 255)):
             raise SystemExit(f"bad label values for {sample_id}")
         png = Image.fromarray(label)
         png.putpalette(flat_palette)
-        png.save(out / "labels" / f"{sample_id}.png", compress_level=6)
+        png.save(out / "labels" / f"{sample_id}.png", compress_level=1 if tuned else 6)
         shutil.copyfile(image_path, out / "images" / f"{sample_id}.jpg")
         done += 1
     return done
@@ -88,6 +97,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="refine-bench-") as tmp:
         tmp_path = Path(tmp)
         voc_tar, sbd_tgz, expected = make_fixture(tmp_path / "archives", args.images)
@@ -95,6 +105,7 @@ def main() -> None:
         common = dict(options={"aug": True}, archives=voc_tar.parent, manifest=manifest, notify=lambda _m: None)
 
         refine_rates: dict[int, float] = {}
+        refine_cpu: dict[int, float] = {}
         refine_total = []
         report = None
         run = 0
@@ -105,6 +116,8 @@ def main() -> None:
                     shutil.copytree(tmp_path / "refine0" / "downloads", root / "downloads", symlinks=True)
                 report = prepare_dataset("voc", root=root, workers=workers, **common)
                 refine_rates[workers] = max(refine_rates.get(workers, 0.0), report.images_per_s)
+                cpu_ms = 1000 * report.convert_cpu_seconds / max(report.converted, 1)
+                refine_cpu[workers] = min(refine_cpu.get(workers, float("inf")), cpu_ms)
                 if workers == args.workers:
                     refine_total.append(report.seconds)
                 run += 1
@@ -118,11 +131,15 @@ def main() -> None:
 
         dataset = UnifiedDataset(report.path)
         split_ids = {split: dataset.split_ids(split) for split in dataset.splits}
-        plain_rates = []
+        plain_rates: dict[bool, float] = {}
+        plain_cpu: dict[bool, float] = {}
         for repeat in range(args.repeats):
-            start = time.perf_counter()
-            count = plain_loop(voc_root, sbd_root, tmp_path / f"plain{repeat}", split_ids)
-            plain_rates.append(count / (time.perf_counter() - start))
+            for tuned in (False, True):
+                start, cpu_start = time.perf_counter(), time.process_time()
+                count = plain_loop(voc_root, sbd_root, tmp_path / f"plain{repeat}{tuned}", split_ids, tuned)
+                plain_rates[tuned] = max(plain_rates.get(tuned, 0.0), count / (time.perf_counter() - start))
+                cpu_ms = 1000 * (time.process_time() - cpu_start) / count
+                plain_cpu[tuned] = min(plain_cpu.get(tuned, float("inf")), cpu_ms)
 
         check_rates: dict[str, float] = {}
         for workers in sorted({1, args.workers}):
@@ -141,12 +158,17 @@ def main() -> None:
         "splits": report.splits,
         "workers": args.workers,
         "refine_images_per_s": {f"workers={w}": round(v, 1) for w, v in refine_rates.items()},
+        "refine_cpu_ms_per_sample": {f"workers={w}": round(v, 2) for w, v in refine_cpu.items()},
         "refine_prepare_seconds_incl_check": round(min(refine_total), 2),
-        "plain_loop_images_per_s": round(max(plain_rates), 1),
-        "speedup_vs_plain": round(refine_rates[args.workers] / max(plain_rates), 2),
+        "plain_loop_images_per_s": round(plain_rates[False], 1),
+        "plain_loop_cpu_ms_per_sample": round(plain_cpu[False], 2),
+        "plain_loop_tuned_images_per_s": round(plain_rates[True], 1),
+        "plain_loop_tuned_cpu_ms_per_sample": round(plain_cpu[True], 2),
+        "speedup_vs_plain": round(refine_rates[args.workers] / plain_rates[False], 2),
+        "speedup_vs_plain_tuned": round(refine_rates[args.workers] / plain_rates[True], 2),
         "check_images_per_s": {k: round(v, 1) for k, v in check_rates.items()},
         "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
+        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "python": platform.python_version(),
     }
     print(json.dumps(result, indent=2))

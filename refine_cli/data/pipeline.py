@@ -47,6 +47,7 @@ class PrepareReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     convert_seconds: float = 0.0
+    convert_cpu_seconds: float = 0.0  # CPU time of this process and its workers during conversion
     check: CheckReport | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -66,6 +67,7 @@ class PrepareReport:
             "skipped": [{"id": sample_id, "reason": reason} for sample_id, reason in self.skipped],
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 2),
+            "convert_cpu_seconds": round(self.convert_cpu_seconds, 3),
             "notes": self.notes,
             "check": self.check.to_dict() if self.check is not None else None,
         }
@@ -103,6 +105,19 @@ def fetch_sources(
             local = extract_archive(local, downloads / "extracted" / _archive_stem(source.file), progress=progress)
         paths[source.key] = local
     return paths, sources
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process plus its reaped children, e.g. a finished worker pool."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: this process only
+        return time.process_time()
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _chunks(items: list[WorkItem], size: int) -> Iterator[list[WorkItem]]:
@@ -230,7 +245,7 @@ def prepare_dataset(
     reused = len(items) - len(todo)
     skipped: list[tuple[str, str]] = list(plan.skipped)
     skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
-    convert_start = time.perf_counter()
+    convert_start, cpu_start = time.perf_counter(), _cpu_seconds()
     converted = 0
     dropped: list[str] = []
     with contextlib.closing(_run_work(converter, writer, plan, todo, workers, progress)) as outcomes:
@@ -248,6 +263,7 @@ def prepare_dataset(
                     hint="pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun",
                 )
     convert_seconds = time.perf_counter() - convert_start
+    convert_cpu_seconds = _cpu_seconds() - cpu_start  # the pool is shut down (workers reaped) by now
 
     removed = {sample_id for sample_id, _ in skipped}
     splits = {split: [i for i in ids if i not in removed] for split, ids in plan.splits.items()}
@@ -286,6 +302,7 @@ def prepare_dataset(
         skipped=skipped,
         seconds=time.perf_counter() - started,
         convert_seconds=convert_seconds,
+        convert_cpu_seconds=convert_cpu_seconds,
         check=check,
         notes=notes,
     )

@@ -13,11 +13,14 @@ leaves a half-written file under a final name and "the file exists" means "the f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import io
 import json
+import os
 import re
-import shutil
 import struct
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from refine_cli.errors import RefineError
-from refine_cli.fileio import atomic_path, write_json_atomic, write_text_atomic
+from refine_cli.fileio import write_json_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
 IMAGE_EXTS = ("jpg", "jpeg", "png")
 META_FILE = "meta.json"
 IGNORE_COLOR = (224, 224, 192)  # VOC's colour for 255, used when a palette has no entry for it
+LABEL_PNG_LEVEL = 1  # zlib level for label PNGs: ~3x faster to encode than level 6; class maps stay small
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_+=,@-][A-Za-z0-9_.+=,@-]*$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -69,6 +73,67 @@ def _flat_palette(palette: list[tuple[int, int, int]] | list[list[int]], ignore_
     if len(palette) <= ignore_index <= 255:
         flat[ignore_index * 3 : ignore_index * 3 + 3] = list(IGNORE_COLOR)
     return flat
+
+
+def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> list[int]:
+    """Values of `label` that are neither a class in [0, num_classes) nor `ignore_index`, sorted.
+
+    Two vectorised counts decide validity (~20 us for a 500x375 map, vs ~400 us for a 256-bin
+    histogram); the histogram runs only for a bad label, to name its values.
+    """
+    if ignore_index < num_classes:
+        valid_count = np.count_nonzero(label < num_classes)
+    else:
+        valid_count = np.count_nonzero(label < num_classes) + np.count_nonzero(label == ignore_index)
+    if valid_count == label.size:
+        return []
+    counts = np.bincount(label.ravel(), minlength=256)
+    valid = np.zeros(256, dtype=bool)
+    valid[:num_classes] = True
+    valid[ignore_index] = True
+    return [int(v) for v in np.flatnonzero((counts > 0) & ~valid)]
+
+
+def encode_label_png(
+    label: np.ndarray, palette: list[tuple[int, int, int]] | list[list[int]], what: str = "label"
+) -> bytes:
+    """PNG bytes of a uint8 HxW class map: mode 'P' (indices) with the dataset palette attached for viewing."""
+    from PIL import Image
+
+    if not isinstance(label, np.ndarray) or label.dtype != np.uint8 or label.ndim != 2:
+        kind = f"{label.dtype} {label.shape}" if isinstance(label, np.ndarray) else type(label).__name__
+        raise ValueError(f"label for {what} must be a 2-D uint8 array, got {kind}")
+    label = np.ascontiguousarray(label)
+    image = Image.frombuffer("L", (label.shape[1], label.shape[0]), label, "raw", "L", 0, 1)
+    image.putpalette(_flat_palette(palette))  # turns the 'L' image into 'P' without touching the indices
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=LABEL_PNG_LEVEL)
+    return buffer.getvalue()
+
+
+def write_file_atomic(final: Path, data: bytes) -> None:
+    """Write `data` under a temporary name beside `final`, then rename: a reader never sees a partial file.
+
+    The per-sample fast path of fileio.write_bytes_atomic: one open instead of two and no random-name
+    retries (the name is unique per process and thread), and the file gets the usual umask-based mode
+    (0644) rather than mkstemp's 0600, so a dataset on a shared disk is readable by its other users.
+    Stale `.*.part` files of a killed run are removed by the prepare pipeline on its next start.
+    """
+    tmp = final.parent / f".{final.name}.{os.getpid()}-{threading.get_ident()}.part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:  # first file of its folder: create the folder (not a stat per file)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        with open(fd, "wb", closefd=True) as handle:
+            handle.write(data)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -173,10 +238,12 @@ class UnifiedWriter:
                 other.unlink()
 
     def write_image_bytes(self, sample_id: str, data: bytes, ext: str) -> Path:
+        """Store encoded image bytes (a JPEG/PNG source, unchanged) as images/<id>.<ext>, atomically."""
+        if _norm_ext(ext) not in IMAGE_EXTS:
+            raise ValueError(f"image for {sample_id!r}: only {', '.join(IMAGE_EXTS)} can be stored, not {ext!r}")
         final = self.image_path(sample_id, ext)
         self._drop_other_images(sample_id, final)
-        with atomic_path(final) as tmp:
-            tmp.write_bytes(data)
+        write_file_atomic(final, data)
         self._remember(sample_id, final)
         return final
 
@@ -185,12 +252,7 @@ class UnifiedWriter:
         ext = Path(src_path).suffix.lstrip(".")
         if _norm_ext(ext) not in IMAGE_EXTS:
             raise ValueError(f"{src_path}: only {', '.join(IMAGE_EXTS)} images can be copied unchanged")
-        final = self.image_path(sample_id, ext)
-        self._drop_other_images(sample_id, final)
-        with atomic_path(final) as tmp:
-            shutil.copyfile(src_path, tmp)
-        self._remember(sample_id, final)
-        return final
+        return self.write_image_bytes(sample_id, Path(src_path).read_bytes(), ext)
 
     def _remember(self, sample_id: str, final: Path) -> None:
         if self._image_stems is not None:
@@ -200,15 +262,8 @@ class UnifiedWriter:
         self, sample_id: str, label: np.ndarray, palette: list[tuple[int, int, int]] | list[list[int]]
     ) -> Path:
         """Save class indices as a palette PNG: viewers show colours, readers get the indices back."""
-        from PIL import Image
-
-        if label.dtype != np.uint8 or label.ndim != 2:
-            raise ValueError(f"label for {sample_id!r} must be a 2-D uint8 array, got {label.dtype} {label.shape}")
-        image = Image.fromarray(np.ascontiguousarray(label), mode="L")
-        image.putpalette(_flat_palette(palette))
         final = self.label_path(sample_id)
-        with atomic_path(final) as tmp:
-            image.save(tmp, format="PNG", compress_level=6)
+        write_file_atomic(final, encode_label_png(label, palette, what=repr(sample_id)))
         return final
 
     def write_splits(self, splits: dict[str, list[str]]) -> None:

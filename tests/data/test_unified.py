@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,11 @@ from refine_cli.data.unified import (
     DatasetMeta,
     UnifiedDataset,
     UnifiedWriter,
+    bad_label_values,
     png_size,
     validate_sample_id,
     voc_palette,
+    write_file_atomic,
 )
 from refine_cli.errors import RefineError
 
@@ -113,3 +117,45 @@ def test_rgb_label_is_rejected(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(writer.label_path("a"))
     with pytest.raises(RefineError, match="mode RGB"):
         UnifiedDataset(tmp_path / "tiny").read_label("a")
+
+
+@pytest.mark.parametrize(
+    ("values", "num_classes", "ignore", "bad"),
+    [
+        ([0, 1, 20, 255], 21, 255, []),
+        ([0, 21, 254, 255], 21, 255, [21, 254]),
+        ([0, 3, 3], 3, 255, [3]),
+        ([0, 2, 9], 3, 9, []),
+        ([], 3, 255, []),
+    ],
+)
+def test_bad_label_values(values: list[int], num_classes: int, ignore: int, bad: list[int]) -> None:
+    label = np.array(values, dtype=np.uint8).reshape(1, -1)
+    assert bad_label_values(label, num_classes, ignore) == bad
+
+
+def test_written_files_are_readable_by_others_and_leave_no_temporaries(tmp_path: Path) -> None:
+    writer = UnifiedWriter(tmp_path, "ds")  # no prepare_dirs(): the first write creates the folders
+    label = np.arange(12, dtype=np.uint8).reshape(3, 4) % 3
+    image = writer.write_image_bytes("a", b"jpeg-bytes", "jpg")
+    written = writer.write_label("a", label, voc_palette(3))
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (image, written):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert sorted(p.name for p in (tmp_path / "ds").rglob(".*")) == []
+    assert image.read_bytes() == b"jpeg-bytes"
+    with Image.open(written) as png:
+        assert png.mode == "P" and np.array_equal(np.array(png), label)
+    with pytest.raises(ValueError, match="only jpg, jpeg, png"):
+        writer.write_image_bytes("b", b"x", "gif")
+
+
+def test_failed_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("refine_cli.data.unified.os.replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_file_atomic(tmp_path / "x.png", b"data")
+    assert list(tmp_path.iterdir()) == []

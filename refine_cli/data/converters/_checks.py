@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from refine_cli.data.converters.base import SampleError
-from refine_cli.data.unified import validate_sample_id
+from refine_cli.data.unified import bad_label_values, validate_sample_id
 from refine_cli.errors import RefineError
 
 
@@ -77,9 +77,9 @@ def check_label(label: np.ndarray, size: tuple[int, int], num_classes: int, labe
     if label.ndim != 2 or label.shape != size:
         got = "x".join(str(v) for v in label.shape[::-1])
         raise SampleError(f"label {label_path} is {got} but image {image_path} is {size[1]}x{size[0]}")
-    bad = np.unique(label[(label >= num_classes) & (label != 255)])
-    if bad.size:
-        shown = ", ".join(str(int(v)) for v in bad[:5])
+    bad = bad_label_values(label, num_classes, 255)
+    if bad:
+        shown = ", ".join(str(v) for v in bad[:5])
         raise SampleError(f"label {label_path} has values {shown} outside 0..{num_classes - 1} and 255")
 
 
