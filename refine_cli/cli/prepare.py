@@ -193,7 +193,12 @@ def register(app: typer.Typer) -> None:
     @prepare_app.command("coco")
     def coco(
         min_pixels: Annotated[
-            int, typer.Option("--min-pixels", min=0, help="Drop training images with fewer VOC-class pixels.")
+            int,
+            typer.Option(
+                "--min-pixels",
+                min=0,
+                help="Drop images, in train AND val (gluon-cv's rule), with fewer VOC-class pixels.",
+            ),
         ] = 1000,
         root: RootOpt = None,
         archives: ArchivesOpt = None,

@@ -97,6 +97,28 @@ def verify_file(path: Path, source: Source, progress: bool = False, cache_dir: P
         write_json_atomic(marker, stamp)
 
 
+def measured_sha256(path: Path, progress: bool = False, cache_dir: Path | None = None) -> str:
+    """sha256 of `path` as it is, for sources without a published sum: it pins what a dataset was built from.
+
+    Remembered in `cache_dir` (keyed by path, size and mtime) like verify_file's markers, so a large
+    archive is hashed once.
+    """
+    stat = path.stat()
+    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    marker = cache_dir / f".sha256-{path.name}.json" if cache_dir is not None else None
+    if marker is not None and marker.is_file():
+        try:
+            cached = json.loads(marker.read_text(encoding="utf-8"))
+            if {key: cached.get(key) for key in stamp} == stamp and isinstance(cached.get("sha256"), str):
+                return cached["sha256"]
+        except (OSError, ValueError):
+            pass
+    digest = hash_file(path, ["sha256"], progress=progress)["sha256"]
+    if marker is not None:
+        write_json_atomic(marker, {**stamp, "sha256": digest})
+    return digest
+
+
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
     headers = {"User-Agent": f"refine/{__version__}"}
     if offset:

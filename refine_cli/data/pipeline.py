@@ -21,9 +21,9 @@ from typing import Any
 from refine_cli.data.check import CheckReport, check_dataset
 from refine_cli.data.converters import get_converter
 from refine_cli.data.converters.base import Converter, Plan, WorkItem
-from refine_cli.data.download import fetch_source, missing_archives_error
+from refine_cli.data.download import fetch_source, measured_sha256, missing_archives_error
 from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import Manifest, Source, load_manifest
+from refine_cli.data.manifest import Manifest, load_manifest
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
@@ -88,8 +88,13 @@ def fetch_sources(
     trust_archives: bool,
     progress: bool,
     notify: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Path], list[Source]]:
-    """Fetch and extract the named sources; key -> extracted folder (archives) or file (everything else)."""
+) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """Fetch and extract the named sources.
+
+    Returns key -> extracted folder (archives) or file (everything else), and the meta.json `sources`
+    records. A source with no published checksum (`unverified = true`) is recorded with the sha256 of
+    the file actually used and `"unverified": true`, so the dataset's provenance is pinned all the same.
+    """
     sources = [manifest.source(key) for key in keys]
     if archives is not None:
         if not Path(archives).is_dir():
@@ -99,12 +104,17 @@ def fetch_sources(
             raise missing_archives_error(missing, Path(archives))
     downloads = root / "downloads"
     paths: dict[str, Path] = {}
+    records: list[dict[str, Any]] = []
     for source in sources:
         local = fetch_source(source, downloads, archives, trust_archives, progress=progress, notify=notify)
+        record = source.to_record()
+        if source.unverified:
+            record.update(sha256=measured_sha256(local, progress, cache_dir=downloads), unverified=True)
+        records.append(record)
         if source.extract:
             local = extract_archive(local, downloads / "extracted" / _archive_stem(source.file), progress=progress)
         paths[source.key] = local
-    return paths, sources
+    return paths, records
 
 
 def _cpu_seconds() -> float:
@@ -233,7 +243,7 @@ def prepare_dataset(
     loaded = load_manifest(manifest if manifest is not None else converter.manifest)
     options = {**options, "manifest": loaded}
     keys = converter.required_sources(options)
-    source_paths, used = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
+    source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
     plan = converter.plan(source_paths, options)
     spec = plan.spec
     writer = UnifiedWriter(root, spec.name)
@@ -282,7 +292,7 @@ def prepare_dataset(
         palette=[list(color) for color in spec.palette],
         ignore_index=spec.ignore_index,
         splits={split: len(ids) for split, ids in splits.items()},
-        sources=[source.to_record() for source in used],
+        sources=source_records,
         converter=converter.name,
         converter_version=str(converter.version),
         extra=dict(spec.extra),

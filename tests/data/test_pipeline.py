@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from refine_cli.data.converters.base import (
     SkipSample,
     WorkItem,
 )
+from refine_cli.data.download import measured_sha256
 from refine_cli.data.pipeline import prepare_dataset
 from refine_cli.data.unified import UnifiedDataset, voc_palette
 from refine_cli.errors import RefineError
@@ -250,3 +252,26 @@ def test_draft_mode_validation_catches_truncated_jpegs(cut: float) -> None:
     keep = len(data) - cut if isinstance(cut, int) else int(len(data) * cut)
     with pytest.raises(OSError, match="truncated"):
         decoded_size(data[:keep])
+
+
+def test_unverified_source_is_pinned_by_its_measured_sha256(tmp_path: Path, archives: tuple[Path, Path]) -> None:
+    """No published checksum: meta.json still records the sha256 of the archive actually used."""
+    folder, manifest = archives
+    text = manifest.read_text()
+    published = text.splitlines()[-1]
+    manifest.write_text(text.replace(published, "unverified = true"))
+    notes: list[str] = []
+    report = prepare_dataset("tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest, notify=notes.append)
+    record = UnifiedDataset(report.path).meta.sources[0]
+    actual = hashlib.sha256((folder / "tiny.tar").read_bytes()).hexdigest()
+    assert record["sha256"] == actual and record["unverified"] is True and "md5" not in record
+    assert any("no published checksum" in note for note in notes)
+    # the measured sum is cached (keyed by path, size and mtime); a rewritten file is hashed again
+    cached = json.loads((tmp_path / "data" / "downloads" / ".sha256-tiny.tar.json").read_text())
+    assert cached["sha256"] == actual
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"one")
+    assert measured_sha256(other, cache_dir=tmp_path) == hashlib.sha256(b"one").hexdigest()
+    other.write_bytes(b"two")
+    os.utime(other, ns=(1, 1))  # a different mtime, as any rewrite gives
+    assert measured_sha256(other, cache_dir=tmp_path) == hashlib.sha256(b"two").hexdigest()
