@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from refine_cli import __version__
+from refine_cli.data.classes import VOC_CLASSES
+from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 
@@ -27,25 +29,9 @@ FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("segmenter", "state_dict", "model")
 
-VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-]  # fmt: skip
-
-
 def color_map(num_classes: int) -> list[list[int]]:
-    """The PASCAL VOC colour map (bit-interleaved class index), for any number of classes."""
-    palette = []
-    for index in range(num_classes):
-        red = green = blue = 0
-        value = index
-        for shift in range(7, -1, -1):
-            red |= (value & 1) << shift
-            green |= ((value >> 1) & 1) << shift
-            blue |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.append([red, green, blue])
-    return palette
+    """The PASCAL VOC colour map (bit-interleaved class index) as JSON-friendly lists."""
+    return [list(rgb) for rgb in voc_palette(num_classes)]
 
 
 def default_classes(num_classes: int) -> list[str]:
