@@ -33,7 +33,7 @@ def models_command(
     table.add_column("description", overflow="fold")
     for row in rows:
         description = f"[dim]peer:[/dim] {row['description']}" if row["peer"] else row["description"]
-        table.add_row(row["name"], f"{row['params'] / 1e6:.2f}M", f"{row['gmacs']:.2f}", description)
+        table.add_row(row["name"], f"{row['params']:,}", f"{row['gmacs']:.2f}", description)
     out.print(table)
     out.print(f"{MAC_UNIT_NOTE}. Peers are torchvision models (tv:NAME), usable with `refine bench --model`.")
 
