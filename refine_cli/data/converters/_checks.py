@@ -18,7 +18,7 @@ from refine_cli.errors import RefineError
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) from the image header, to match the label against before any pixel is decoded.
 
-    Only the header is read here: the pipeline's worker decodes every image fully afterwards (that is
+    Only the header is read here: the pipeline's worker decodes every byte of every image afterwards (that is
     what catches truncated files), so decoding here as well would double the cost of a conversion.
     """
     from PIL import Image, UnidentifiedImageError
