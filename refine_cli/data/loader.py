@@ -60,14 +60,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy/random per worker from torch's per-worker seed; keep OpenCV single-threaded.
+    """Seed numpy/random per worker from torch's per-worker seed.
 
     The loader's generator makes torch's worker seeds deterministic; each worker then derives its own
-    python and numpy seeds from it (the recipe in the PyTorch reproducibility notes).
+    python and numpy seeds from it (the recipe in the PyTorch reproducibility notes). OpenCV's thread
+    count is deliberately not touched here: `cv2.setNumThreads` in a forked child of a process whose
+    OpenCV thread pool is running deadlocks.
     """
-    import cv2
-
-    cv2.setNumThreads(1)
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
