@@ -155,7 +155,7 @@ def test_failed_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     def fail(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("refine_cli.data.unified.os.replace", fail)
+    monkeypatch.setattr("refine_cli.fileio.os.replace", fail)
     with pytest.raises(OSError, match="disk full"):
         write_file_atomic(tmp_path / "x.png", b"data")
     assert list(tmp_path.iterdir()) == []
