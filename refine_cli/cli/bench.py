@@ -78,7 +78,7 @@ def _print_report(results: list[dict[str, Any]]) -> None:
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     full = out.width >= 110  # narrow terminals get the essentials; --json always has everything
-    columns = ["model", "params", "GMACs", "mean ms", "std", "p50", "p90", "p99", "FPS", "peak MiB"]
+    columns = ["model", "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"]
     if not full:
         columns = ["model", "GMACs", "mean ms", "p99", "FPS", "peak MiB"]
     if first["compile"]:
@@ -93,6 +93,7 @@ def _print_report(results: list[dict[str, Any]]) -> None:
             "GMACs": f"{row['gmacs']:.2f}",
             "mean ms": f"{lat['mean']:.2f}",
             "std": f"{lat['std']:.2f}",
+            "min": f"{lat['min']:.2f}",
             "p50": f"{lat['p50']:.2f}",
             "p90": f"{lat['p90']:.2f}",
             "p99": f"{lat['p99']:.2f}",
@@ -105,6 +106,8 @@ def _print_report(results: list[dict[str, Any]]) -> None:
     env = first["env"]
     hardware = env.get("gpu") or env["cpu"]
     versions = f"torch {env['torch']}, torchvision {env['torchvision']}, refine {env['refine']}"
+    if env.get("git"):
+        versions += f" (commit {env['git']['commit'][:10]}{', modified' if env['git']['dirty'] else ''})"
     if env.get("cuda"):
         versions += f", CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env.get('driver') or 'unknown'}"
     out.print(f"{hardware}; {versions}; {first['threads']} CPU threads")
