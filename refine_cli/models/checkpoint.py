@@ -152,6 +152,13 @@ def read_torch_file(path: Path) -> Any:
         raise RefineError(f"checkpoint {path} does not exist", hint="check the path")
     if path.is_dir():
         raise RefineError(f"checkpoint {path} is a directory", hint="give the .pt file inside it")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive (PK..); the legacy format starts with a pickle protocol byte.
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
+        raise RefineError(
+            f"{path} is not a PyTorch file (it starts with {head!r})", hint="the file is corrupt or of another kind"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -69,7 +69,11 @@ def _error(path: Path) -> RefineError:
 def test_missing_corrupt_and_directory(tmp_path: Path) -> None:
     assert "does not exist" in _error(tmp_path / "nope.pt").message
     (tmp_path / "junk.pt").write_bytes(b"this is not a torch file")
-    assert "not a readable torch checkpoint" in _error(tmp_path / "junk.pt").message
+    assert "is not a PyTorch file" in _error(tmp_path / "junk.pt").message
+    good = tmp_path / "truncated.pt"
+    torch.save({"w": torch.zeros(1000)}, good)
+    good.write_bytes(good.read_bytes()[:300])  # a zip that was cut off during a copy
+    assert "not a readable torch checkpoint" in _error(good).message
     assert "directory" in _error(tmp_path).message
 
 
