@@ -216,6 +216,8 @@ class _RichProgress:
             miou = row.get("miou")
             shown = f"{miou:.4f}" if miou is not None else "n/a"
             self.progress.console.print(f"step {step} (epoch {row['epoch']:.2f}): val mIoU {shown}")
+            if self.task is not None:
+                self.progress.update(self.task, stats=f"val mIoU {shown}")
 
     def on_checkpoint(self, step: int, path: Path) -> None: ...
 
@@ -225,9 +227,10 @@ def _print_summary(summary: TrainSummary) -> None:
 
     for note in summary.notes:
         warn(note)
-    table = Table(title=f"refine train: {summary.model} on {summary.dataset}", show_header=False)
+    table = Table(title="refine train", show_header=False)
     best = f"{summary.best_miou:.4f} (step {summary.best_step})" if summary.best_miou is not None else "n/a"
     rows = [
+        ("model / dataset", f"{summary.model} / {summary.dataset}"),
         ("run folder", summary.out_dir),
         ("steps / epochs", f"{summary.steps} / {summary.epochs:g}"),
         ("best val mIoU", best),
