@@ -184,3 +184,28 @@ def test_init_checkpoint_must_match_the_class_count(tiny: Path, tmp_path: Path) 
     assert train(ok, tmp_path / "stage2").steps == 1
     with pytest.raises(RefineError, match="already holds a training run"):
         train(ok, tmp_path / "stage2")
+
+
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    torch.save({"rng": run_files.capture_rng()}, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    run_files.restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+
+
+def test_bf16_autocast_on_cpu_trains(tiny: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny, **{"train.iters": 2, "train.amp": "bf16", "data.val_split": None})
+    summary = train(cfg, tmp_path / "run")
+    assert summary.steps == 2
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "run" / "last.pt").values())
