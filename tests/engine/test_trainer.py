@@ -209,3 +209,20 @@ def test_bf16_autocast_on_cpu_trains(tiny: Path, tmp_path: Path) -> None:
     summary = train(cfg, tmp_path / "run")
     assert summary.steps == 2
     assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "run" / "last.pt").values())
+
+
+def test_exact_resume_restores_dropout_rng(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """LW-RefineNet-50 applies dropout in training: only restored RNG states make the resume exact."""
+    overrides = {"model.name": "lw-refinenet-50", "optim.encoder_lr": 1e-4, "optim.grad_clip": 1.0}
+    cfg = tiny_config(tiny, **overrides, **{"train.iters": 4, "train.val_every": 2})
+    cfg.data.val_split = None
+    train(cfg, tmp_path / "straight")
+    for name in ("resumed", "no-rng"):
+        with pytest.raises(_Stop):
+            train(cfg, tmp_path / name, callbacks=_StopAfter(2))
+    train(cfg, tmp_path / "resumed", resume_from=tmp_path / "resumed")
+    _assert_same(_weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "resumed" / "last.pt"))
+    monkeypatch.setattr(run_files, "restore_rng", lambda state: None)
+    train(cfg, tmp_path / "no-rng", resume_from=tmp_path / "no-rng")
+    straight, broken = _weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "no-rng" / "last.pt")
+    assert any(not torch.equal(straight[k], broken[k]) for k in straight)  # the test can tell the difference
