@@ -38,6 +38,9 @@ class _RefineGroup(TyperGroup):
             raise typer.Exit(error.exit_code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:  # `refine ... | head`: the reader left; stop quietly like other Unix tools
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             _report("interrupted")
             raise typer.Exit(130) from None
