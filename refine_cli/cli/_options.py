@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Annotated, Optional
 
@@ -10,6 +11,9 @@ import typer
 # Options whose value may be left out: `--json` alone means `--json -` (stdout). Typer has no
 # optional-value options, so the root command fills the value in before parsing (see app.py).
 OPTIONAL_VALUE_DEFAULTS: dict[str, str] = {"--json": "-"}
+# Where a value has a known shape (e.g. `--msc 0.5,1`), a following word of another shape is not taken
+# as the value: `refine predict --msc photo.jpg` means the default scales and the input photo.jpg.
+OPTIONAL_VALUE_PATTERNS: dict[str, re.Pattern[str]] = {}
 
 JsonOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer evaluates this at runtime
@@ -28,6 +32,11 @@ def fill_optional_values(args: Sequence[str]) -> list[str]:
         filled.append(arg)
         if arg in OPTIONAL_VALUE_DEFAULTS:
             following = args[index + 1] if index + 1 < len(args) else None
-            if following is None or (following.startswith("-") and following != "-"):
+            pattern = OPTIONAL_VALUE_PATTERNS.get(arg)
+            if (
+                following is None
+                or (following.startswith("-") and following != "-")
+                or (pattern is not None and not pattern.fullmatch(following))
+            ):
                 filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
     return filled

@@ -58,3 +58,27 @@ def test_version_and_help() -> None:
     assert result.exit_code == 0 and result.output.startswith("refine ")
     help_run = subprocess.run([sys.executable, "-m", "refine_cli", "--help"], capture_output=True, text=True)
     assert help_run.returncode == 0 and "Usage" in help_run.stdout
+
+
+def test_optional_value_respects_value_shape() -> None:
+    import re
+
+    from refine_cli.cli import _options
+
+    patterns = {"--msc": re.compile(r"[0-9.,\s]*")}
+    defaults = {"--json": "-", "--msc": "0.5,1"}
+    original = (_options.OPTIONAL_VALUE_DEFAULTS.copy(), _options.OPTIONAL_VALUE_PATTERNS.copy())
+    try:
+        _options.OPTIONAL_VALUE_DEFAULTS.update(defaults)
+        _options.OPTIONAL_VALUE_PATTERNS.update(patterns)
+        fill = _options.fill_optional_values
+        assert fill(["predict", "--msc", "photo.jpg"]) == ["predict", "--msc", "0.5,1", "photo.jpg"]
+        assert fill(["predict", "--msc", "0.75,1.5", "a.jpg"]) == ["predict", "--msc", "0.75,1.5", "a.jpg"]
+        assert fill(["eval", "--msc", "--flip"]) == ["eval", "--msc", "0.5,1", "--flip"]
+        assert fill(["eval", "--json", "out.json"]) == ["eval", "--json", "out.json"]
+        assert fill(["eval", "--json"]) == ["eval", "--json", "-"]
+    finally:
+        _options.OPTIONAL_VALUE_DEFAULTS.clear()
+        _options.OPTIONAL_VALUE_DEFAULTS.update(original[0])
+        _options.OPTIONAL_VALUE_PATTERNS.clear()
+        _options.OPTIONAL_VALUE_PATTERNS.update(original[1])
