@@ -27,9 +27,7 @@ format: install
 	$(VENV)/bin/ruff check --fix refine_cli tests
 
 demo: install
-	$(VENV)/bin/refine models
-	$(VENV)/bin/refine bench --model lw-refinenet-mobilenetv2 --model lw-refinenet-50 --size 128 --batch 1 \
-		--warmup 2 --iters 5 --device cpu
+	DEMO_DIR=$(DEMO_DIR) bash tools/demo.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache *.egg-info
