@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.models.checkpoint import load_checkpoint
+from tests.models.listings import load_listing
 
-CHECKPOINT_LISTINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "checkpoints"
 TINY = ["--size", "64", "--warmup", "1", "--iters", "3", "--device", "cpu"]
 
 
@@ -102,11 +102,7 @@ def test_bench_cuda_without_cuda() -> None:
 
 
 def _fake_official(name: str) -> dict[str, torch.Tensor]:
-    listing = CHECKPOINT_LISTINGS / f"{name}.json"
-    if not listing.is_file():
-        pytest.skip(f"official key listing {listing} not found (shared/reference beside the repo)")
-    shapes = json.loads(listing.read_text())
-    shapes.pop("_params")
+    shapes, _ = load_listing(name)
     generator = torch.Generator().manual_seed(0)
     state = {}
     for key, shape in shapes.items():
@@ -160,11 +156,7 @@ def test_convert_library_lw50_plain_state_dict(tmp_path: Path) -> None:
     """A plain LW-50 state_dict with num_batches_tracked keys (the other official layout) converts strictly."""
     from refine_cli.engine.convert import convert_official
 
-    listing = CHECKPOINT_LISTINGS / "lw-refinenet-50.json"
-    if not listing.is_file():
-        pytest.skip(f"official key listing {listing} not found (shared/reference beside the repo)")
-    shapes = json.loads(listing.read_text())
-    expected_params = shapes.pop("_params")
+    shapes, expected_params = load_listing("lw-refinenet-50")
     state = {
         key: torch.full(shape, 0.5, dtype=torch.long if not shape else torch.float32) for key, shape in shapes.items()
     }
