@@ -224,6 +224,11 @@ def benchmark_one(
             f"CPU run ({torch.get_num_threads()} threads, perf_counter timing): not a CUDA benchmark, "
             "do not compare with GPU numbers"
         )
+        if not settings.channels_last:
+            notes.append(
+                "NCHW layout: on the CPU --channels-last is usually several times faster for these models "
+                "(refine predict/eval/train use it there by default)"
+            )
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         if load > (os.cpu_count() or 1) * 0.75:
             notes.append(

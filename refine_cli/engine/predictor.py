@@ -23,6 +23,7 @@ from torch import nn
 from refine_cli.data.normalize import normalize_image
 from refine_cli.data.palette import overlay, palette_array, save_label_png
 from refine_cli.engine.crf import CRFParams, CRFPool
+from refine_cli.engine.inference import preferred_memory_format, prepare_for_inference
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path, write_bytes_atomic
@@ -212,5 +213,6 @@ def load_for_inference(checkpoint: str | os.PathLike[str], device: str = "auto")
 
     resolved = resolve_device(device)
     loaded = load_checkpoint(checkpoint)
-    model = loaded.build_model(resolved).eval()
+    channels_last = preferred_memory_format(resolved) == torch.channels_last
+    model, _ = prepare_for_inference(loaded.build_model("cpu"), resolved, fold_bn=True, channels_last=channels_last)
     return loaded, model

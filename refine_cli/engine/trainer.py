@@ -27,6 +27,7 @@ from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine import distributed as dist_utils
 from refine_cli.engine import run_files
 from refine_cli.engine.distributed import DistContext
+from refine_cli.engine.inference import preferred_memory_format
 from refine_cli.engine.optim import build_optimizer, build_scheduler
 from refine_cli.engine.train_step import NonFiniteLoss, TrainStep
 from refine_cli.errors import RefineError
@@ -171,7 +172,7 @@ class Trainer:
         self.notes += notes
         if cfg.model.freeze_bn:
             freeze_batchnorm_stats(model)
-        self.model = model.to(ctx.device)
+        self.model = model.to(ctx.device, memory_format=preferred_memory_format(ctx.device))
         self.optimizer = build_optimizer(self.model, cfg.optim)
         transform = TrainTransform(
             crop=cfg.data.crop,

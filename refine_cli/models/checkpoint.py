@@ -29,6 +29,7 @@ FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("segmenter", "state_dict", "model")
 
+
 def color_map(num_classes: int) -> list[list[int]]:
     """The PASCAL VOC colour map (bit-interleaved class index) as JSON-friendly lists."""
     return [list(rgb) for rgb in voc_palette(num_classes)]
