@@ -33,7 +33,7 @@ rm -rf "$OUT/predictions"
 "$REFINE" predict --checkpoint "$RUN/best.pt" --out "$OUT/predictions" --overlay "${inputs[@]}"
 
 step "5/5 bench: CPU latency of the demo model and LW-RefineNet-50 at 256x256"
-"$REFINE" bench --model lw-refinenet-mobilenetv2 --model lw-refinenet-50 --size 256 --warmup 2 --iters 10 \
+"$REFINE" bench --model lw-refinenet-mobilenetv2 --model lw-refinenet-50 --size 256 --channels-last --warmup 2 --iters 10 \
     --device cpu --json "$OUT/bench.json"
 
 miou=$("$PYTHON" -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["miou"])' "$OUT/eval.json")
