@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -47,13 +47,25 @@ def predict_command(
     probs: Annotated[
         bool, typer.Option("--probs", help="Also write <stem>_probs.npz: float16 class probabilities (C,H,W).")
     ] = False,
+    label_ids: Annotated[
+        bool,
+        typer.Option(
+            "--label-ids",
+            help="Write <stem>.png as the dataset's source ids (Cityscapes labelIds, grayscale) for benchmark "
+            "servers, instead of class indices; the map comes from the checkpoint or --label-map.",
+        ),
+    ] = False,
+    label_map: Annotated[
+        Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
+        typer.Option("--label-map", help="Unified dataset whose meta.json holds the id map (with --label-ids)."),
+    ] = None,
     batch: BatchOpt = 1,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
-    from refine_cli.engine.predictor import expand_inputs, load_for_inference, predict_images
+    from refine_cli.engine.predictor import expand_inputs, label_id_map_of, load_for_inference, predict_images
     from refine_cli.errors import RefineError
 
     scales, tile_size = resolve_tta(msc, tile)
@@ -62,7 +74,10 @@ def predict_command(
     if not paths:
         reasons = "; ".join(f"{name}: {why}" for name, why in problems[:3])
         raise RefineError(f"no input images found ({reasons})", hint="give image files, folders or quoted globs")
+    if label_map is not None and not label_ids:
+        raise RefineError("--label-map is only used with --label-ids", hint="add --label-ids or drop --label-map")
     loaded, model = load_for_inference(checkpoint, device)
+    id_map = label_id_map_of(loaded, label_map) if label_ids else None
     err.print(
         f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {next(model.parameters()).device}: "
         f"{describe_settings(scales, flip, tile_size, crf_params)}"
@@ -82,6 +97,7 @@ def predict_command(
         batch_size=batch,
         workers=workers,
         progress=err.is_terminal,
+        label_id_map=id_map,
     )
     summary.failed[:0] = problems
     for name, why in summary.failed[:_MAX_LISTED_FAILURES]:

@@ -127,8 +127,14 @@ def predict_images(
     batch_size: int = 1,
     workers: int | None = None,
     progress: bool = True,
+    label_id_map: Sequence[int] | None = None,
 ) -> PredictSummary:
-    """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image."""
+    """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image.
+
+    With `label_id_map` (class index -> source id, e.g. Cityscapes trainId -> labelId) `<stem>.png` holds
+    the source ids as a plain 8-bit grayscale PNG, the format benchmark servers expect; ignore and any
+    index without an entry become 0.
+    """
     import cv2
     from tqdm import tqdm
 
@@ -143,6 +149,10 @@ def predict_images(
     check_output_dir(out_dir)
     summary = PredictSummary(out_dir=out_dir)
     table = palette_array(palette, len(classes))
+    id_lut = None
+    if label_id_map is not None:
+        id_lut = np.zeros(256, dtype=np.uint8)
+        id_lut[: len(label_id_map)] = np.asarray(label_id_map, dtype=np.uint8)
     device = next(model.parameters()).device
     model.eval()
     start = time.perf_counter()
@@ -150,8 +160,14 @@ def predict_images(
 
     def write(path: Path, image: np.ndarray, label: np.ndarray, probs: np.ndarray | None) -> None:
         label_path = out_dir / f"{path.stem}.png"
-        with atomic_path(label_path) as tmp:
-            save_label_png(str(tmp), label, table)
+        if id_lut is not None:
+            ok, png = cv2.imencode(".png", id_lut[label])
+            if not ok:
+                raise RefineError(f"could not encode the prediction for {path}")
+            write_bytes_atomic(label_path, png.tobytes())
+        else:
+            with atomic_path(label_path) as tmp:
+                save_label_png(str(tmp), label, table)
         summary.outputs.append(label_path)
         if save_overlay:
             blended = cv2.cvtColor(overlay(image, label, table), cv2.COLOR_RGB2BGR)
@@ -204,6 +220,28 @@ def predict_images(
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def label_id_map_of(checkpoint: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:
+    """The class index -> source id map (Cityscapes trainId -> labelId) for `predict --label-ids`.
+
+    Taken from the unified dataset at `dataset_dir` when given, else from the dataset facts a
+    `refine train` checkpoint records; a clear error when neither has one.
+    """
+    if dataset_dir is not None:
+        from refine_cli.data.unified import UnifiedDataset
+
+        extra, source = UnifiedDataset(Path(dataset_dir)).meta.extra, f"{dataset_dir}/meta.json"
+    else:
+        extra = ((getattr(checkpoint, "extra", None) or {}).get("dataset") or {}).get("extra") or {}
+        source = f"checkpoint {getattr(checkpoint, 'path', '')}"
+    id_map = extra.get("train_id_to_label_id")
+    if not id_map:
+        raise RefineError(
+            f"{source} has no class-index -> label-id map (train_id_to_label_id)",
+            hint="--label-ids is for datasets such as Cityscapes; pass the dataset with --label-map DATA/cityscapes",
+        )
+    return [int(v) for v in id_map]
 
 
 def load_for_inference(checkpoint: str | os.PathLike[str], device: str = "auto") -> tuple[object, nn.Module]:

@@ -389,7 +389,9 @@ class Trainer:
             palette=[list(c) for c in meta.palette[: meta.num_classes]],
             train_config=self.cfg.to_dict(),
             metrics=self.last_val,
-            extra=extra,
+            # The dataset's own facts travel with the weights, e.g. Cityscapes' trainId -> labelId map
+            # that `refine predict --label-ids` needs for benchmark-server submissions.
+            extra={**extra, "dataset": {"name": meta.name, "extra": dict(meta.extra)}},
         )
         self.callbacks.on_checkpoint(self.step, path)
 

@@ -123,3 +123,31 @@ def test_predict_nothing_processed_and_unwritable_out(workspace: dict[str, Path]
     image = next((workspace["data"] / "images").iterdir())
     unwritable = _run(["predict", str(image), "--checkpoint", str(workspace["ck"]), "--out", str(blocker / "sub")])
     assert unwritable.exit_code == 2 and "cannot write to output folder" in unwritable.output
+
+
+def test_predict_label_ids_for_benchmark_servers(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """--label-ids writes source ids (e.g. Cityscapes labelIds) through the map in the checkpoint or dataset."""
+    from refine_cli.models import create_model
+    from refine_cli.models.checkpoint import save_checkpoint
+
+    id_map = [7, 8, 11, 12, 13, 17]  # class index -> source id, as Cityscapes' trainId -> labelId
+    mapped = tmp_path / "mapped.pt"
+    dataset_facts = {"name": "cs", "extra": {"train_id_to_label_id": id_map}}
+    model = create_model("lw-refinenet-mobilenetv2", 6)
+    save_checkpoint(mapped, model_name=model.model_name, model=model, num_classes=6, extra={"dataset": dataset_facts})
+    image = next((workspace["data"] / "images").iterdir())
+    plain, ids = tmp_path / "plain", tmp_path / "ids"
+    common = ["predict", str(image), "--checkpoint", str(mapped), "--device", "cpu"]
+    assert _run([*common, "--out", str(plain)]).exit_code == 0
+    result = _run([*common, "--out", str(ids), "--label-ids"])
+    assert result.exit_code == 0, result.output
+    classes = np.array(Image.open(plain / f"{image.stem}.png"))
+    written = Image.open(ids / f"{image.stem}.png")
+    assert written.mode == "L"
+    np.testing.assert_array_equal(np.array(written), np.array(id_map, dtype=np.uint8)[classes])
+    # a checkpoint without a map says so; the shapes dataset has none either
+    unmapped = ["predict", str(image), "--checkpoint", str(workspace["ck"]), "--label-ids"]
+    missing = _run([*unmapped, "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "train_id_to_label_id" in missing.output
+    from_data = _run([*unmapped, "--out", str(tmp_path / "y"), "--label-map", str(workspace["data"])])
+    assert from_data.exit_code == 2 and "meta.json has no class-index" in from_data.output

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from refine_cli.config import TrainConfig, resolve_config
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine import run_files
 from refine_cli.engine.train_step import TrainStep
 from refine_cli.engine.trainer import TrainCallbacks, train
@@ -88,6 +89,8 @@ def test_run_folder_and_exact_resume(tiny: Path, tmp_path: Path) -> None:
     assert TrainConfig.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text())) == cfg
     last = load_checkpoint(run / "last.pt")
     assert last.train_config == cfg.to_dict() and last.extra["resume"]["step"] == 4
+    dataset_meta = UnifiedDataset(tiny).meta  # the dataset's facts (e.g. Cityscapes id maps) travel along
+    assert last.extra["dataset"] == {"name": dataset_meta.name, "extra": dataset_meta.extra}
     rows = [__import__("json").loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "val"] == [2, 4]
     assert (run / "metrics.csv").read_text().splitlines()[0].startswith("kind,step,epoch,loss,lr")
