@@ -19,12 +19,12 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check refine_cli tests
-	$(VENV)/bin/ruff format --check refine_cli tests
+	$(VENV)/bin/ruff check refine_cli tests tools
+	$(VENV)/bin/ruff format --check refine_cli tests tools
 
 format: install
-	$(VENV)/bin/ruff format refine_cli tests
-	$(VENV)/bin/ruff check --fix refine_cli tests
+	$(VENV)/bin/ruff format refine_cli tests tools
+	$(VENV)/bin/ruff check --fix refine_cli tests tools
 
 demo: install
 	DEMO_DIR=$(DEMO_DIR) bash tools/demo.sh
