@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from refine_cli.engine.complexity import MAC_UNIT_NOTE, measure
+from refine_cli.engine.distributed import resolve_device
 from refine_cli.engine.inference import (
     autocast_context,
     check_precision,
@@ -67,27 +68,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if height < 32 or width < 32:
         raise RefineError(f"size {height}x{width} is too small", hint="use at least 32 pixels per side")
     return height, width
-
-
-def resolve_device(text: str) -> torch.device:
-    """'auto' -> the GPU when there is one; 'cuda' without CUDA is an error, never a silent fallback."""
-    text = text.strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", text):
-        if not torch.cuda.is_available():
-            raise RefineError(
-                f"--device {text} was asked for but CUDA is not available "
-                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})",
-                hint="use --device cpu or --device auto",
-            )
-        device = torch.device(text)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RefineError(f"there is no {text}", hint=f"this machine has {torch.cuda.device_count()} GPU(s)")
-        return device
-    raise RefineError(f"unknown device {text!r}", hint="use auto, cpu, cuda or cuda:N")
 
 
 def validate(settings: BenchSettings, device: torch.device) -> None:

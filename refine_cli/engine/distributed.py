@@ -8,6 +8,7 @@ degrades to a no-op, so the trainer has one code path. NCCL on CUDA, gloo on CPU
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,21 +38,26 @@ class DistContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> this process's GPU when CUDA works, else the CPU; explicit names are checked."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RefineError(f"unknown device '{name}'", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RefineError("CUDA was requested but is not available", hint="use --device cpu")
-        index = local_rank if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise RefineError(f"no GPU cuda:{index} ({torch.cuda.device_count()} visible)", hint="check --device")
-        device = torch.device("cuda", index)
-    return device
+    """'auto' -> this process's GPU when CUDA works, else the CPU; 'cuda' without CUDA is an error, never a
+    silent fallback. `local_rank` picks the GPU of a torchrun process when the name has no index."""
+    text = name.strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    if not re.fullmatch(r"cuda(:\d+)?", text):
+        raise RefineError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise RefineError(
+            f"--device {text} was asked for but CUDA is not available "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})",
+            hint="use --device cpu or --device auto",
+        )
+    device = torch.device(text)
+    index = local_rank if device.index is None else device.index
+    if index >= torch.cuda.device_count():
+        raise RefineError(f"there is no cuda:{index}", hint=f"this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: str = "auto") -> DistContext:

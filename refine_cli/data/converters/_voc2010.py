@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refine_cli.data.converters._checks import image_size
 from refine_cli.data.converters.base import SampleError
 from refine_cli.errors import RefineError
 
@@ -61,20 +62,6 @@ def read_id_list(path: Path) -> list[str]:
     if not ids:
         raise RefineError(f"list file {path} is empty", hint="the archive is incomplete; download it again")
     return ids
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image header without decoding pixels; SampleError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise SampleError(f"missing image file {path}")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise SampleError(f"cannot read image {path}: {error}") from None
-    return height, width
 
 
 def check_same_size(label: np.ndarray, label_path: Path, image_path: Path) -> None:
