@@ -143,7 +143,9 @@ def _fetch_once(
             total = (error.headers.get("Content-Range") or "").rpartition("/")[2]
             if total.isdigit() and int(total) == offset:
                 return hash_file(part, algos)
-            part.unlink()
+            if expected_size is not None:  # the part fits the manifest: this mirror serves another file
+                raise _MirrorFailed(f"server has no byte {offset} of a {expected_size}-byte file") from None
+            part.unlink()  # no size to judge by: the part may be the wrong one, start over
         raise
     with response:
         status = response.status
@@ -214,9 +216,8 @@ def download(
                     failures.append(f"{url}: HTTP {error.code}")
                     break
                 reason = f"HTTP {error.code}"
-            except _MirrorFailed as error:
+            except _MirrorFailed as error:  # raised before any byte is written: the partial file stays good
                 failures.append(f"{url}: {error}")
-                part.unlink(missing_ok=True)
                 break
             except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
                 reason = str(getattr(error, "reason", None) or error) or type(error).__name__

@@ -153,6 +153,8 @@ def extract_archive(archive: Path, target: Path, progress: bool = False) -> Path
             )
         shutil.rmtree(target)  # a stale extraction of an older copy of the archive
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.part"):  # left by an extraction that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     if zipfile.is_zipfile(archive):
         extractor = _extract_zip
     elif tarfile.is_tarfile(archive):

@@ -21,10 +21,10 @@ from typing import Any
 from refine_cli.data.check import CheckReport, check_dataset
 from refine_cli.data.converters import get_converter
 from refine_cli.data.converters.base import Converter, Plan, WorkItem
-from refine_cli.data.download import fetch_source, measured_sha256, missing_archives_error
+from refine_cli.data.download import ChecksumError, fetch_source, measured_sha256, missing_archives_error, verify_file
 from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import Manifest, load_manifest
-from refine_cli.data.unified import DatasetMeta, UnifiedWriter
+from refine_cli.data.manifest import Manifest, Source, load_manifest
+from refine_cli.data.unified import DatasetMeta, UnifiedWriter, validate_sample_id
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_json_atomic
@@ -110,11 +110,37 @@ def fetch_sources(
         record = source.to_record()
         if source.unverified:
             record.update(sha256=measured_sha256(local, progress, cache_dir=downloads), unverified=True)
+        elif trust_archives and not _matches_manifest(local, source, downloads):
+            # a re-packed copy accepted with --trust-archives: record what was really used, not the manifest
+            digest = measured_sha256(local, progress, cache_dir=downloads)
+            record = {"key": source.key, "file": source.file, "size": local.stat().st_size, "sha256": digest}
+            record["trusted"] = True
         records.append(record)
         if source.extract:
             local = extract_archive(local, downloads / "extracted" / _archive_stem(source.file), progress=progress)
         paths[source.key] = local
     return paths, records
+
+
+def _check_plan_ids(plan: Plan, converter: str) -> None:
+    """Every sample id becomes a file name: refuse a bad one (from a damaged list file) before any work."""
+    for sample_id in [item.sample_id for item in plan.items] + [i for ids in plan.splits.values() for i in ids]:
+        try:
+            validate_sample_id(sample_id)
+        except ValueError:
+            raise RefineError(
+                f"the {converter} sources name a sample {sample_id!r}, which is not a valid sample id",
+                hint="a list file in the archive is damaged; download it again",
+            ) from None
+
+
+def _matches_manifest(local: Path, source: Source, cache_dir: Path) -> bool:
+    """Whether `local` has the manifest's size and checksums (cached per file, so cheap on reruns)."""
+    try:
+        verify_file(local, source, cache_dir=cache_dir)
+    except ChecksumError:
+        return False
+    return True
 
 
 def _cpu_seconds() -> float:
@@ -183,10 +209,15 @@ def _run_work(
         bar.close()
 
 
-def _state(converter: Converter, options: dict[str, Any]) -> dict[str, Any]:
+def _state(converter: Converter, options: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a converted dataset depends on: converter, options and the identity of every source file.
+
+    A rerun with any of these changed (e.g. another copy of an archive without a published checksum)
+    converts from scratch instead of mixing samples of two sources.
+    """
     clean = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     clean = {k: v for k, v in clean.items() if isinstance(v, (str, int, float, bool, type(None), list))}
-    return {"converter": converter.name, "version": converter.version, "options": clean}
+    return {"converter": converter.name, "version": converter.version, "options": clean, "sources": sources}
 
 
 def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Callable[[str], None]) -> list[str]:
@@ -205,7 +236,10 @@ def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Calla
     has_data = writer.labels_dir.is_dir() and any(writer.labels_dir.iterdir())
     writer.remove_meta()
     if has_data and not same:
-        notify(f"{writer.path} was made with other converter options or version; converting it again from scratch")
+        notify(
+            f"{writer.path} was made from other source files or with other converter options or version; "
+            "converting it again from scratch"
+        )
         for folder in (writer.images_dir, writer.labels_dir, writer.splits_dir):
             shutil.rmtree(folder, ignore_errors=True)
         previous = {}
@@ -245,9 +279,10 @@ def prepare_dataset(
     keys = converter.required_sources(options)
     source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
     plan = converter.plan(source_paths, options)
+    _check_plan_ids(plan, converter.name)
     spec = plan.spec
     writer = UnifiedWriter(root, spec.name)
-    state = _state(converter, options)
+    state = _state(converter, options, source_records)
     dropped_before = set(_start_or_resume(writer, state, notify))
 
     items = [item for item in plan.items if item.sample_id not in dropped_before]

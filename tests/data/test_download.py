@@ -152,3 +152,14 @@ def test_download_plain_url(http_server: LoopbackServer, tmp_path: Path) -> None
     http_server.files["small.txt"] = b"hello"
     dest = download(http_server.url("small.txt"), tmp_path / "small.txt", progress=False, backoff=0.01)
     assert dest.read_bytes() == b"hello"
+
+
+def test_a_wrong_mirror_keeps_the_partial_file_for_the_next(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """A mirror serving another file (e.g. a firewall's HTML page) must not throw away good resume bytes."""
+    http_server.files["blocked.tar"] = b"<html>access blocked by firewall policy</html>"
+    http_server.files["a.tar"] = PAYLOAD
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "archive.tar.part").write_bytes(PAYLOAD[:200_000])
+    path = _fetch(_source(http_server, "blocked.tar", "a.tar"), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert [r.range for r in http_server.requests_for("a.tar")] == ["bytes=200000-"]

@@ -141,3 +141,17 @@ def test_foreign_target_folder_is_not_deleted(tmp_path: Path) -> None:
     with pytest.raises(RefineError, match="not extracted by refine"):
         extract_archive(archive, tmp_path / "out")
     assert (tmp_path / "out" / "precious.txt").exists()
+
+
+def test_folder_left_by_a_killed_extraction_is_removed(tmp_path: Path) -> None:
+    archive = tmp_path / "data.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("data/a.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"a"))
+    stale = tmp_path / "out" / ".data.k1ll3d.part"  # what mkdtemp left when the process was killed
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "half.bin").write_bytes(b"x" * 100)
+    target = extract_archive(archive, tmp_path / "out" / "data")
+    assert (target / "data" / "a.txt").read_bytes() == b"a"
+    assert not stale.exists()

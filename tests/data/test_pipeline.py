@@ -275,3 +275,47 @@ def test_unverified_source_is_pinned_by_its_measured_sha256(tmp_path: Path, arch
     other.write_bytes(b"two")
     os.utime(other, ns=(1, 1))  # a different mtime, as any rewrite gives
     assert measured_sha256(other, cache_dir=tmp_path) == hashlib.sha256(b"two").hexdigest()
+
+
+def test_another_copy_of_a_source_starts_over(tmp_path: Path, archives: tuple[Path, Path]) -> None:
+    """Reusing samples converted from a different archive would mix two datasets under one meta.json."""
+    folder, manifest = archives
+    text = manifest.read_text()
+    manifest.write_text(text.replace(text.splitlines()[-1], "unverified = true"))
+    first = prepare_dataset("tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest)
+    assert first.converted == N - 1
+    data = make_archive(folder / "tiny.tar", bad_sample=True)  # a different copy of the same file name
+    os.utime(folder / "tiny.tar", ns=(2, 2))
+    notes: list[str] = []
+    second = prepare_dataset(
+        "tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest, notify=notes.append, skip_bad=True
+    )
+    assert second.reused == 0 and any("from scratch" in note for note in notes)
+    sha = UnifiedDataset(second.path).meta.sources[0]["sha256"]
+    assert sha == hashlib.sha256(data).hexdigest()
+
+
+def test_trusted_repacked_archive_records_its_own_sha256(tmp_path: Path, archives: tuple[Path, Path]) -> None:
+    folder, manifest = archives
+    data = make_archive(folder / "tiny.tar", bad_sample=True)  # differs from the manifest's sums
+    with pytest.raises(RefineError, match="mismatch|differs|checksum|size"):
+        prepare_dataset("tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest)
+    report = prepare_dataset(
+        "tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest, trust_archives=True, skip_bad=True
+    )
+    record = UnifiedDataset(report.path).meta.sources[0]
+    assert record["trusted"] is True and record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["size"] == len(data)
+
+
+def test_invalid_sample_id_from_a_damaged_list_is_one_clear_error(tmp_path: Path, archives: tuple[Path, Path]) -> None:
+    folder, manifest = archives
+    (folder / "extra").mkdir()
+    with tarfile.open(folder / "tiny.tar", "a") as tar:  # an id that would become a hidden file
+        info = tarfile.TarInfo("tiny/img/..hidden.png")
+        data = _png(np.zeros((*SIZE, 3), np.uint8))
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    manifest.write_text(manifest.read_text().replace(manifest.read_text().splitlines()[-1], "unverified = true"))
+    with pytest.raises(RefineError, match="not a valid sample id"):
+        prepare_dataset("tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest)

@@ -77,7 +77,7 @@ def load_class_mapping(path: Path) -> np.ndarray:
 
     try:
         data = scipy.io.loadmat(path, variable_names=["mapClass"])
-    except (OSError, ValueError, NotImplementedError) as error:
+    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
         raise RefineError(f"cannot read {path}: {error}", hint="download classMapping40.mat again") from None
     if "mapClass" not in data:
         raise RefineError(f"{path} has no variable 'mapClass'", hint="this is not classMapping40.mat")
@@ -97,7 +97,7 @@ def load_splits(path: Path, frames: int) -> dict[str, list[int]]:
 
     try:
         data = scipy.io.loadmat(path, variable_names=["trainNdxs", "testNdxs"])
-    except (OSError, ValueError, NotImplementedError) as error:
+    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
         raise RefineError(f"cannot read {path}: {error}", hint="download splits.mat again") from None
     splits: dict[str, list[int]] = {}
     for key, split in (("trainNdxs", "train"), ("testNdxs", "val")):
