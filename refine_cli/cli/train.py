@@ -37,6 +37,34 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
     return chosen
 
 
+def _keep_validation_cadence(base: Any, overrides: dict[str, Any]) -> str | None:
+    """--iters over an epoch-based recipe (or --epochs over a step-based one) without --val-every.
+
+    `val_every` counts in the run's unit, so the recipe's "every 5 epochs" would silently become "every
+    5 steps". Keep the recipe's share of the run instead; returns a note for the user, or None.
+    """
+    if overrides.get("train.val_every") is not None:
+        return None
+    old = base.train
+    iters, epochs = overrides.get("train.iters"), overrides.get("train.epochs")
+    if iters and old.iters is None and old.epochs:
+        every, unit, was = (
+            max(1, round(iters * old.val_every / old.epochs)),
+            "steps",
+            f"{old.val_every} of {old.epochs} epochs",
+        )
+    elif epochs and old.epochs is None and old.iters:
+        every, unit, was = (
+            max(1, round(epochs * old.val_every / old.iters)),
+            "epochs",
+            f"{old.val_every} of {old.iters} steps",
+        )
+    else:
+        return None
+    overrides["train.val_every"] = every
+    return f"validating every {every} {unit} (the recipe's every {was}); set --val-every to change it"
+
+
 def train_command(
     data: Annotated[
         Opt[str], typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")
@@ -123,6 +151,7 @@ def train_command(
         stored = load_checkpoint(checkpoint).train_config
         if not stored:
             raise RefineError(f"{checkpoint} holds no training config", hint="resume a run made by refine train")
+        note = _keep_validation_cadence(resolve_config(base=stored), overrides)
         cfg = resolve_config(base=stored, overrides=overrides)
         changed = sorted(key for key in overrides if _get(stored, key) != _get(cfg.to_dict(), key))
         if changed:
@@ -131,8 +160,11 @@ def train_command(
     else:
         if out_dir is None:
             raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
+        note = _keep_validation_cadence(resolve_config(recipe), overrides)
         cfg = resolve_config(recipe, overrides=overrides)
         resume_from = None
+    if note:
+        err.print(f"note: {note}")
     main = int(os.environ.get("RANK", "0")) == 0
     with _RichProgress(enabled=main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)

@@ -4,9 +4,10 @@ Samples are addressed by `(epoch, index)` (see `refine_cli.data.loader.EpochSamp
 augmentation RNG is seeded from (seed, epoch, index), so the same run always sees the same crops,
 whether it uses 0 or 8 workers and whether or not it was resumed half-way.
 
-Label problems (values outside [0, num_classes) and the ignore index, image/label size mismatch) are
-reported in the sample's `problem` field instead of raised inside a worker process, where the error
-would reach the user wrapped in a traceback; the trainer turns the first one into a RefineError.
+Sample problems (unreadable image or label files, values outside [0, num_classes) and the ignore
+index, image/label size mismatch) are reported in the sample's `problem` field instead of raised
+inside a worker process, where the error would reach the user wrapped in a traceback; the trainer
+turns the first one into a RefineError.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from refine_cli.data.transforms import TrainTransform
 from refine_cli.data.unified import UnifiedDataset
+from refine_cli.errors import RefineError
 
 
 class SegmentationDataset(Dataset):
@@ -49,9 +51,13 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         sample_id = self.ids[index]
-        image = self.source.read_image(sample_id)
-        label = self.source.read_label(sample_id)
-        problem = self.check_label(sample_id, image, label)
+        try:
+            image = self.source.read_image(sample_id)
+            label = self.source.read_label(sample_id)
+        except RefineError as error:  # unreadable file: report it like a label problem, never raise in a worker
+            image, label, problem = None, None, error.one_line()
+        else:
+            problem = self.check_label(sample_id, image, label)
         if problem:  # keep shapes collatable; the trainer stops on the problem before using the batch
             size = self.transform.crop if self.transform else 1
             image, label = np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8)

@@ -9,6 +9,7 @@ upsampling of the logits to the input size, argmax. Everything that changes spee
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -287,7 +288,9 @@ def run_benchmarks(
             torch.set_num_threads(settings.threads)
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
         env = environment(str(device))
-        with tf32_mode(settings.precision == "tf32"):
+        # CUDA events record on the *current* device's stream: make it the benchmarked GPU (cuda:N too)
+        on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+        with on_device, tf32_mode(settings.precision == "tf32"):
             cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
             for job in jobs:
                 if on_start:

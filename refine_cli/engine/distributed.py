@@ -65,6 +65,11 @@ def init_distributed(device: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and re.fullmatch(r"\s*cuda:\d+\s*", device.lower()):
+        raise RefineError(
+            f"--device {device.strip()} would put every torchrun process on the same GPU",
+            hint="use --device cuda (or auto): each process takes the GPU of its LOCAL_RANK",
+        )
     resolved = resolve_device(device, local_rank if world_size > 1 else 0)
     if world_size > 1 and not dist.is_initialized():
         if resolved.type == "cuda":

@@ -223,10 +223,21 @@ class Trainer:
         if not state:
             raise RefineError(f"{ck.path} has no resume state", hint="resume from the run's last.pt, not best.pt")
         load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
+        # The optimiser's saved state carries the old run's hyper-parameters; this run's config wins, so a
+        # `--resume --lr X` really trains with X (and the config files never claim what was not used).
+        configured_lrs = list(self.scheduler.base_lrs)
+        configured_hparams = [
+            {k: g[k] for k in ("momentum", "weight_decay", "nesterov")} for g in self.optimizer.param_groups
+        ]
         self.optimizer.load_state_dict(run_files.optimizer_state_from_checkpoint(state["optimizer"]))
         scheduler_state = dict(state["scheduler"])
         scheduler_state["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)  # keep this run's schedule
         self.scheduler.load_state_dict(scheduler_state)
+        self.scheduler.base_lrs = configured_lrs
+        for group, base_lr, hparams, factor in zip(
+            self.optimizer.param_groups, configured_lrs, configured_hparams, self.scheduler.lr_lambdas, strict=True
+        ):
+            group.update(hparams, initial_lr=base_lr, lr=base_lr * factor(self.scheduler.last_epoch))
         if state.get("scaler"):
             self.step_fn.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
@@ -327,14 +338,19 @@ class Trainer:
 
         if self.ctx.is_main:
             self.callbacks.on_validation_start(self.step)
-        report = evaluate(
-            self.model,
-            self.source,
-            self.cfg.data.val_split,
-            device=self.ctx.device,
-            progress=False,
-            distributed=self.ctx.enabled,
-        )
+        autotune = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False  # validation images vary in size: autotuning each would crawl
+        try:
+            report = evaluate(
+                self.model,
+                self.source,
+                self.cfg.data.val_split,
+                device=self.ctx.device,
+                progress=False,
+                distributed=self.ctx.enabled,
+            )
+        finally:
+            torch.backends.cudnn.benchmark = autotune
         self.model.train()
         if self.cfg.model.freeze_bn:
             freeze_batchnorm_stats(self.model)

@@ -71,3 +71,21 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     assert "unknown recipe 'nope'" in line and "lw-voc" in line
     line = _error_line(_run("train", "--data", str(data), "--out", str(tmp_path / "r"), "--amp", "fp16", *FAST))
     assert "fp16 needs a CUDA device" in line
+
+
+def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
+    """--iters over an epoch recipe: 'every 5 epochs' must not silently become 'every 5 steps'."""
+    from refine_cli.cli.train import _keep_validation_cadence
+    from refine_cli.config import resolve_config
+
+    epochs_recipe = resolve_config(overrides={"train.epochs": 100, "train.iters": None, "train.val_every": 5})
+    overrides = {"train.iters": 30000, "train.epochs": None}
+    note = _keep_validation_cadence(epochs_recipe, overrides)
+    assert overrides["train.val_every"] == 1500 and "every 1500 steps" in note
+    steps_recipe = resolve_config(overrides={"train.epochs": None, "train.iters": 450, "train.val_every": 150})
+    overrides = {"train.epochs": 10, "train.iters": None}
+    assert _keep_validation_cadence(steps_recipe, overrides) and overrides["train.val_every"] == 3
+    explicit = {"train.iters": 30000, "train.epochs": None, "train.val_every": 7}
+    assert _keep_validation_cadence(epochs_recipe, explicit) is None and explicit["train.val_every"] == 7
+    same_unit = {"train.epochs": 20, "train.iters": None}
+    assert _keep_validation_cadence(epochs_recipe, same_unit) is None and "train.val_every" not in same_unit

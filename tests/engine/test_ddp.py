@@ -104,3 +104,14 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     report = evaluate(model, UnifiedDataset(data), "val", device="cpu", progress=False)
     assert report.num_images == 3
     assert summary["last_val"]["miou"] == pytest.approx(report.miou, abs=1e-9)
+
+
+def test_explicit_gpu_index_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from refine_cli.engine.distributed import init_distributed
+    from refine_cli.errors import RefineError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RefineError, match="same GPU"):
+        init_distributed("cuda:0")

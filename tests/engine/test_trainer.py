@@ -230,3 +230,29 @@ def test_exact_resume_restores_dropout_rng(tiny: Path, tmp_path: Path, monkeypat
     train(cfg, tmp_path / "no-rng", resume_from=tmp_path / "no-rng")
     straight, broken = _weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "no-rng" / "last.pt")
     assert any(not torch.equal(straight[k], broken[k]) for k in straight)  # the test can tell the difference
+
+
+def test_resume_with_a_new_learning_rate_uses_it(tiny: Path, tmp_path: Path) -> None:
+    """`--resume --lr X` trains with X: the saved optimiser state must not bring the old rate back."""
+    common = {"optim.schedule": "constant", "data.val_split": None, "train.epochs": None, "train.val_every": 2}
+    train(tiny_config(tiny, **common, **{"train.iters": 2}), tmp_path / "run")
+    changed = tiny_config(tiny, **common, **{"train.iters": 4, "optim.encoder_lr": 0.5, "optim.momentum": 0.5})
+    train(changed, tmp_path / "run", resume_from=tmp_path / "run")
+    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = {row["step"]: row["lr"] for row in rows if row["kind"] == "train"}
+    assert lrs[1] == pytest.approx(1e-2) and lrs[3] == pytest.approx(0.5) and lrs[4] == pytest.approx(0.5)
+    saved = load_checkpoint(tmp_path / "run" / "last.pt").extra["resume"]["optimizer"]
+    groups = saved["param_groups"]
+    assert [g["initial_lr"] for g in groups] == pytest.approx([0.5, 0.5 * changed.optim.decoder_lr_mult])
+    assert {g["momentum"] for g in groups} == {0.5}
+
+
+def test_unreadable_label_in_a_loader_worker_is_one_clear_error(tmp_path: Path) -> None:
+    """Raised inside a worker process the error would come back wrapped in a traceback; it must not."""
+    root = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
+    label = next((root / "labels").glob("train_*.png"))
+    label.write_text("not a png")
+    cfg = tiny_config(root, **{"data.val_split": None, "data.workers": 1})
+    with pytest.raises(RefineError) as info:
+        train(cfg, tmp_path / "run")
+    assert label.stem in info.value.message and "Traceback" not in info.value.message
