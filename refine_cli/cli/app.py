@@ -47,6 +47,9 @@ class _RefineGroup(TyperGroup):
         except Exception as error:  # noqa: BLE001 - the last line of defence for the user
             if _DEBUG["on"]:
                 raise
+            if type(error).__name__ == "OutOfMemoryError":  # torch's, matched by name to keep imports light
+                _report("the GPU ran out of memory (use a smaller --batch, --size/--crop or --tile, or --amp bf16)")
+                raise typer.Exit(2) from None
             message = " ".join(str(error).split()) or type(error).__name__
             _report(f"internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)")
             raise typer.Exit(1) from None

@@ -89,10 +89,12 @@ def check_output_dir(out_dir: Path) -> None:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
+    """The stored pixel grid, EXIF orientation ignored like the dataset reader, so a prediction of a
+    dataset image lines up with its label (and `refine eval --pred` can score it)."""
     import cv2
 
     data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if bgr is None:
         raise ValueError("not a readable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

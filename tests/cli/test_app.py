@@ -22,6 +22,10 @@ def _probe_app() -> typer.Typer:
             raise RefineError("the file x.png is missing", hint="run `refine prepare` first")
         if kind == "bug":
             raise ValueError("unexpected\nmulti-line")
+        if kind == "oom":
+            import torch
+
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         typer.echo(f"json={json_out}")
 
     @probe.command()
@@ -43,6 +47,12 @@ def test_unexpected_error_is_one_line_exit_1() -> None:
     result = CliRunner().invoke(_probe_app(), ["fail", "bug"])
     assert result.exit_code == 1
     assert "internal error: ValueError: unexpected multi-line" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_gpu_out_of_memory_is_a_user_error_with_a_hint() -> None:
+    result = CliRunner().invoke(_probe_app(), ["fail", "oom"])
+    assert result.exit_code == 2 and "ran out of memory" in result.output and "--batch" in result.output
     assert "Traceback" not in result.output
 
 

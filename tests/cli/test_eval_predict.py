@@ -151,3 +151,13 @@ def test_predict_label_ids_for_benchmark_servers(workspace: dict[str, Path], tmp
     assert missing.exit_code == 2 and "train_id_to_label_id" in missing.output
     from_data = _run([*unmapped, "--out", str(tmp_path / "y"), "--label-map", str(workspace["data"])])
     assert from_data.exit_code == 2 and "meta.json has no class-index" in from_data.output
+
+
+def test_predict_reads_the_stored_pixel_grid_ignoring_exif(tmp_path: Path) -> None:
+    """Like the dataset reader: a prediction must line up with the label drawn on the stored pixels."""
+    from refine_cli.engine.predictor import _read_rgb
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display"
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
+    assert _read_rgb(tmp_path / "phone.jpg").shape == (20, 40, 3)
