@@ -23,15 +23,15 @@ from refine_cli.config import TrainConfig
 from refine_cli.data.dataset import SegmentationDataset
 from refine_cli.data.loader import build_train_loader, epoch_sampler
 from refine_cli.data.transforms import TrainTransform
-from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine import distributed as dist_utils
 from refine_cli.engine import run_files
 from refine_cli.engine.distributed import DistContext
 from refine_cli.engine.inference import preferred_memory_format
 from refine_cli.engine.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train_setup import build_model, check_classes, open_dataset
 from refine_cli.engine.train_step import NonFiniteLoss, TrainStep
 from refine_cli.errors import RefineError
-from refine_cli.models import create_model, freeze_batchnorm_stats
+from refine_cli.models import freeze_batchnorm_stats
 from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict, save_checkpoint
 
 
@@ -63,58 +63,6 @@ class TrainSummary:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def open_dataset(cfg: TrainConfig) -> UnifiedDataset:
-    if not cfg.data.root:
-        raise RefineError("no training data given", hint="pass --data PATH to a unified dataset (refine prepare)")
-    path = Path(cfg.data.root)
-    if not path.exists():
-        raise RefineError(f"dataset folder {path} does not exist", hint="run `refine prepare` first or fix --data")
-    source = UnifiedDataset(path)
-    source.split_ids(cfg.data.train_split)  # fail now, not after the model is built
-    if cfg.data.val_split:
-        source.split_ids(cfg.data.val_split)
-    return source
-
-
-def check_classes(ck: Checkpoint, source: UnifiedDataset, what: str) -> None:
-    """Staged training and resuming need the checkpoint's head to match the dataset's classes."""
-    if ck.num_classes != source.meta.num_classes:
-        raise RefineError(
-            f"{what} {ck.path} has {ck.num_classes} classes but dataset {source.meta.name} has "
-            f"{source.meta.num_classes}",
-            hint="stages must share one class list (e.g. COCO and SBD converted to the 21 VOC classes)",
-        )
-
-
-def build_model(cfg: TrainConfig, source: UnifiedDataset, ctx: DistContext) -> tuple[nn.Module, list[str]]:
-    """The model for the run: fresh (optionally with backbone weights) or initialised from `--init`."""
-    notes: list[str] = []
-    init = load_checkpoint(cfg.model.init) if cfg.model.init else None
-    if init is not None:
-        check_classes(init, source, "--init checkpoint")
-        if init.model != cfg.model.name:
-            raise RefineError(
-                f"--init checkpoint {init.path} is a {init.model} model, not {cfg.model.name}",
-                hint=f"pass --model {init.model}",
-            )
-        if init.classes != list(source.meta.classes):
-            notes.append(f"--init checkpoint class names differ from {source.meta.name}'s (same count, kept)")
-    # rank 0 fetches ImageNet weights first so the other ranks read the cache instead of racing
-    if not ctx.is_main:
-        dist_utils.barrier(ctx)
-    model = create_model(
-        cfg.model.name,
-        num_classes=source.meta.num_classes,
-        pretrained_backbone=cfg.model.pretrained_backbone and init is None,
-        backbone_weights=cfg.model.backbone_weights if init is None else None,
-    )
-    if ctx.is_main:
-        dist_utils.barrier(ctx)
-    if init is not None:
-        load_state_dict_strict(model, init.state_dict, source=str(init.path))
-    return model, notes
 
 
 class Trainer:
