@@ -20,6 +20,7 @@ from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_state
 
 
 def open_dataset(cfg: TrainConfig) -> UnifiedDataset:
+    """The run's unified dataset, with both splits checked to exist before anything is built."""
     if not cfg.data.root:
         raise RefineError("no training data given", hint="pass --data PATH to a unified dataset (refine prepare)")
     path = Path(cfg.data.root)
