@@ -39,7 +39,7 @@ CrfParamOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 WorkersOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--workers", "-j", min=1, help="CRF worker processes [default: CPU count - 1]."),
+    typer.Option("--workers", "-j", min=1, help="CRF worker processes (default: CPU count - 1)."),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
+
+try:
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # typer releases that use the click package itself
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from refine_cli import __version__
 from refine_cli.cli._console import err
@@ -25,8 +31,13 @@ class _RefineGroup(TyperGroup):
     """A Typer group whose commands fail with one line and exit code 2 instead of a traceback."""
 
     def main(self, args: Sequence[str] | None = None, *pargs, **kwargs):  # type: ignore[override]
-        args = list(sys.argv[1:] if args is None else args)
-        return super().main(fill_optional_values(args), *pargs, **kwargs)
+        args = fill_optional_values(list(sys.argv[1:] if args is None else args))
+        try:
+            _check_json_destinations(args)  # before any work: a long run must not fail at its last write
+        except RefineError as error:
+            _report(error.one_line())
+            sys.exit(error.exit_code)
+        return super().main(args, *pargs, **kwargs)
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
@@ -36,6 +47,12 @@ class _RefineGroup(TyperGroup):
                 raise
             _report(error.one_line())
             raise typer.Exit(error.exit_code) from None
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as error:  # a bad option value or a missing argument: one line, like every error
+            where = error.ctx.command_path if error.ctx is not None else "refine"
+            _report(f"{' '.join(error.format_message().split())} (see `{where} --help`)")
+            raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except BrokenPipeError:  # `refine ... | head`: the reader left; stop quietly like other Unix tools
@@ -50,9 +67,27 @@ class _RefineGroup(TyperGroup):
             if type(error).__name__ == "OutOfMemoryError":  # torch's, matched by name to keep imports light
                 _report("the GPU ran out of memory (use a smaller --batch, --size/--crop or --tile, or --amp bf16)")
                 raise typer.Exit(2) from None
+            if isinstance(error, OSError) and error.filename is not None:  # a path the user gave us
+                _report(f"cannot use {error.filename}: {error.strerror or error} (check the path and its permissions)")
+                raise typer.Exit(2) from None
             message = " ".join(str(error).split()) or type(error).__name__
             _report(f"internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
+
+
+def _check_json_destinations(args: Sequence[str]) -> None:
+    """`--json PATH` must be writable: checked up front so hours of training are not lost at the end."""
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag != "--json" or value == "-":
+            continue
+        path = Path(value).expanduser()
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise RefineError(f"--json {value} is a folder", hint="give a file name, e.g. --json report.json")
+        if not parent.is_dir():
+            raise RefineError(f"--json {value}: folder {parent} does not exist", hint="create it or choose another")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise RefineError(f"--json {value} is not writable", hint="choose another path")
 
 
 app = typer.Typer(

@@ -22,7 +22,7 @@ RootOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
     typer.Option(
         "--root",
-        help="Where datasets go: <root>/<name>, downloads in <root>/downloads [default: $REFINE_DATA or ./data].",
+        help="Where datasets go: <root>/<name>, downloads in <root>/downloads (default: $REFINE_DATA or ./data).",
     ),
 ]
 ArchivesOpt = Annotated[

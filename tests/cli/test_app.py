@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 from typer.testing import CliRunner
@@ -22,6 +23,8 @@ def _probe_app() -> typer.Typer:
             raise RefineError("the file x.png is missing", hint="run `refine prepare` first")
         if kind == "bug":
             raise ValueError("unexpected\nmulti-line")
+        if kind == "path":
+            open("/proc/nonexistent/out.txt", "w")  # noqa: SIM115 - the error is the point
         if kind == "oom":
             import torch
 
@@ -29,7 +32,7 @@ def _probe_app() -> typer.Typer:
         typer.echo(f"json={json_out}")
 
     @probe.command()
-    def other() -> None:  # a second command keeps `fail` a subcommand
+    def other(count: int = typer.Option(1, "--count", min=1)) -> None:  # also keeps `fail` a subcommand
         pass
 
     return probe
@@ -92,3 +95,18 @@ def test_optional_value_respects_value_shape() -> None:
         _options.OPTIONAL_VALUE_DEFAULTS.update(original[0])
         _options.OPTIONAL_VALUE_PATTERNS.clear()
         _options.OPTIONAL_VALUE_PATTERNS.update(original[1])
+
+
+def test_bad_paths_usage_errors_and_json_targets_are_one_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = runner.invoke(_probe_app(), ["fail", "path"])
+    assert path.exit_code == 2 and "cannot use /proc/nonexistent/out.txt" in path.output
+    usage = runner.invoke(_probe_app(), ["other", "--count", "0"])
+    lines = [line for line in usage.output.splitlines() if line.strip()]
+    assert usage.exit_code == 2 and len(lines) == 1 and "--count" in lines[0] and "--help" in lines[0]
+    folder = runner.invoke(_probe_app(), ["fail", "ok", "--json", str(tmp_path)])
+    assert folder.exit_code == 2 and "is a folder" in folder.output and "json=" not in folder.output
+    missing = runner.invoke(_probe_app(), ["fail", "ok", "--json", str(tmp_path / "no" / "r.json")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    fine = runner.invoke(_probe_app(), ["fail", "ok", "--json", str(tmp_path / "r.json")])
+    assert fine.exit_code == 0 and "json=" in fine.output
