@@ -94,7 +94,8 @@ class LoopConfig:
 
     epochs: int | None = 300
     iters: int | None = None  # optimiser steps; when set it replaces epochs
-    val_every: int = 5  # in epochs, or in iterations when `iters` is set
+    val_every: int = 5  # in `val_unit`
+    val_unit: str = "auto"  # epochs | steps | auto (epochs for an --epochs run, steps for an --iters run)
     seed: int = 42
     amp: str = "off"
     device: str = "auto"
@@ -105,6 +106,7 @@ class LoopConfig:
         _check(self.epochs is None or self.epochs >= 1, "train.epochs must be at least 1")
         _check(self.iters is None or self.iters >= 1, "train.iters must be at least 1")
         _check(self.val_every >= 1, "train.val_every must be at least 1")
+        _check(self.val_unit in ("auto", "epochs", "steps"), "train.val_unit must be auto, epochs or steps")
         _check(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}")
         _check(self.log_every >= 1, "train.log_every must be at least 1")
 
@@ -135,7 +137,7 @@ class TrainConfig:
 
 def _check(condition: bool, message: str) -> None:
     if not condition:
-        raise RefineError(f"invalid training config: {message}", "fix the recipe, --config file or flag")
+        raise RefineError(f"invalid training config: {message}", "fix the recipe file, the flag or the --set value")
 
 
 def list_recipes() -> list[str]:

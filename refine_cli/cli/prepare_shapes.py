@@ -16,7 +16,7 @@ def shapes_command(
     root: RootOpt = None,
     n: Annotated[int, typer.Option("--n", min=2, help="Number of images (80% train, 20% val).")] = 400,
     size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image side in pixels.")] = 128,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, byte-identical images and labels.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, byte-identical images and labels.")] = 0,
     json_out: JsonOpt = None,
 ) -> None:
     """Synthetic shapes (6 classes: background, circle, square, triangle, ellipse, star), drawn locally."""

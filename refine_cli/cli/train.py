@@ -10,6 +10,7 @@ import typer
 
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._options import JsonOpt
+from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
     from refine_cli.engine.trainer import TrainSummary
@@ -30,6 +31,8 @@ Opt = Optional  # noqa: UP045 - typer evaluates annotations at runtime
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
     """Dotted config keys for the flags the user actually gave (None = not given)."""
     chosen = {key: value for key, value in values.items() if value is not None}
+    if "train.epochs" in chosen and "train.iters" in chosen:
+        raise RefineError("give only one of --epochs and --iters", hint="the run length is counted in one unit")
     if "train.epochs" in chosen:
         chosen["train.iters"] = None  # an explicit length in one unit replaces the other
     elif "train.iters" in chosen:
@@ -40,29 +43,20 @@ def _overrides(values: dict[str, Any]) -> dict[str, Any]:
 def _keep_validation_cadence(base: Any, overrides: dict[str, Any]) -> str | None:
     """--iters over an epoch-based recipe (or --epochs over a step-based one) without --val-every.
 
-    `val_every` counts in the run's unit, so the recipe's "every 5 epochs" would silently become "every
-    5 steps". Keep the recipe's share of the run instead; returns a note for the user, or None.
+    `val_every` counts in the run's unit by default, so the recipe's "every 5 epochs" would silently
+    become "every 5 steps". Keep the recipe's unit instead; returns a note for the user, or None.
     """
-    if overrides.get("train.val_every") is not None:
+    if overrides.get("train.val_every") is not None or base.train.val_unit != "auto":
         return None
-    old = base.train
     iters, epochs = overrides.get("train.iters"), overrides.get("train.epochs")
-    if iters and old.iters is None and old.epochs:
-        every, unit, was = (
-            max(1, round(iters * old.val_every / old.epochs)),
-            "steps",
-            f"{old.val_every} of {old.epochs} epochs",
-        )
-    elif epochs and old.epochs is None and old.iters:
-        every, unit, was = (
-            max(1, round(epochs * old.val_every / old.iters)),
-            "epochs",
-            f"{old.val_every} of {old.iters} steps",
-        )
+    if iters and base.train.iters is None:
+        unit = "epochs"
+    elif epochs and base.train.epochs is None:
+        unit = "steps"
     else:
         return None
-    overrides["train.val_every"] = every
-    return f"validating every {every} {unit} (the recipe's every {was}); set --val-every to change it"
+    overrides["train.val_unit"] = unit
+    return f"validating every {base.train.val_every} {unit}, as the recipe does; set --val-every N to change it"
 
 
 def train_command(
@@ -112,7 +106,6 @@ def train_command(
     from refine_cli.config import parse_assignment, resolve_config
     from refine_cli.engine import run_files
     from refine_cli.engine.trainer import train
-    from refine_cli.errors import RefineError
     from refine_cli.models.checkpoint import load_checkpoint
 
     flags = {

@@ -230,7 +230,8 @@ def score_predictions(
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
-        raise RefineError(f"prediction folder {pred_dir} does not exist", hint="give the folder of <id>.png files")
+        what = "is a file, not a folder" if pred_dir.exists() else "does not exist"
+        raise RefineError(f"prediction folder {pred_dir} {what}", hint="give the folder of <id>.png files")
     meta = dataset.meta
     ids = _split_ids(dataset, split, limit)
     missing = [sample_id for sample_id in ids if not (pred_dir / f"{sample_id}.png").is_file()]
@@ -242,7 +243,15 @@ def score_predictions(
     matrix = ConfusionMatrix(meta.num_classes, meta.ignore_index)
 
     def load(sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        return read_label_file(pred_dir / f"{sample_id}.png"), dataset.read_label(sample_id)
+        path = pred_dir / f"{sample_id}.png"
+        try:
+            pred = read_label_file(path)
+        except RefineError as error:
+            reason = error.message.replace("label ", "prediction ", 1)
+            raise RefineError(
+                reason, hint="predictions must be single-channel class-index PNGs (8-bit gray or palette)"
+            ) from None
+        return pred, dataset.read_label(sample_id)
 
     start = time.perf_counter()
     bar = _progress_bar(len(ids), f"score {pred_dir.name}", progress)

@@ -78,6 +78,8 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, st
 
 def check_output_dir(out_dir: Path) -> None:
     """Create `out_dir` and prove it is writable before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RefineError(f"output folder {out_dir} is a file", hint="choose another --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".refine-write-test-"):

@@ -37,6 +37,8 @@ CSV_COLUMNS = ("kind", "step", "epoch", "loss", "lr", "img_s", "miou", "pixel_ac
 
 def check_writable_folder(folder: Path) -> None:
     """Create `folder` and prove a file can be written there, before hours of training are spent."""
+    if folder.exists() and not folder.is_dir():
+        raise RefineError(f"output folder {folder} is a file", hint="choose another --out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):

@@ -202,14 +202,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TrainSummary:
+        created = not self.out_dir.exists()
         try:
-            self._setup()
+            try:
+                self._setup()
+            except BaseException:
+                # a run that failed before it started leaves no empty run folder behind
+                if created and self.ctx.is_main and self.out_dir.is_dir() and not any(self.out_dir.iterdir()):
+                    self.out_dir.rmdir()
+                raise
             return self._loop()
         finally:
             dist_utils.shutdown(self.ctx)
 
     def _is_val_point(self, step: int) -> bool:
-        every = self.cfg.train.val_every * (self.steps_per_epoch if self.cfg.train.iters is None else 1)
+        unit = self.cfg.train.val_unit
+        if unit == "auto":
+            unit = "steps" if self.cfg.train.iters is not None else "epochs"
+        every = self.cfg.train.val_every * (self.steps_per_epoch if unit == "epochs" else 1)
         return step % every == 0 or step == self.total_steps
 
     def _loop(self) -> TrainSummary:

@@ -256,3 +256,13 @@ def test_unreadable_label_in_a_loader_worker_is_one_clear_error(tmp_path: Path) 
     with pytest.raises(RefineError) as info:
         train(cfg, tmp_path / "run")
     assert label.stem in info.value.message and "Traceback" not in info.value.message
+
+
+def test_val_unit_epochs_in_an_iteration_run(tiny: Path, tmp_path: Path) -> None:
+    """8 images, batch 4: 2 steps per epoch, so 'every 1 epoch' over 4 steps validates at steps 2 and 4."""
+    cfg = tiny_config(
+        tiny, **{"train.epochs": None, "train.iters": 4, "train.val_every": 1, "train.val_unit": "epochs"}
+    )
+    train(cfg, tmp_path / "run")
+    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if row["kind"] == "val"] == [2, 4]
