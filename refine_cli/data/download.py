@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
@@ -185,6 +186,9 @@ def _fetch_once(
     return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
 
 
+_HOST_NOT_FOUND = "host not found (no network or DNS?)"
+
+
 def download(
     urls: str | list[str],
     dest: Path,
@@ -220,7 +224,11 @@ def download(
                 failures.append(f"{url}: {error}")
                 break
             except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-                reason = str(getattr(error, "reason", None) or error) or type(error).__name__
+                cause = getattr(error, "reason", None)
+                if isinstance(cause, socket.gaierror):  # the host name does not resolve: retrying won't help
+                    failures.append(f"{url}: {_HOST_NOT_FOUND}")
+                    break
+                reason = str(cause or error) or type(error).__name__
             else:
                 wrong = [(algo, want, actual[algo]) for algo, want in expected.items() if actual[algo] != want]
                 if wrong:
@@ -243,6 +251,8 @@ def download(
             "or fetch it yourself and pass --archives DIR",
         )
     kept = f"; the partial file {part} resumes next time" if part.exists() else ""
+    if len(failures) > 1 and all(failure.endswith(_HOST_NOT_FOUND) for failure in failures):
+        failures = [f"all {len(failures)} URLs failed: {_HOST_NOT_FOUND}"]  # offline: say it once
     raise RefineError(
         f"could not download {dest.name}: " + "; ".join(failures),
         hint=f"check the network, or fetch it yourself and pass --archives DIR{kept}",

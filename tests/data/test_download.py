@@ -163,3 +163,14 @@ def test_a_wrong_mirror_keeps_the_partial_file_for_the_next(http_server: Loopbac
     path = _fetch(_source(http_server, "blocked.tar", "a.tar"), tmp_path)
     assert path.read_bytes() == PAYLOAD
     assert [r.range for r in http_server.requests_for("a.tar")] == ["bytes=200000-"]
+
+
+def test_unknown_hosts_are_not_retried_and_reported_once(tmp_path: Path) -> None:
+    """Offline: every mirror fails at name resolution at once, and the error says so in one short line."""
+    source = Source(
+        key="archive", file="archive.tar", urls=["http://no-such-host.invalid/a.tar", "http://also.invalid/a.tar"],
+        size=len(PAYLOAD), sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+    )  # fmt: skip
+    with pytest.raises(RefineError) as info:
+        fetch_source(source, tmp_path, None, False, progress=False, backoff=5.0)  # a retry would sleep 5 s
+    assert "all 2 URLs failed: host not found" in info.value.message
