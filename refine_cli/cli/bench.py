@@ -123,4 +123,9 @@ def _print_report(results: list[dict[str, Any]]) -> None:
 
 def register(app: typer.Typer) -> None:
     """Attach `refine bench`."""
-    app.command("bench")(bench_command)
+    epilog = (
+        "Examples:\n\n  refine bench -m lw-refinenet-50 -m tv:deeplabv3_resnet50 --precision bf16 --channels-last\n"
+        "  refine bench --checkpoint best.pt --size 468x625 --warmup 20 --iters 200 --json bench.json\n"
+        "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2"
+    )
+    app.command("bench", epilog=epilog)(bench_command)

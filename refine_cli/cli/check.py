@@ -59,7 +59,9 @@ def problems_error(report) -> RefineError:  # noqa: ANN001 - a CheckReport
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("check")
+    examples = "Examples:\n\n  refine check data/voc\n  refine check data/voc --full --json check.json"
+
+    @app.command("check", epilog=examples)
     def check(
         path: Annotated[Path, typer.Argument(help="A unified dataset folder, e.g. data/voc.", show_default=False)],
         workers: WorkersOpt = None,

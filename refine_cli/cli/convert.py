@@ -38,4 +38,8 @@ def convert_command(
 
 def register(app: typer.Typer) -> None:
     """Attach `refine convert`."""
-    app.command("convert")(convert_command)
+    epilog = (
+        "Examples:\n\n  refine convert rf_lw50_voc.pth.tar --model lw-refinenet-50 --out lw50-voc.pt\n"
+        "  refine convert refinenet101_voc.pth --model refinenet-101 --out rn101-voc.pt --force"
+    )
+    app.command("convert", epilog=epilog)(convert_command)

@@ -40,4 +40,4 @@ def models_command(
 
 def register(app: typer.Typer) -> None:
     """Attach `refine models`."""
-    app.command("models")(models_command)
+    app.command("models", epilog="Examples:\n\n  refine models\n  refine models --json models.json")(models_command)

@@ -149,6 +149,11 @@ def register(app: typer.Typer) -> None:
         help="Download (or take) a dataset's archives, convert them to the unified format and check the result.",
         no_args_is_help=False,
         invoke_without_command=True,
+        epilog=(
+            "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
+            "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
+            "  refine prepare shapes --root data"
+        ),
     )
 
     @prepare_app.callback()

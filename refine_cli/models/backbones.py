@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from refine_cli.errors import RefineError
+from refine_cli.models.torchfile import read_torch_file, short_reason
 
 RESNET_DEPTHS = (50, 101, 152)
 
@@ -65,26 +65,10 @@ def load_imagenet_resnet(encoder: ResNetEncoder) -> None:
     load_strict(encoder, drop_prefixes(state, ("fc.",)), f"ImageNet ResNet-{encoder.depth} weights")
 
 
-def short_reason(exc: BaseException, limit: int = 160) -> str:
-    """The first sentence of an exception, so library errors fit the one-line error format."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    cut = text.find(". ", 20)
-    text = text[: cut + 1] if cut > 0 else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
     """Read a state_dict file safely (weights_only) and unwrap the usual containers and `module.` prefixes."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise RefineError(f"{what} file not found: {path}", hint="check the path")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated zips, pickles and foreign files
-        raise RefineError(
-            f"could not read {what} from {path}: {short_reason(exc)}",
-            hint="pass a PyTorch state_dict saved with torch.save(model.state_dict(), FILE)",
-        ) from exc
+    obj = read_torch_file(path, what)
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
             if isinstance(obj.get(wrapper), Mapping):

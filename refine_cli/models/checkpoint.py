@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from refine_cli.data.classes import VOC_CLASSES
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
+from refine_cli.models.torchfile import read_torch_file
 
 FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
@@ -145,35 +145,6 @@ def save_checkpoint(
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def read_torch_file(path: Path) -> Any:
-    """torch.load(weights_only=True) with every failure turned into one clear RefineError."""
-    if not path.exists():
-        raise RefineError(f"checkpoint {path} does not exist", hint="check the path")
-    if path.is_dir():
-        raise RefineError(f"checkpoint {path} is a directory", hint="give the .pt file inside it")
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    # torch.save writes a zip archive (PK..); the legacy format starts with a pickle protocol byte.
-    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
-        raise RefineError(
-            f"{path} is not a PyTorch file (it starts with {head!r})", hint="the file is corrupt or of another kind"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower() or "weights_only" in str(error):
-            raise RefineError(
-                f"{path} contains pickled Python objects that refine will not execute",
-                hint="re-save it as a plain state_dict (torch.save(model.state_dict(), ...)) and run `refine convert`",
-            ) from None
-        raise RefineError(f"{path} is not a readable torch file ({error})", hint="the file may be corrupt") from None
-    except Exception as error:  # noqa: BLE001 - a corrupt file can fail anywhere inside the unpickler
-        reason = " ".join(str(error).split())[:120] or type(error).__name__
-        raise RefineError(
-            f"{path} is not a readable torch checkpoint ({reason})", hint="the file is corrupt or not a torch file"
-        ) from None
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:

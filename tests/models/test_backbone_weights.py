@@ -58,7 +58,7 @@ def test_wrong_depth_is_rejected(resnet50_file: Path) -> None:
 
 @pytest.mark.parametrize(
     "content,match",
-    [(b"not a checkpoint at all", "could not read"), (None, "not found")],
+    [(b"not a checkpoint at all", "is not a PyTorch file"), (None, "does not exist")],
 )
 def test_unreadable_files(tmp_path: Path, content: bytes | None, match: str) -> None:
     path = tmp_path / "weights.pth"
@@ -71,7 +71,7 @@ def test_unreadable_files(tmp_path: Path, content: bytes | None, match: str) -> 
 def test_truncated_file(tmp_path: Path, resnet50_file: Path) -> None:
     path = tmp_path / "truncated.pth"
     path.write_bytes(resnet50_file.read_bytes()[:100_000])
-    with pytest.raises(RefineError, match="could not read"):
+    with pytest.raises(RefineError, match="is not a readable PyTorch file"):
         create_model("lw-refinenet-50", backbone_weights=path)
 
 

@@ -73,7 +73,7 @@ def test_missing_corrupt_and_directory(tmp_path: Path) -> None:
     good = tmp_path / "truncated.pt"
     torch.save({"w": torch.zeros(1000)}, good)
     good.write_bytes(good.read_bytes()[:300])  # a zip that was cut off during a copy
-    assert "not a readable torch checkpoint" in _error(good).message
+    assert "is not a readable PyTorch file" in _error(good).message
     assert "directory" in _error(tmp_path).message
 
 
