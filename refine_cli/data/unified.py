@@ -283,10 +283,13 @@ class UnifiedDataset:
                     f"{self.path} is an incomplete unified dataset (no {META_FILE}): its conversion did not finish",
                     hint="rerun the same `refine prepare` command; it resumes where it stopped",
                 )
-            raise RefineError(
-                f"{self.path} is not a unified dataset (no {META_FILE})",
-                hint="point at <root>/<name> as written by `refine prepare`",
-            )
+            if not self.path.exists():
+                reason = "does not exist"
+            elif not self.path.is_dir():
+                reason = "is a file, not a dataset folder"
+            else:
+                reason = f"is not a unified dataset (no {META_FILE})"
+            raise RefineError(f"{self.path} {reason}", hint="point at <root>/<name> as written by `refine prepare`")
         try:
             data = json.loads(meta_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -93,6 +93,12 @@ def test_label_must_be_2d_uint8(tmp_path: Path) -> None:
 
 
 def test_not_a_dataset_and_incomplete(tmp_path: Path) -> None:
+    with pytest.raises(RefineError, match="does not exist"):
+        UnifiedDataset(tmp_path / "nothere")
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.raises(RefineError, match="is a file, not a dataset folder"):
+        UnifiedDataset(tmp_path / "meta.json")
+    (tmp_path / "meta.json").unlink()
     with pytest.raises(RefineError, match="not a unified dataset"):
         UnifiedDataset(tmp_path)
     (tmp_path / "labels").mkdir()
