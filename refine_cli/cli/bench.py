@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import typer
@@ -117,8 +118,12 @@ def _print_report(results: list[dict[str, Any]]) -> None:
     )
     if first.get("cuda_flags"):
         out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first["cuda_flags"].items()))
-    for note in dict.fromkeys(note for row in results for note in row["notes"]):
-        out.print(f"[yellow]note:[/yellow] {note}")
+    shown: set[str] = set()
+    for note in (note for row in results for note in row["notes"]):
+        key = re.sub(r"[\d.]+", "#", note)  # the same note with another load figure is still the same note
+        if key not in shown:
+            shown.add(key)
+            out.print(f"[yellow]note:[/yellow] {note}")
 
 
 def register(app: typer.Typer) -> None:

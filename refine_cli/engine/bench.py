@@ -205,6 +205,11 @@ def benchmark_one(
             f"CPU run ({torch.get_num_threads()} threads, perf_counter timing): not a CUDA benchmark, "
             "do not compare with GPU numbers"
         )
+        if settings.threads and settings.threads > (os.cpu_count() or 1):
+            notes.append(
+                f"--threads {settings.threads} exceeds the {os.cpu_count()} CPUs: threads wait for each other; "
+                "use at most one per core"
+            )
         if not settings.channels_last:
             notes.append(
                 "NCHW layout: on the CPU --channels-last is usually several times faster for these models "
