@@ -72,6 +72,8 @@ class OptimConfig:
     poly_power: float = 0.9
     warmup_iters: int = 0
     grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    # LW's stages each built a fresh optimiser: with `multistep`, drop SGD's momentum at every milestone
+    restart_at_milestones: bool = False
 
     def __post_init__(self) -> None:
         _check(self.encoder_lr > 0 and self.decoder_lr_mult > 0, "optim learning rates must be positive")

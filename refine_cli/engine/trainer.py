@@ -144,6 +144,8 @@ class Trainer:
         loop = cfg.train
         self.total_steps = loop.iters if loop.iters is not None else loop.epochs * self.steps_per_epoch
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
+        restart = cfg.optim.schedule == "multistep" and cfg.optim.restart_at_milestones
+        self.restart_steps = set(self.scheduler.lr_lambdas[0].milestone_steps) if restart else set()
         wrapped = self.model
         if ctx.enabled:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -240,6 +242,9 @@ class Trainer:
                 except NonFiniteLoss as error:
                     raise self._non_finite(error) from None
                 self.step += 1
+                if self.step in self.restart_steps:  # a new stage starts as with a fresh optimiser
+                    for state in self.optimizer.state.values():
+                        state.pop("momentum_buffer", None)
                 window_loss, window_steps = window_loss + loss, window_steps + 1
                 if main:
                     now = time.perf_counter()

@@ -15,7 +15,7 @@ from refine_cli.config import TrainConfig, resolve_config
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine import run_files
 from refine_cli.engine.train_step import TrainStep
-from refine_cli.engine.trainer import TrainCallbacks, train
+from refine_cli.engine.trainer import TrainCallbacks, Trainer, train
 from refine_cli.errors import RefineError
 from refine_cli.models.checkpoint import load_checkpoint
 from tests.support.tiny_seg import make_tiny_dataset
@@ -266,3 +266,26 @@ def test_val_unit_epochs_in_an_iteration_run(tiny: Path, tmp_path: Path) -> None
     train(cfg, tmp_path / "run")
     rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows if row["kind"] == "val"] == [2, 4]
+
+
+def test_lw_stages_restart_momentum_at_milestones(tiny: Path, tmp_path: Path) -> None:
+    """LW's stages each built a fresh optimiser: the momentum buffers are dropped at every milestone."""
+    overrides = {
+        "train.epochs": None, "train.iters": 4, "data.val_split": None, "train.val_every": 4,
+        "optim.schedule": "multistep", "optim.milestones": [0.5], "optim.lr_factors": [1.0, 0.5],
+        "optim.restart_at_milestones": True,
+    }  # fmt: skip
+    seen: dict[int, int] = {}
+
+    class Watch(TrainCallbacks):
+        def on_step(self, step: int, stats: dict) -> None:
+            seen[step] = sum("momentum_buffer" in state for state in trainer.optimizer.state.values())
+
+    trainer = Trainer(tiny_config(tiny, **overrides), tmp_path / "run", None, Watch())
+    trainer.run()
+    assert seen[1] > 0 and seen[2] == 0 and seen[3] == seen[1]  # dropped at the milestone (step 2), rebuilt after
+    seen.clear()
+    overrides["optim.restart_at_milestones"] = False
+    trainer = Trainer(tiny_config(tiny, **overrides), tmp_path / "kept", None, Watch())
+    trainer.run()
+    assert seen[2] == seen[1] > 0
