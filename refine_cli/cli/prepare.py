@@ -7,7 +7,10 @@ may also live in its own module exposing `register(prepare_app)` (see prepare_sh
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -102,6 +105,65 @@ def run_prepare(
     return report
 
 
+@dataclass
+class PrepareCommon:
+    """The options every `refine prepare <dataset>` takes, parsed once for all datasets."""
+
+    root: Path | None = None
+    archives: Path | None = None
+    manifest: Path | None = None
+    workers: int | None = None
+    trust_archives: bool = False
+    skip_bad: bool = False
+    json_out: str | None = None
+
+    @property
+    def root_dir(self) -> Path:
+        """--root, else $REFINE_DATA, else ./data."""
+        return Path(self.root or default_root()).expanduser()
+
+    def run(self, converter: str, options: dict[str, Any], json_out: str | None | bool = True) -> Any:
+        """`run_prepare` with these options (json_out=None: the caller writes the JSON itself)."""
+        json_dest = self.json_out if json_out is True else json_out
+        return run_prepare(
+            converter, options, self.root, self.archives, self.manifest, self.workers,
+            self.trust_archives, self.skip_bad, json_dest,
+        )  # fmt: skip
+
+
+def _common_parameters() -> list[inspect.Parameter]:
+    def spec(root: RootOpt = None, archives: ArchivesOpt = None, manifest: ManifestOpt = None,
+             workers: WorkersOpt = None, trust_archives: TrustOpt = False, skip_bad: SkipBadOpt = False,
+             json_out: JsonOpt = None) -> None: ...  # fmt: skip
+
+    return list(inspect.signature(spec, eval_str=True).parameters.values())
+
+
+def prepare_command(prepare_app: typer.Typer, name: str, **command_kwargs: Any) -> Callable[[Callable], Callable]:
+    """Register `fn(common: PrepareCommon, **own_options)` as `refine prepare NAME`.
+
+    The command line gets the dataset's own options followed by the shared ones, declared once here
+    instead of in every dataset's function.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "common"]
+        common = _common_parameters()
+        shared = {p.name for p in common}
+
+        def command(**kwargs: Any) -> Any:
+            values = PrepareCommon(**{key: kwargs.pop(key) for key in shared})
+            return fn(values, **kwargs)
+
+        command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in own + common}
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        prepare_app.command(name, **command_kwargs)(command)
+        return fn
+
+    return decorate
+
+
 def render_summary(report) -> None:  # noqa: ANN001 - a PrepareReport
     """The closing table: samples per split (vs. expected), skipped files and why, time and speed."""
     from rich.table import Table
@@ -168,35 +230,22 @@ def register(app: typer.Typer) -> None:
             out.print(ctx.get_help())
             raise typer.Exit()
 
-    @prepare_app.command("voc")
+    @prepare_command(prepare_app, "voc")
     def voc(
+        common: PrepareCommon,
         aug: Annotated[bool, typer.Option("--aug", help="Also build train_aug (10,582 images) from SBD.")] = False,
-        root: RootOpt = None,
-        archives: ArchivesOpt = None,
-        manifest: ManifestOpt = None,
-        workers: WorkersOpt = None,
-        trust_archives: TrustOpt = False,
-        skip_bad: SkipBadOpt = False,
-        json_out: JsonOpt = None,
     ) -> None:
         """PASCAL VOC 2012 segmentation: train 1,464 / val 1,449 (21 classes)."""
-        run_prepare("voc", {"aug": aug}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        common.run("voc", {"aug": aug})
 
-    @prepare_app.command("sbd")
-    def sbd(
-        root: RootOpt = None,
-        archives: ArchivesOpt = None,
-        manifest: ManifestOpt = None,
-        workers: WorkersOpt = None,
-        trust_archives: TrustOpt = False,
-        skip_bad: SkipBadOpt = False,
-        json_out: JsonOpt = None,
-    ) -> None:
+    @prepare_command(prepare_app, "sbd")
+    def sbd(common: PrepareCommon) -> None:
         """SBD (Semantic Boundaries Dataset): train 8,498 / val 2,857, VOC's 21 classes."""
-        run_prepare("sbd", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        common.run("sbd", {})
 
-    @prepare_app.command("coco")
+    @prepare_command(prepare_app, "coco")
     def coco(
+        common: PrepareCommon,
         min_pixels: Annotated[
             int,
             typer.Option(
@@ -205,17 +254,9 @@ def register(app: typer.Typer) -> None:
                 help="Drop images, in train AND val (gluon-cv's rule), with fewer VOC-class pixels.",
             ),
         ] = 1000,
-        root: RootOpt = None,
-        archives: ArchivesOpt = None,
-        manifest: ManifestOpt = None,
-        workers: WorkersOpt = None,
-        trust_archives: TrustOpt = False,
-        skip_bad: SkipBadOpt = False,
-        json_out: JsonOpt = None,
     ) -> None:
         """MS COCO 2017 mapped to the 20 VOC classes (for VOC pre-training)."""
-        options = {"min_pixels": min_pixels}
-        run_prepare("coco", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        common.run("coco", {"min_pixels": min_pixels})
 
     from refine_cli.cli import prepare_shapes
 
@@ -224,8 +265,9 @@ def register(app: typer.Typer) -> None:
 
     prepare_scenes.register(prepare_app)
 
-    @prepare_app.command("person-part")
+    @prepare_command(prepare_app, "person-part")
     def person_part(
+        common: PrepareCommon,
         label_order: Annotated[
             LabelOrder,
             typer.Option(
@@ -234,20 +276,13 @@ def register(app: typer.Typer) -> None:
                 "(1 lower-arm, 2 head, 3 upper-leg, 4 torso, 5 lower-leg, 6 upper-arm). Output is always deeplab's.",
             ),
         ] = LabelOrder.deeplab,
-        root: RootOpt = None,
-        archives: ArchivesOpt = None,
-        manifest: ManifestOpt = None,
-        workers: WorkersOpt = None,
-        trust_archives: TrustOpt = False,
-        skip_bad: SkipBadOpt = False,
-        json_out: JsonOpt = None,
     ) -> None:
         """PASCAL-Person-Part: train 1,716 / val 1,817, 7 classes (labels from the zip, VOC 2010 images)."""
-        options = {"label_order": label_order.value}
-        run_prepare("person-part", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+        common.run("person-part", {"label_order": label_order.value})
 
-    @prepare_app.command("context")
+    @prepare_command(prepare_app, "context")
     def context(
+        common: PrepareCommon,
         classes: Annotated[
             ContextClasses,
             typer.Option(
@@ -256,22 +291,14 @@ def register(app: typer.Typer) -> None:
                 "ignored (255); both: write both datasets.",
             ),
         ] = ContextClasses.sixty,
-        root: RootOpt = None,
-        archives: ArchivesOpt = None,
-        manifest: ManifestOpt = None,
-        workers: WorkersOpt = None,
-        trust_archives: TrustOpt = False,
-        skip_bad: SkipBadOpt = False,
-        json_out: JsonOpt = None,
     ) -> None:
         """PASCAL-Context: train 4,998 / val 5,105 in the FCN/RefineNet class order (VOC 2010 images)."""
         names = {"60": ["context"], "59": ["context59"], "both": ["context", "context59"]}[classes.value]
-        common = (root, archives, manifest, workers, trust_archives, skip_bad)
         if len(names) == 1:
-            run_prepare(names[0], {}, *common, json_out)
+            common.run(names[0], {})
             return
-        reports = [run_prepare(name, {}, *common, None) for name in names]
-        if json_out:
-            emit_json({"datasets": [report.to_dict() for report in reports]}, json_out)
+        reports = [common.run(name, {}, json_out=None) for name in names]
+        if common.json_out:
+            emit_json({"datasets": [report.to_dict() for report in reports]}, common.json_out)
 
     app.add_typer(prepare_app, name="prepare")

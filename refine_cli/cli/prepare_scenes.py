@@ -1,31 +1,22 @@
 """`refine prepare nyudv2 | ade20k | cityscapes`: the indoor, scene-parsing and driving datasets.
 
-Thin commands: options in, `run_prepare` out. Cityscapes adds the login-then-download step (library:
-refine_cli.data.cityscapes_login) before the common pipeline, which then finds and verifies the zips.
+Thin commands: their own options in, `PrepareCommon.run` out (the shared options come from prepare.py).
+Cityscapes adds the login-then-download step (library: refine_cli.data.cityscapes_login) before the
+common pipeline, which then finds and verifies the zips.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from refine_cli.cli._console import err
-from refine_cli.cli._options import JsonOpt
-from refine_cli.cli.check import WorkersOpt
-from refine_cli.cli.prepare import (
-    ArchivesOpt,
-    ManifestOpt,
-    RootOpt,
-    SkipBadOpt,
-    TrustOpt,
-    default_root,
-    run_prepare,
-)
+from refine_cli.cli.prepare import PrepareCommon, prepare_command
 
 
 def nyudv2_command(
+    common: PrepareCommon,
     crop_border: Annotated[
         str,
         typer.Option(
@@ -35,36 +26,21 @@ def nyudv2_command(
             "7 left, 8 right), N pixels per side, or top,right,bottom,left. Labels are cropped the same way.",
         ),
     ] = "none",
-    root: RootOpt = None,
-    archives: ArchivesOpt = None,
-    manifest: ManifestOpt = None,
-    workers: WorkersOpt = None,
-    trust_archives: TrustOpt = False,
-    skip_bad: SkipBadOpt = False,
-    json_out: JsonOpt = None,
 ) -> None:
     """NYUDv2 40 classes: train 795 / val 654 (the official test set), from the 2.8 GB labelled .mat."""
     from refine_cli.data.converters.nyudv2 import parse_crop
 
     top, right, bottom, left = parse_crop(crop_border)  # fail on a typo before any download
-    options = {"crop_border": f"{top},{right},{bottom},{left}"}
-    run_prepare("nyudv2", options, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+    common.run("nyudv2", {"crop_border": f"{top},{right},{bottom},{left}"})
 
 
-def ade20k_command(
-    root: RootOpt = None,
-    archives: ArchivesOpt = None,
-    manifest: ManifestOpt = None,
-    workers: WorkersOpt = None,
-    trust_archives: TrustOpt = False,
-    skip_bad: SkipBadOpt = False,
-    json_out: JsonOpt = None,
-) -> None:
+def ade20k_command(common: PrepareCommon) -> None:
     """ADE20K SceneParsing: train 20,210 / val 2,000, 150 classes ('other' -> ignore)."""
-    run_prepare("ade20k", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+    common.run("ade20k", {})
 
 
 def cityscapes_command(
+    common: PrepareCommon,
     username: Annotated[
         Optional[str],  # noqa: UP045 - typer evaluates this at runtime
         typer.Option(
@@ -73,28 +49,21 @@ def cityscapes_command(
             "or a hidden prompt, never from the command line.",
         ),
     ] = None,
-    root: RootOpt = None,
-    archives: ArchivesOpt = None,
-    manifest: ManifestOpt = None,
-    workers: WorkersOpt = None,
-    trust_archives: TrustOpt = False,
-    skip_bad: SkipBadOpt = False,
-    json_out: JsonOpt = None,
 ) -> None:
     """Cityscapes fine: train 2,975 / val 500 / test 1,525 (test labels withheld: all 255), 19 trainIds.
 
     Needs an account: pass the two zips with --archives, or log in with --username.
     """
-    if archives is None:
+    if common.archives is None:
         from refine_cli.data.cityscapes_login import ensure_login_sources
         from refine_cli.data.converters.cityscapes import CityscapesConverter
         from refine_cli.data.manifest import load_manifest
 
-        loaded = load_manifest(manifest if manifest is not None else "cityscapes")
+        loaded = load_manifest(common.manifest if common.manifest is not None else "cityscapes")
         keys = CityscapesConverter().required_sources({})
-        downloads = Path(root or default_root()).expanduser() / "downloads"
+        downloads = common.root_dir / "downloads"
         ensure_login_sources([loaded.source(k) for k in keys], downloads, username, progress=_progress_bars())
-    run_prepare("cityscapes", {}, root, archives, manifest, workers, trust_archives, skip_bad, json_out)
+    common.run("cityscapes", {})
 
 
 def _progress_bars():  # noqa: ANN202 - a (name, done, total) callback or None
@@ -118,6 +87,6 @@ def _progress_bars():  # noqa: ANN202 - a (name, done, total) callback or None
 
 def register(prepare_app: typer.Typer) -> None:
     """Attach `nyudv2`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
-    prepare_app.command("nyudv2")(nyudv2_command)
-    prepare_app.command("ade20k")(ade20k_command)
-    prepare_app.command("cityscapes")(cityscapes_command)
+    prepare_command(prepare_app, "nyudv2")(nyudv2_command)
+    prepare_command(prepare_app, "ade20k")(ade20k_command)
+    prepare_command(prepare_app, "cityscapes")(cityscapes_command)
