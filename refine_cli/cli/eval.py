@@ -34,12 +34,10 @@ Examples:
 
 def resolve_dataset(data: str):  # noqa: ANN201 - a UnifiedDataset, imported lazily
     """--data is a dataset folder, or a name under $REFINE_DATA (./data)."""
-    from refine_cli.cli.prepare import default_root
+    from refine_cli.cli.prepare import dataset_path, default_root
     from refine_cli.data.unified import UnifiedDataset
 
-    path = Path(data).expanduser()
-    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
-        path = default_root() / data
+    path = dataset_path(data)
     if not path.exists():
         from refine_cli.errors import RefineError
 

@@ -68,6 +68,14 @@ def default_root() -> Path:
     return Path(os.environ.get("REFINE_DATA") or "data")
 
 
+def dataset_path(data: str) -> Path:
+    """--data as given: a dataset folder, or the name of one under $REFINE_DATA (./data)."""
+    path = Path(data).expanduser()
+    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
+        path = default_root() / data
+    return path
+
+
 def run_prepare(
     converter: str,
     options: dict[str, Any],

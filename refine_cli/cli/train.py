@@ -169,11 +169,9 @@ def train_command(
 
 def _resolve_data(data: str) -> str:
     """--data as a folder, or a dataset name under $REFINE_DATA (like refine eval)."""
-    from refine_cli.cli.prepare import default_root
+    from refine_cli.cli.prepare import dataset_path
 
-    path = Path(data).expanduser()
-    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
-        path = default_root() / data
+    path = dataset_path(data)
     return str(path.resolve()) if path.exists() else str(path)
 
 
