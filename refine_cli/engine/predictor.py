@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import io
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from refine_cli.data.normalize import normalize_image
 from refine_cli.data.palette import overlay, palette_array, save_label_png
 from refine_cli.engine.crf import CRFParams, CRFPool
 from refine_cli.engine.inference import preferred_memory_format, prepare_for_inference
+from refine_cli.engine.run_files import check_writable_folder
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path, write_bytes_atomic
@@ -74,20 +74,6 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, st
             problems.append((text, "does not exist"))
     unique = list(dict.fromkeys(p.resolve() for p in found))
     return unique, problems
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Create `out_dir` and prove it is writable before any work is done."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RefineError(f"output folder {out_dir} is a file", hint="choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".refine-write-test-"):
-            pass
-    except OSError as error:
-        raise RefineError(
-            f"cannot write to output folder {out_dir} ({error.strerror or error})", hint="choose another --out"
-        ) from None
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -150,7 +136,7 @@ def predict_images(
                 hint="predict them into separate --out folders",
             )
         stems[path.stem] = path
-    check_output_dir(out_dir)
+    check_writable_folder(out_dir)
     summary = PredictSummary(out_dir=out_dir)
     table = palette_array(palette, len(classes))
     id_lut = None
