@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from refine_cli import __version__
 from refine_cli.data.manifest import Source
@@ -276,6 +277,13 @@ def missing_archives_error(missing: list[Source], archives_dir: Path) -> RefineE
     )
 
 
+class Fetched(NamedTuple):
+    """A local copy of a source; `trusted` when it differs from the manifest and --trust-archives took it."""
+
+    path: Path
+    trusted: bool = False
+
+
 def fetch_source(
     source: Source,
     downloads_dir: Path,
@@ -285,7 +293,7 @@ def fetch_source(
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF,
     notify: Callable[[str], None] | None = None,
-) -> Path:
+) -> Fetched:
     """A verified local copy of `source`: from `archives_dir` if given (never downloads), else downloaded.
 
     `trust_archives` accepts a present file whose size/checksum differs (a re-packed copy), with a
@@ -309,18 +317,21 @@ def fetch_source(
             if not trust_archives:
                 raise
             warn(f"--trust-archives: using {path} although its {error.one_line()}")
-        return path
+            return Fetched(path, trusted=True)
+        return Fetched(path)
     if source.login or not source.urls:
         raise RefineError(
             f"{source.file} needs a login to download ({source.note or 'see the dataset homepage'})",
             hint=f"download it yourself into {downloads_dir} or pass --archives DIR",
         )
-    return download(
-        source.urls,
-        path,
-        expected_size=source.size,
-        retries=retries,
-        backoff=backoff,
-        checksums=source.checksums(),
-        progress=progress,
+    return Fetched(
+        download(
+            source.urls,
+            path,
+            expected_size=source.size,
+            retries=retries,
+            backoff=backoff,
+            checksums=source.checksums(),
+            progress=progress,
+        )
     )

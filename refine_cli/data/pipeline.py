@@ -21,9 +21,9 @@ from typing import Any
 from refine_cli.data.check import CheckReport, check_dataset
 from refine_cli.data.converters import get_converter
 from refine_cli.data.converters.base import Converter, Plan, WorkItem
-from refine_cli.data.download import ChecksumError, fetch_source, measured_sha256, missing_archives_error, verify_file
+from refine_cli.data.download import fetch_source, measured_sha256, missing_archives_error
 from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import Manifest, Source, load_manifest
+from refine_cli.data.manifest import Manifest, load_manifest
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, validate_sample_id
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
@@ -106,11 +106,11 @@ def fetch_sources(
     paths: dict[str, Path] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
-        local = fetch_source(source, downloads, archives, trust_archives, progress=progress, notify=notify)
+        local, trusted = fetch_source(source, downloads, archives, trust_archives, progress=progress, notify=notify)
         record = source.to_record()
         if source.unverified:
             record.update(sha256=measured_sha256(local, progress, cache_dir=downloads), unverified=True)
-        elif trust_archives and not _matches_manifest(local, source, downloads):
+        elif trusted:
             # a re-packed copy accepted with --trust-archives: record what was really used, not the manifest
             digest = measured_sha256(local, progress, cache_dir=downloads)
             record = {"key": source.key, "file": source.file, "size": local.stat().st_size, "sha256": digest}
@@ -132,15 +132,6 @@ def _check_plan_ids(plan: Plan, converter: str) -> None:
                 f"the {converter} sources name a sample {sample_id!r}, which is not a valid sample id",
                 hint="a list file in the archive is damaged; download it again",
             ) from None
-
-
-def _matches_manifest(local: Path, source: Source, cache_dir: Path) -> bool:
-    """Whether `local` has the manifest's size and checksums (cached per file, so cheap on reruns)."""
-    try:
-        verify_file(local, source, cache_dir=cache_dir)
-    except ChecksumError:
-        return False
-    return True
 
 
 def _cpu_seconds() -> float:

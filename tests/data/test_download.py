@@ -28,7 +28,7 @@ def _source(server: LoopbackServer, *paths: str, data: bytes = PAYLOAD, **kw) ->
 
 
 def _fetch(source: Source, tmp_path: Path, archives: Path | None = None, trust: bool = False, **kw) -> Path:
-    return fetch_source(source, tmp_path / "downloads", archives, trust, progress=False, backoff=0.01, **kw)
+    return fetch_source(source, tmp_path / "downloads", archives, trust, progress=False, backoff=0.01, **kw).path
 
 
 def test_fresh_download_verifies_and_renames(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -132,6 +132,10 @@ def test_trust_archives_accepts_repacked_copy_loudly(http_server: LoopbackServer
     path = _fetch(source, tmp_path, archives=archives, trust=True, notify=notes.append)
     assert path == archives / "archive.tar"
     assert len(notes) == 1 and "--trust-archives" in notes[0] and "mismatch" in notes[0]
+    fetched = fetch_source(source, tmp_path / "downloads", archives, True, progress=False, notify=notes.append)
+    assert fetched.trusted  # the caller records what was really used, not the manifest's sums
+    (archives / "archive.tar").write_bytes(PAYLOAD)
+    assert not fetch_source(source, tmp_path / "downloads", archives, True, progress=False).trusted
 
 
 def test_login_source_without_file_says_how(tmp_path: Path) -> None:
