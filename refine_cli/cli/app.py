@@ -111,9 +111,20 @@ def _version(value: bool) -> None:
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as REFINE_DEBUG=1)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        min=0,
+        help="Refuse images whose header claims more pixels than this, before decoding them "
+        "(default 100000000, or REFINE_MAX_PIXELS; 0 = no limit).",
+    ),
 ) -> None:
     if debug:
         _DEBUG["on"] = True
+    if max_pixels is not None:
+        from refine_cli.data.imageio import set_max_pixels
+
+        set_max_pixels(max_pixels)
 
 
 def _register_commands() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from refine_cli.data.unified import UnifiedDataset, read_label_file
+from refine_cli.data.imageio import ImageReadError, image_size, read_label, verify_decodes
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 
 MAX_LISTED = 20  # problems kept verbatim; the rest are only counted
@@ -79,14 +80,11 @@ class _Problems:
 
 
 def _image_size(path: Path, full: bool) -> tuple[int, int]:
-    """(height, width) from the header, or by decoding the whole image when `full`."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        if full:
-            image.load()
-        width, height = image.size
-    return height, width
+    """(height, width) from the header, or after decoding every byte of the image when `full`."""
+    if full:
+        header = verify_decodes(path)
+        return header.height, header.width
+    return image_size(path)
 
 
 def _check_chunk(
@@ -104,14 +102,14 @@ def _check_chunk(
     for sample_id, image_name in pairs:
         label_file = labels_dir / f"{sample_id}.png"
         try:
-            label = read_label_file(label_file)
+            label = read_label(label_file)
         except RefineError as error:
             problems.append(error.message)
             continue
         try:
             image_hw = _image_size(images_dir / image_name, full)
-        except Exception as error:  # noqa: BLE001 - any decoder failure is a problem to report
-            problems.append(f"cannot read image {images_dir / image_name}: {error}")
+        except ImageReadError as error:
+            problems.append(error.message)
             continue
         if tuple(label.shape) != image_hw:
             problems.append(

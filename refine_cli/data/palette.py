@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from refine_cli.data.unified import IGNORE_COLOR, voc_palette
+from refine_cli.data.imageio import IGNORE_COLOR
+from refine_cli.data.unified import voc_palette
 
 
 def palette_array(palette: list[list[int]] | None, num_classes: int, ignore_index: int = 255) -> np.ndarray:
@@ -32,12 +33,3 @@ def overlay(image: np.ndarray, label: np.ndarray, table: np.ndarray, alpha: floa
     weight = np.where(label[..., None] == 0, alpha * 0.4, alpha).astype(np.float32)
     blended = image.astype(np.float32) * (1 - weight) + colours * weight
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
-def save_label_png(path: str, label: np.ndarray, table: np.ndarray) -> None:
-    """Write class indices as a palette PNG to `path` (use under fileio.atomic_path)."""
-    from PIL import Image
-
-    image = Image.fromarray(np.ascontiguousarray(label.astype(np.uint8)))
-    image.putpalette(table.reshape(-1).tolist())
-    image.save(path, format="PNG")

@@ -14,7 +14,6 @@ leaves a half-written file under a final name and "the file exists" means "the f
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import re
 import struct
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from refine_cli.data.imageio import encode_label_png, read_label, read_rgb
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic as write_file_atomic
 from refine_cli.fileio import write_json_atomic, write_text_atomic
@@ -31,8 +31,6 @@ from refine_cli.fileio import write_json_atomic, write_text_atomic
 FORMAT_VERSION = 1
 IMAGE_EXTS = ("jpg", "jpeg", "png")
 META_FILE = "meta.json"
-IGNORE_COLOR = (224, 224, 192)  # VOC's colour for 255, used when a palette has no entry for it
-LABEL_PNG_LEVEL = 1  # zlib level for label PNGs: ~3x faster to encode than level 6; class maps stay small
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_+=,@-][A-Za-z0-9_.+=,@-]*$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -63,16 +61,6 @@ def voc_palette(n: int = 256) -> list[tuple[int, int, int]]:
     return colors
 
 
-def _flat_palette(palette: list[tuple[int, int, int]] | list[list[int]], ignore_index: int = 255) -> list[int]:
-    """A 768-value PIL palette: the given colours, black for the rest, IGNORE_COLOR for ignore."""
-    flat = [0] * 768
-    for index, color in enumerate(list(palette)[:256]):
-        flat[index * 3 : index * 3 + 3] = [int(v) for v in color]
-    if len(palette) <= ignore_index <= 255:
-        flat[ignore_index * 3 : ignore_index * 3 + 3] = list(IGNORE_COLOR)
-    return flat
-
-
 def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> list[int]:
     """Values of `label` that are neither a class in [0, num_classes) nor `ignore_index`, sorted.
 
@@ -90,23 +78,6 @@ def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> 
     valid[:num_classes] = True
     valid[ignore_index] = True
     return [int(v) for v in np.flatnonzero((counts > 0) & ~valid)]
-
-
-def encode_label_png(
-    label: np.ndarray, palette: list[tuple[int, int, int]] | list[list[int]], what: str = "label"
-) -> bytes:
-    """PNG bytes of a uint8 HxW class map: mode 'P' (indices) with the dataset palette attached for viewing."""
-    from PIL import Image
-
-    if not isinstance(label, np.ndarray) or label.dtype != np.uint8 or label.ndim != 2:
-        kind = f"{label.dtype} {label.shape}" if isinstance(label, np.ndarray) else type(label).__name__
-        raise ValueError(f"label for {what} must be a 2-D uint8 array, got {kind}")
-    label = np.ascontiguousarray(label)
-    image = Image.frombuffer("L", (label.shape[1], label.shape[0]), label, "raw", "L", 0, 1)
-    image.putpalette(_flat_palette(palette))  # turns the 'L' image into 'P' without touching the indices
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=LABEL_PNG_LEVEL)
-    return buffer.getvalue()
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -339,32 +310,8 @@ class UnifiedDataset:
 
         EXIF orientation is ignored on purpose: labels are drawn on the stored pixel grid.
         """
-        import cv2
-
-        path = self.image_path(sample_id)
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if bgr is None:
-            raise RefineError(f"cannot decode image {path}", hint="the file is corrupt; run `refine check` on it")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return read_rgb(self.image_path(sample_id))
 
     def read_label(self, sample_id: str) -> np.ndarray:
         """HxW uint8 class indices (never palette colours: PIL keeps 'P' images as indices)."""
-        return read_label_file(self.label_path(sample_id))
-
-
-def read_label_file(path: Path) -> np.ndarray:
-    """Class indices of a label PNG; RefineError for unreadable files or colour (RGB) labels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise RefineError(
-                    f"label {path} has mode {image.mode}; labels must be single-channel class indices",
-                    hint="convert the dataset again with `refine prepare`",
-                )
-            return np.array(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise RefineError(f"label {path} does not exist") from None
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise RefineError(f"cannot decode label {path}: {error}", hint="delete it and rerun `refine prepare`") from None
+        return read_label(self.label_path(sample_id))

@@ -7,7 +7,6 @@ that fails is reported (not written), so the dataset never silently contains a b
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from refine_cli.data.converters.base import ConvertedSample, SampleError, SkipSample, WorkItem
+from refine_cli.data.imageio import ImageReadError, verify_decodes
 from refine_cli.data.unified import UnifiedWriter, bad_label_values
 from refine_cli.errors import RefineError
 
@@ -26,23 +26,6 @@ class Outcome:
     sample_id: str
     status: str
     reason: str = ""
-
-
-def decoded_size(data: bytes) -> tuple[int, int]:
-    """(height, width) of encoded image bytes after decoding ALL of them, so truncated files are caught now.
-
-    JPEGs are decoded in draft mode (DCT scaling to 1/8): libjpeg still entropy-decodes every byte of
-    the stream, so truncation fails exactly as in a full decode (tests/data/test_pipeline.py checks
-    cuts down to one byte), at about half the cost. Other formats are decoded in full.
-    """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if image.format == "JPEG":
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-        image.load()
-    return height, width
 
 
 def _image_data(sample: ConvertedSample) -> tuple[bytes, str, str]:
@@ -73,9 +56,10 @@ def _validate(sample: ConvertedSample, num_classes: int, ignore_index: int) -> t
     except OSError as error:
         return f"cannot read image {sample.image_src}: {error.strerror or error}", b"", ""
     try:
-        height, width = decoded_size(data)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means an unreadable image
-        return f"cannot read image {where}: {' '.join(str(error).split()) or type(error).__name__}", b"", ""
+        header = verify_decodes(data, name=where)
+    except ImageReadError as error:
+        return error.one_line(), b"", ""
+    height, width = header.height, header.width
     if (height, width) != label.shape:
         return f"label is {label.shape[1]}x{label.shape[0]} but image {where} is {width}x{height}", b"", ""
     return None, data, ext

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from refine_cli.data.imageio import encode_label_png, read_label
 from refine_cli.data.normalize import normalize_image
-from refine_cli.data.palette import palette_array, save_label_png
-from refine_cli.data.unified import UnifiedDataset, read_label_file
+from refine_cli.data.palette import palette_array
+from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine.crf import CRFParams, CRFPool
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
-from refine_cli.fileio import atomic_path
+from refine_cli.fileio import write_bytes_atomic
 from refine_cli.metrics import ConfusionMatrix, Scores
 
 # Always present in EvalReport.to_json() (null where not applicable, e.g. scales when scoring files).
@@ -179,8 +180,9 @@ def evaluate(
             raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
         if save_pred_dir is not None:
             pred_np = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
-            with atomic_path(Path(save_pred_dir) / f"{sample_id}.png") as tmp:
-                save_label_png(str(tmp), pred_np.astype(np.uint8), table)
+            write_bytes_atomic(
+                Path(save_pred_dir) / f"{sample_id}.png", encode_label_png(pred_np.astype(np.uint8), table)
+            )
 
     def predictions() -> Iterator[tuple[tuple[str, np.ndarray, np.ndarray], torch.Tensor]]:
         for group in _batches(_prefetch(load, ids), max(1, batch_size)):
@@ -245,11 +247,10 @@ def score_predictions(
     def load(sample_id: str) -> tuple[np.ndarray, np.ndarray]:
         path = pred_dir / f"{sample_id}.png"
         try:
-            pred = read_label_file(path)
+            pred = read_label(path, what="prediction")
         except RefineError as error:
-            reason = error.message.replace("label ", "prediction ", 1)
             raise RefineError(
-                reason, hint="predictions must be single-channel class-index PNGs (8-bit gray or palette)"
+                error.message, hint="predictions must be single-channel class-index PNGs (8-bit gray or palette)"
             ) from None
         return pred, dataset.read_label(sample_id)
 

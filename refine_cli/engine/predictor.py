@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from refine_cli.data.imageio import ImageReadError, encode_label_png, read_rgb
 from refine_cli.data.normalize import normalize_image
-from refine_cli.data.palette import overlay, palette_array, save_label_png
+from refine_cli.data.palette import overlay, palette_array
 from refine_cli.engine.crf import CRFParams, CRFPool
 from refine_cli.engine.inference import preferred_memory_format, prepare_for_inference
 from refine_cli.engine.run_files import check_writable_folder
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
-from refine_cli.fileio import atomic_path, write_bytes_atomic
+from refine_cli.fileio import write_bytes_atomic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = set("*?[")
@@ -76,26 +77,14 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, st
     return unique, problems
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    """The stored pixel grid, EXIF orientation ignored like the dataset reader, so a prediction of a
-    dataset image lines up with its label (and `refine eval --pred` can score it)."""
-    import cv2
-
-    data = np.fromfile(path, dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if bgr is None:
-        raise ValueError("not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | str]]:
     """(path, RGB image or error text) in order, decoded two threads ahead."""
 
     def load(path: Path) -> np.ndarray | str:
         try:
-            return _read_rgb(path)
-        except (OSError, ValueError) as error:
-            return str(error)
+            return read_rgb(path)
+        except ImageReadError as error:
+            return error.one_line()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield from zip(paths, pool.map(load, paths), strict=True)
@@ -151,13 +140,9 @@ def predict_images(
     def write(path: Path, image: np.ndarray, label: np.ndarray, probs: np.ndarray | None) -> None:
         label_path = out_dir / f"{path.stem}.png"
         if id_lut is not None:
-            ok, png = cv2.imencode(".png", id_lut[label])
-            if not ok:
-                raise RefineError(f"could not encode the prediction for {path}")
-            write_bytes_atomic(label_path, png.tobytes())
+            write_bytes_atomic(label_path, encode_label_png(id_lut[label].astype(np.uint8)))
         else:
-            with atomic_path(label_path) as tmp:
-                save_label_png(str(tmp), label, table)
+            write_bytes_atomic(label_path, encode_label_png(label.astype(np.uint8, copy=False), table))
         summary.outputs.append(label_path)
         if save_overlay:
             blended = cv2.cvtColor(overlay(image, label, table), cv2.COLOR_RGB2BGR)

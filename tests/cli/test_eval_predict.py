@@ -153,11 +153,35 @@ def test_predict_label_ids_for_benchmark_servers(workspace: dict[str, Path], tmp
     assert from_data.exit_code == 2 and "meta.json has no class-index" in from_data.output
 
 
-def test_predict_reads_the_stored_pixel_grid_ignoring_exif(tmp_path: Path) -> None:
-    """Like the dataset reader: a prediction must line up with the label drawn on the stored pixels."""
-    from refine_cli.engine.predictor import _read_rgb
+def test_pixel_bombs_are_skipped_by_predict_and_refused_by_eval_and_check(
+    workspace: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 KB file claiming 30000x30000: predict reports and skips it; eval and check stop with one line."""
+    import shutil
 
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 degrees to display"
-    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
-    assert _read_rgb(tmp_path / "phone.jpg").shape == (20, 40, 3)
+    monkeypatch.setenv("REFINE_MAX_PIXELS", "")  # restored after the test: --max-pixels below sets it
+
+    from tests.data.test_imageio import jpeg_bomb, png_bomb
+
+    (tmp_path / "bomb.png").write_bytes(png_bomb())
+    good = next(iter(sorted((workspace["data"] / "images").iterdir())))
+    shutil.copy(good, tmp_path / "good.jpg")
+    inputs = [str(tmp_path / "bomb.png"), str(tmp_path / "good.jpg")]
+    result = _run(["predict", *inputs, "--checkpoint", str(workspace["ck"]), "--out", str(tmp_path / "pred"),
+                   "--device", "cpu", "--json", "-"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["processed"] == 1 and "over the 100 Mpixel limit" in report["failed"][0]["reason"]
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["good.png"]
+
+    data = tmp_path / "data"
+    shutil.copytree(workspace["data"], data)
+    victim = UnifiedDataset(data).image_path(UnifiedDataset(data).split_ids("val")[0])
+    victim.write_bytes(jpeg_bomb())
+    result = _run(["eval", "--checkpoint", str(workspace["ck"]), "--data", str(data), "--split", "val",
+                   "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 2 and "claims 30000x30000" in result.output and "Traceback" not in result.output
+    result = _run(["check", str(data)])
+    assert result.exit_code == 2 and "claims 30000x30000" in result.output
+    result = _run(["--max-pixels", "0", "check", str(data)])  # no limit: the header is then believed
+    assert "claims 30000x30000" not in result.output

@@ -10,66 +10,39 @@ from pathlib import Path
 
 import numpy as np
 
+from refine_cli.data import imageio
 from refine_cli.data.converters.base import SampleError
 from refine_cli.data.unified import bad_label_values, validate_sample_id
 from refine_cli.errors import RefineError
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the image header, to match the label against before any pixel is decoded.
+    """(height, width) from the header only (pixel limit enforced), as a SampleError when unusable.
 
     Only the header is read here: the pipeline's worker decodes every byte of every image afterwards (that is
     what catches truncated files), so decoding here as well would double the cost of a conversion.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise SampleError(f"missing image file {path}")
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise SampleError(f"cannot read image {path}: {error}") from None
-    return height, width
+        return imageio.image_size(path)
+    except imageio.ImageReadError as error:
+        raise SampleError(error.one_line()) from None
 
 
 def checked_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) after decoding all of the image, for callers that need truncation caught here.
-
-    JPEGs are decoded in draft mode (DCT scaling to 1/8): every byte of the entropy-coded stream is
-    still read, which is what detects truncation, at about half the cost of a full decode.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise SampleError(f"missing image file {path}")
+    """(height, width) after decoding all of the image, for callers that need truncation caught here."""
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.format == "JPEG":
-                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise SampleError(f"cannot read image {path}: {error}") from None
-    return height, width
+        header = imageio.verify_decodes(path)
+    except imageio.ImageReadError as error:
+        raise SampleError(error.one_line()) from None
+    return header.height, header.width
 
 
 def read_index_png(path: Path) -> np.ndarray:
     """Class indices of a palette ('P') or grey ('L') PNG: the INDICES, never the palette colours."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise SampleError(f"missing label file {path}")
     try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
-                raise SampleError(
-                    f"label {path} has mode {image.mode}; expected palette indices ('P' or 'L'), "
-                    "not colours (was it re-saved as RGB?)"
-                )
-            return np.array(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        raise SampleError(f"cannot read label {path}: {error}") from None
+        return imageio.read_label(path)
+    except imageio.ImageReadError as error:
+        raise SampleError(error.one_line()) from None
 
 
 def check_label(label: np.ndarray, size: tuple[int, int], num_classes: int, label_path: Path, image_path: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 from refine_cli.data.converters import register_converter
 from refine_cli.data.converters._voc2010 import check_same_size, find_folder, find_voc2010, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
+from refine_cli.data.imageio import ImageReadError, read_mask
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
 
@@ -132,19 +133,15 @@ class PersonPartConverter(Converter):
 
 def read_part_label(path: Path) -> np.ndarray:
     """Source label values of a Person-Part PNG: indices of 'P'/'L' images, VOC colours of 'RGB' ones."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise SampleError(f"missing label file {path}")
     try:
-        with Image.open(path) as image:
-            if image.mode in ("P", "L"):
-                return np.array(image, dtype=np.uint8)
-            if image.mode in ("RGB", "RGBA"):
-                return _decode_voc_colours(np.array(image.convert("RGB"), dtype=np.uint8), path)
-            raise SampleError(f"label {path} has mode {image.mode}, expected palette indices ('P') or VOC colours")
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise SampleError(f"cannot read label {path}: {error}") from None
+        mask = read_mask(path)
+    except ImageReadError as error:
+        raise SampleError(error.one_line()) from None
+    if mask.ndim == 3:
+        return _decode_voc_colours(mask, path)
+    if mask.dtype != np.uint8:
+        raise SampleError(f"label {path} is a 16-bit image, expected palette indices ('P') or VOC colours")
+    return mask
 
 
 def _decode_voc_colours(rgb: np.ndarray, path: Path) -> np.ndarray:
