@@ -161,7 +161,7 @@ def test_pixel_bombs_are_skipped_by_predict_and_refused_by_eval_and_check(
 
     monkeypatch.setenv("REFINE_MAX_PIXELS", "")  # restored after the test: --max-pixels below sets it
 
-    from tests.data.test_imageio import jpeg_bomb, png_bomb
+    from tests.support.bombs import jpeg_bomb, png_bomb
 
     (tmp_path / "bomb.png").write_bytes(png_bomb())
     good = next(iter(sorted((workspace["data"] / "images").iterdir())))

@@ -160,7 +160,11 @@ def test_bad_samples_name_the_file(tmp_path: Path, defect: str, message: str) ->
 
 @pytest.mark.parametrize(
     ("defect", "message"),
-    [("label_size", "2007_000039.png is 63x48"), ("image_truncated", "cannot read image")],
+    [
+        ("label_size", "2007_000039.png is 63x48"),
+        ("image_truncated", "cannot read image"),
+        ("image_bomb", "claims 30000x30000 = 900.0 Mpixel, over the 100 Mpixel limit"),
+    ],
 )
 def test_bad_sample_fails_the_run_unless_skip_bad(tmp_path: Path, defect: str, message: str) -> None:
     voc = build_voc(tmp_path / "a", corrupt={"2007_000039": defect})

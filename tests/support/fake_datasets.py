@@ -116,7 +116,8 @@ def build_voc(
     """Write `VOCtrainval_11-May-2012.tar` (VOCdevkit/VOC2012/...) into `dest`.
 
     `size` is (height, width). `corrupt` maps an id to a defect: "label_size" (label 1 px too narrow),
-    "label_rgb" (label saved as RGB colours), "image_truncated" (JPEG cut in half).
+    "label_rgb" (label saved as RGB colours), "image_truncated" (JPEG cut in half),
+    "image_bomb" (a JPEG header claiming 30000x30000).
     """
     train = list(VOC_TRAIN if train is None else train)
     val = list(VOC_VAL if val is None else val)
@@ -137,6 +138,10 @@ def build_voc(
             data = images[sample_id]
             if corrupt.get(sample_id) == "image_truncated":
                 data = data[: len(data) // 2]
+            elif corrupt.get(sample_id) == "image_bomb":
+                from tests.support.bombs import jpeg_bomb
+
+                data = jpeg_bomb()
             _add_bytes(tar, f"{root}/JPEGImages/{sample_id}.jpg", data)
             if sample_id == "2007_000027":
                 continue
