@@ -235,9 +235,7 @@ def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Calla
             shutil.rmtree(folder, ignore_errors=True)
         previous = {}
     writer.prepare_dirs()
-    for folder in (writer.images_dir, writer.labels_dir, writer.splits_dir, writer.path):
-        for stale in folder.glob(".*.part"):  # temporary files of a run that was killed (kill -9, power loss)
-            stale.unlink(missing_ok=True)
+    writer.remove_temporary_files()
     write_json_atomic(state_file, {**state, "dropped": previous.get("dropped", []) if same else []})
     return [str(i) for i in previous.get("dropped", [])] if same else []
 

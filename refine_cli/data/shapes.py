@@ -128,6 +128,7 @@ def generate_shapes(
     writer = UnifiedWriter(Path(root), "shapes")
     writer.prepare_dirs()
     writer.remove_meta()
+    writer.remove_temporary_files()
     palette = [list(c) for c in voc_palette(len(SHAPES_CLASSES))]
     ids = [f"shape_{index:05d}" for index in range(n)]
     keep = set(ids)

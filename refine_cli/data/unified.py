@@ -160,6 +160,15 @@ class UnifiedWriter:
         for folder in (self.images_dir, self.labels_dir, self.splits_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
+    def remove_temporary_files(self) -> None:
+        """Delete the `.*.part` files of a run that was killed mid-write (kill -9, power loss).
+
+        Only while no other process writes this dataset: a live writer's temporary file looks the same.
+        """
+        for folder in (self.images_dir, self.labels_dir, self.splits_dir, self.path):
+            for stale in folder.glob(".*.part"):
+                stale.unlink(missing_ok=True)
+
     def image_path(self, sample_id: str, ext: str) -> Path:
         return self.images_dir / f"{validate_sample_id(sample_id)}.{_norm_ext(ext)}"
 
