@@ -169,7 +169,7 @@ def train_command(
 
 def _resolve_data(data: str) -> str:
     """--data as a folder, or a dataset name under $REFINE_DATA (like refine eval)."""
-    from refine_cli.cli.prepare import dataset_path
+    from refine_cli.cli._paths import dataset_path
 
     path = dataset_path(data)
     return str(path.resolve()) if path.exists() else str(path)
