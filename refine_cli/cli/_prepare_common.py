@@ -60,7 +60,7 @@ def run_prepare(
     skip_bad: bool,
     json_out: str | None,
 ) -> Any:
-    """Prepare one dataset, print its check and summary, write --json; returns the PrepareReport."""
+    """Prepare one dataset, print its summary and check, write --json; returns the PrepareReport."""
     from refine_cli.cli.check import problems_error, render_check
     from refine_cli.data.pipeline import prepare_dataset
 
@@ -76,9 +76,9 @@ def run_prepare(
         progress=err.is_terminal,
         notify=warn,
     )
-    if report.check is not None:
-        render_check(report.check)
     render_summary(report)
+    if report.check is not None:  # last: the class pixel frequencies, so an empty or swamped class shows at once
+        render_check(report.check)
     if json_out:
         emit_json(report.to_dict(), json_out)
     if report.check is not None and not report.check.ok:
@@ -112,6 +112,9 @@ class PrepareCommon:
         )  # fmt: skip
 
 
+_DOWNLOAD_OPTIONS = ("archives", "manifest", "trust_archives")
+
+
 def _common_parameters() -> list[inspect.Parameter]:
     def spec(root: RootOpt = None, archives: ArchivesOpt = None, manifest: ManifestOpt = None,
              workers: WorkersOpt = None, trust_archives: TrustOpt = False, skip_bad: SkipBadOpt = False,
@@ -120,16 +123,19 @@ def _common_parameters() -> list[inspect.Parameter]:
     return list(inspect.signature(spec, eval_str=True).parameters.values())
 
 
-def prepare_command(prepare_app: typer.Typer, name: str, **command_kwargs: Any) -> Callable[[Callable], Callable]:
+def prepare_command(
+    prepare_app: typer.Typer, name: str, local: bool = False, **command_kwargs: Any
+) -> Callable[[Callable], Callable]:
     """Register `fn(common: PrepareCommon, **own_options)` as `refine prepare NAME`.
 
     The command line gets the dataset's own options followed by the shared ones, declared once here
-    instead of in every dataset's function.
+    instead of in every dataset's function. `local`: the data is on disk already, so the download
+    options (--archives, --manifest, --trust-archives) are left out.
     """
 
     def decorate(fn: Callable) -> Callable:
         own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "common"]
-        common = _common_parameters()
+        common = [p for p in _common_parameters() if not local or p.name not in _DOWNLOAD_OPTIONS]
         shared = {p.name for p in common}
 
         def command(**kwargs: Any) -> Any:

@@ -2,7 +2,7 @@
 
 Each dataset is one small command that collects its own options and calls `PrepareCommon.run`; the
 shared options and the runner are in _prepare_common.py. Commands with more code live in their own
-modules exposing `register(prepare_app)` (prepare_shapes.py, prepare_scenes.py).
+modules exposing `register(prepare_app)` (prepare_shapes.py, prepare_scenes.py, prepare_custom.py).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
             "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
-            "  refine prepare shapes --root data"
+            "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/"
         ),
     )
 
@@ -106,6 +106,9 @@ def register(app: typer.Typer) -> None:
     from refine_cli.cli import prepare_scenes  # nyudv2, ade20k, cityscapes
 
     prepare_scenes.register(prepare_app)
+    from refine_cli.cli import prepare_custom  # your own data
+
+    prepare_custom.register(prepare_app)
 
     @prepare_command(prepare_app, "person-part")
     def person_part(

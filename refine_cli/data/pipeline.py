@@ -265,12 +265,24 @@ def prepare_dataset(
     notify = notify or _default_notify
     root = Path(root).expanduser()
     converter = get_converter(converter_name)
-    loaded = load_manifest(manifest if manifest is not None else converter.manifest)
-    options = {**options, "manifest": loaded}
-    keys = converter.required_sources(options)
-    source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
-    plan = converter.plan(source_paths, options)
+    loaded: Manifest | None = None
+    if converter.manifest or manifest is not None:
+        loaded = load_manifest(manifest if manifest is not None else converter.manifest)
+        options = {**options, "manifest": loaded}
+        keys = converter.required_sources(options)
+        source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
+        plan = converter.plan(source_paths, options)
+    else:  # local files (refine prepare custom): the plan names and fingerprints its sources
+        plan = converter.plan({}, options)
+        source_records = plan.sources
     _check_plan_ids(plan, converter.name)
+    if plan.bad and not skip_bad:
+        shown = "; ".join(reason for _, reason in plan.bad[:5])
+        more = f" (and {len(plan.bad) - 5} more)" if len(plan.bad) > 5 else ""
+        raise RefineError(
+            f"{len(plan.bad)} problem(s) in the source files: {shown}{more}",
+            hint="fix them, or pass --skip-bad to leave those samples out and list them",
+        )
     spec = plan.spec
     writer = UnifiedWriter(root, spec.name)
     state = _state(converter, options, source_records)
@@ -279,7 +291,7 @@ def prepare_dataset(
     items = [item for item in plan.items if item.sample_id not in dropped_before]
     todo = [item for item in items if not writer.has_sample(item.sample_id)]
     reused = len(items) - len(todo)
-    skipped: list[tuple[str, str]] = list(plan.skipped)
+    skipped: list[tuple[str, str]] = list(plan.skipped) + [(i, f"bad sample: {reason}") for i, reason in plan.bad]
     skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
     convert_start, cpu_start = time.perf_counter(), _cpu_seconds()
     converted = 0
@@ -304,8 +316,8 @@ def prepare_dataset(
     removed = {sample_id for sample_id, _ in skipped}
     splits = {split: [i for i in ids if i not in removed] for split, ids in plan.splits.items()}
     writer.write_splits(splits)
-    expected = {split: loaded.splits[split] for split in splits if split in loaded.splits}
-    notes = [
+    expected = {split: loaded.splits[split] for split in splits if loaded and split in loaded.splits}
+    notes = list(plan.notes) + [
         f"split {split!r} has {len(splits[split])} samples, the manifest expects {count}"
         for split, count in expected.items()
         if len(splits[split]) != count
