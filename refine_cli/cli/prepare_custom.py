@@ -65,6 +65,10 @@ def custom_command(
     keep_empty: Annotated[
         bool, typer.Option("--keep-empty", help="COCO: keep images without annotations, all background.")
     ] = False,
+    crowd_as_class: Annotated[
+        bool,
+        typer.Option("--crowd-as-class", help="COCO: draw iscrowd=1 regions as their class (CVAT marks masks so)."),
+    ] = False,
     unknown_as_ignore: Annotated[
         bool,
         typer.Option("--unknown-as-ignore", help="Map mask values/colours in no class to 255 instead of failing."),
@@ -81,6 +85,7 @@ def custom_command(
         "seed": seed,
         "void": list(void or []),
         "keep_empty": keep_empty,
+        "crowd_as_class": crowd_as_class,
         "unknown_as_ignore": unknown_as_ignore,
     }
     report = common.run("custom", options)

@@ -23,11 +23,12 @@ CVAT_CLASSES = [("background", (0, 0, 0)), ("cat", (250, 50, 83)), ("dog", (51, 
 
 
 def painted(seed: int, num_classes: int = 3, size: tuple[int, int] = SIZE) -> np.ndarray:
-    """A label with a rectangle of each class on background, placed from the seed (every class present)."""
+    """A label with one 14x14 square per class on background, placed from the seed, never overlapping."""
     rng = np.random.default_rng(seed)
     label = np.zeros(size, dtype=np.uint8)
+    band = size[1] // max(num_classes - 1, 1)
     for cls in range(1, num_classes):
-        top, left = int(rng.integers(0, size[0] - 16)), int(rng.integers(0, size[1] - 16))
+        top, left = int(rng.integers(0, size[0] - 14)), (cls - 1) * band + int(rng.integers(0, band - 14 + 1))
         label[top : top + 14, left : left + 14] = cls
     return label
 

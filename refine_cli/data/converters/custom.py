@@ -129,7 +129,8 @@ class CustomConverter(Converter):
             if not jsons:
                 raise RefineError(f"no COCO .json under {paths[0]}")
             images_dir = Path(options["images"]).expanduser() if options.get("images") else None
-            scan = scan_coco(jsons, images_dir, given, bool(options.get("keep_empty")))
+            crowd_as_class = bool(options.get("crowd_as_class"))
+            scan = scan_coco(jsons, images_dir, given, bool(options.get("keep_empty")), crowd_as_class)
             classes, problems, skipped, notes = scan.classes, scan.problems, scan.skipped, scan.notes
             source_splits: dict[str, list[str]] | None = scan.splits
             items = [WorkItem(s.sample_id, ("coco", str(s.image), s.height, s.width, s.annotations))

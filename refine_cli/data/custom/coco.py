@@ -98,8 +98,18 @@ def _find_image(file_name: str, json_path: Path, images_dir: Path | None) -> tup
     return None, bases
 
 
-def scan_coco(json_files: list[Path], images_dir: Path | None, given: ClassList | None, keep_empty: bool) -> CocoScan:
-    """Read every JSON; group the annotations per image; find each image file."""
+def scan_coco(
+    json_files: list[Path],
+    images_dir: Path | None,
+    given: ClassList | None,
+    keep_empty: bool,
+    crowd_as_class: bool = False,
+) -> CocoScan:
+    """Read every JSON; group the annotations per image; find each image file.
+
+    `crowd_as_class` draws iscrowd=1 regions as their class instead of 255: CVAT's COCO 1.0 export
+    marks every brush/mask annotation iscrowd=1, although each is one ordinary object.
+    """
     docs = [(path, _load(path)) for path in json_files]
     classes, by_name = _categories(docs, given)
     samples: list[CocoSample] = []
@@ -107,7 +117,7 @@ def scan_coco(json_files: list[Path], images_dir: Path | None, given: ClassList 
     problems: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     owner: dict[str, Path] = {}
-    boxes_only = 0
+    boxes_only = crowds = 0
     for path, doc in docs:
         category_class = {int(c["id"]): by_name[c["name"]] for c in doc["categories"]}
         per_image: dict[Any, list[tuple[int, int, Any]]] = {}
@@ -119,8 +129,10 @@ def scan_coco(json_files: list[Path], images_dir: Path | None, given: ClassList 
             if not ann.get("segmentation"):
                 boxes_only += 1
                 continue
+            crowd = bool(ann.get("iscrowd", 0)) and not crowd_as_class
+            crowds += crowd
             per_image.setdefault(ann.get("image_id"), []).append(
-                (category_class[ann["category_id"]], int(bool(ann.get("iscrowd", 0))), ann["segmentation"])
+                (category_class[ann["category_id"]], int(crowd), ann["segmentation"])
             )
         ids = splits.setdefault(split_name(path), [])
         for image in sorted(doc["images"], key=lambda record: str(record.get("file_name"))):
@@ -145,4 +157,9 @@ def scan_coco(json_files: list[Path], images_dir: Path | None, given: ClassList 
             samples.append(CocoSample(sample_id, found, height, width, tuple(annotations)))
             ids.append(sample_id)
     notes = [f"{boxes_only} annotation(s) have no segmentation (boxes only) and are not drawn"] if boxes_only else []
+    if crowds:
+        notes.append(
+            f"{crowds} crowd annotation(s) (iscrowd=1) became ignore (255); CVAT's COCO export marks every mask "
+            "iscrowd=1: if they are ordinary objects, prepare again with --crowd-as-class"
+        )
     return CocoScan(samples, splits, classes, problems, skipped, notes)

@@ -75,12 +75,12 @@ def detect_format(path: Path) -> str:
 
 
 def coco_files_in(path: Path) -> list[Path]:
-    """COCO JSON files of an export folder: <path>/*.json or <path>/annotations/*.json."""
+    """COCO JSON files of an export: annotations/*.json (CVAT), *.json, or Roboflow's <split>/_annotations.coco.json."""
     for folder in (path / "annotations", path):
         found = sorted(p for p in folder.glob("*.json") if p.is_file()) if folder.is_dir() else []
         if found:
             return found
-    return []
+    return sorted(p for p in path.glob("*/_annotations.coco.json") if p.is_file())
 
 
 def _mask_dir(folder: Path) -> Path | None:
