@@ -30,6 +30,7 @@ from refine_cli.errors import RefineError
 from refine_cli.fileio import write_json_atomic
 
 STATE_FILE = ".prepare-state.json"
+MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 
 
@@ -242,6 +243,16 @@ def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Calla
     return [str(i) for i in previous.get("dropped", [])] if same else []
 
 
+def _bad_samples_error(bad: list[tuple[str, str]]) -> RefineError:
+    """One error line for every bad sample seen (up to MAX_BAD_LISTED): all can be fixed before the rerun."""
+    hint = "pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun"
+    if len(bad) == 1:
+        return RefineError(f"bad sample {bad[0][0]!r}: {bad[0][1]}", hint=hint)
+    listed = "; ".join(f"{sample_id!r}: {reason}" for sample_id, reason in bad)
+    more = " (stopped there)" if len(bad) >= MAX_BAD_LISTED else ""
+    return RefineError(f"{len(bad)} bad samples{more}: {listed}", hint=hint)
+
+
 def _default_notify(message: str) -> None:
     import sys
 
@@ -296,6 +307,7 @@ def prepare_dataset(
     convert_start, cpu_start = time.perf_counter(), _cpu_seconds()
     converted = 0
     dropped: list[str] = []
+    bad: list[tuple[str, str]] = []
     with contextlib.closing(_run_work(converter, writer, plan, todo, workers, progress)) as outcomes:
         for outcome in outcomes:  # closing() stops the workers at once if we raise
             if outcome.status == "ok":
@@ -306,10 +318,11 @@ def prepare_dataset(
             elif skip_bad:
                 skipped.append((outcome.sample_id, f"bad sample: {outcome.reason}"))
             else:
-                raise RefineError(
-                    f"bad sample {outcome.sample_id!r}: {outcome.reason}",
-                    hint="pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun",
-                )
+                bad.append((outcome.sample_id, outcome.reason))
+                if len(bad) >= MAX_BAD_LISTED:
+                    break  # enough to act on; closing() stops the workers
+    if bad:
+        raise _bad_samples_error(bad)
     convert_seconds = time.perf_counter() - convert_start
     convert_cpu_seconds = _cpu_seconds() - cpu_start  # the pool is shut down (workers reaped) by now
 
