@@ -59,7 +59,8 @@ def test_cvat_export_to_predictions(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["num_images"] == 1 and 0 <= report["miou"] <= 1
-    predicted = _run("predict", str(tmp_path / "cvat" / "JPEGImages"), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+    best = str(tmp_path / "run" / "best.pt")
+    predicted = _run("predict", str(tmp_path / "cvat" / "JPEGImages"), "--checkpoint", best,
                      "--out", str(tmp_path / "pred"), "--device", "cpu")  # fmt: skip
     assert predicted.exit_code == 0, predicted.output
     outputs = sorted(p.name for p in (tmp_path / "pred").glob("*.png"))
