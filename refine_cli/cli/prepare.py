@@ -31,12 +31,19 @@ class ContextClasses(str, Enum):
     both = "both"
 
 
+# Datasets made from local files, without a manifest: (name, title, licence)
+_LOCAL_DATASETS = [
+    ("shapes", "synthetic shapes, drawn locally (refine prepare shapes)", "MIT, like refine"),
+    ("custom", "your own labelled images: folder, VOC/CVAT export or COCO JSON", "yours"),
+]  # fmt: skip
+
+
 def _list_datasets() -> None:
     from rich.table import Table
 
     from refine_cli.data.manifest import list_manifests, load_manifest
 
-    table = Table(title="datasets (packaged manifests)")
+    table = Table(title="datasets (packaged manifests, then local ones)")
     for column in ("name", "title", "download", "login", "licence"):
         table.add_column(column, overflow="fold")
     for name in list_manifests():
@@ -45,6 +52,8 @@ def _list_datasets() -> None:
         login = "yes" if any(s.login for s in manifest.sources) else "no"
         licence = " ".join(manifest.licence.split())
         table.add_row(name, manifest.title, f"{size / 1e9:.1f} GB" if size else "?", login, licence[:120])
+    for name, title, licence in _LOCAL_DATASETS:
+        table.add_row(name, title, "none", "no", licence)
     out.print(table)
 
 
