@@ -27,12 +27,7 @@ FAST = ["--model", "lw-refinenet-mobilenetv2", "--no-pretrained-backbone", "--cr
         "--workers", "0", "--device", "cpu", "--set", "data.min_short_side=null"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(*args: str):
