@@ -106,7 +106,7 @@ def imagenet_weights_available(model: str) -> bool:
         return True
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), progress=False)
+        torch.hub.download_url_to_file(url, str(cached), progress=True)
     except Exception:  # noqa: BLE001 - offline, proxy, disk: the caller trains from scratch and says so
         return False
     return cached.is_file()

@@ -90,3 +90,18 @@ def test_bad_json_class_file(tmp_path: Path) -> None:
     path.write_text('{"classes": [{"colour": [1, 2, 3]}]}')
     with pytest.raises(RefineError, match="is not a class"):
         read_class_file(path)
+
+
+def test_split_rules() -> None:
+    from refine_cli.data.converters.custom import decide_splits
+
+    source = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
+    assert decide_splits(source, 0.5, 0) == (source, {"kind": "source", "splits": ["test", "train", "val"]})
+    splits, record = decide_splits({"default": ["x", "y"], "val": ["z"]}, 0.1, 0)
+    assert splits["train"] == ["x", "y"] and splits["val"] == ["z"]
+    ids = [f"s{i:02d}" for i in range(20)]
+    splits, record = decide_splits({"default": ids, "test": ["t"]}, 0.25, 7)
+    assert len(splits["val"]) == 5 and sorted(splits["train"] + splits["val"]) == ids and splits["test"] == ["t"]
+    assert record == {"kind": "random", "seed": 7, "val_fraction": 0.25, "from": ["default"]}
+    assert decide_splits({"default": ids}, 0.25, 7)[0]["val"] == splits["val"]  # reproducible from the seed
+    assert decide_splits({"all": ids}, 0.0, 0)[0] == {"train": ids}

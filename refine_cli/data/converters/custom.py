@@ -54,6 +54,9 @@ def decide_splits(
     """The source's splits when it has `val`; else `test` kept and the rest split at random (reproducibly)."""
     source = {name: ids for name, ids in (source or {}).items() if ids}
     if "val" in source:
+        if "train" not in source:  # e.g. `default` + `val` lists: the rest is what there is to train on
+            rest = sorted({i for name, ids in source.items() if name not in ("val", "test") for i in ids})
+            source = {"train": rest, **source} if rest else source
         return source, {"kind": "source", "splits": sorted(source)}
     pool = sorted({i for name, ids in source.items() if name != "test" for i in ids})
     order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
