@@ -102,6 +102,7 @@ class LoopConfig:
     amp: str = "off"
     device: str = "auto"
     log_every: int = 20
+    class_weights: list[float] | None = None  # per-class loss weights (imbalanced data); None = unweighted
 
     def __post_init__(self) -> None:
         _check(self.epochs is not None or self.iters is not None, "set train.epochs or train.iters")
@@ -111,6 +112,10 @@ class LoopConfig:
         _check(self.val_unit in ("auto", "epochs", "steps"), "train.val_unit must be auto, epochs or steps")
         _check(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}")
         _check(self.log_every >= 1, "train.log_every must be at least 1")
+        _check(
+            self.class_weights is None or all(w >= 0 for w in self.class_weights),
+            "train.class_weights must be non-negative",
+        )
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Train's validation, `refine eval` and the scoring of saved predictions all go through
 `ConfusionMatrix`, so a number printed anywhere in refine means the same thing everywhere.
-Conventions (evaluation.md 1.1-1.2, mmseg/FCN style): rows = ground truth, columns = prediction;
+Conventions (docs/evaluation.md 1.1-1.2, mmseg/FCN style): rows = ground truth, columns = prediction;
 pixels labelled `ignore_index` are dropped before binning; a class absent from both the labels
 and the predictions of the whole set has IoU NaN and is skipped in the means (and reported as
 skipped); a class that is only predicted scores IoU 0 and counts.

@@ -21,3 +21,14 @@ def http_server() -> Iterator[LoopbackServer]:
     """A started loopback HTTP server; put bytes in `.files[path]` and faults in `.faults[path]`."""
     with LoopbackServer() as server:
         yield server
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run the test with one torch thread (tests share a 2-core machine); restores the count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

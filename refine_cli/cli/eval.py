@@ -34,7 +34,7 @@ Examples:
 
 def resolve_dataset(data: str):  # noqa: ANN201 - a UnifiedDataset, imported lazily
     """--data is a dataset folder, or a name under $REFINE_DATA (./data)."""
-    from refine_cli.cli.prepare import dataset_path, default_root
+    from refine_cli.cli._paths import dataset_path, default_root
     from refine_cli.data.unified import UnifiedDataset
 
     path = dataset_path(data)

@@ -1,51 +1,19 @@
 """`refine prepare <dataset>`: download (or take) the archives, convert to the unified format, check.
 
-Each dataset is one small command that collects its own options and calls `run_prepare`; the shared
-options (root, archives, manifest, workers, trust, skip-bad, json) are declared once below. A command
-may also live in its own module exposing `register(prepare_app)` (see prepare_shapes.py).
+Each dataset is one small command that collects its own options and calls `PrepareCommon.run`; the
+shared options and the runner are in _prepare_common.py. Commands with more code live in their own
+modules exposing `register(prepare_app)` (prepare_shapes.py, prepare_scenes.py, prepare_custom.py).
 """
 
 from __future__ import annotations
 
-import inspect
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated
 
 import typer
 
-from refine_cli.cli._console import emit_json, err, out, warn
-from refine_cli.cli._options import JsonOpt
-from refine_cli.cli.check import WorkersOpt
-
-RootOpt = Annotated[
-    Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
-    typer.Option(
-        "--root",
-        help="Where datasets go: <root>/<name>, downloads in <root>/downloads (default: $REFINE_DATA or ./data).",
-    ),
-]
-ArchivesOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--archives", help="Use archives already in DIR (nothing is downloaded; missing ones are listed)."),
-]
-ManifestOpt = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--manifest", help="Use this manifest TOML instead of the packaged one (e.g. to add a mirror)."),
-]
-TrustOpt = Annotated[
-    bool,
-    typer.Option(
-        "--trust-archives", help="Accept user-supplied archives whose size/checksum differ (re-packed copies)."
-    ),
-]
-SkipBadOpt = Annotated[
-    bool,
-    typer.Option("--skip-bad", help="Skip unreadable or inconsistent samples and report them instead of stopping."),
-]
+from refine_cli.cli._console import emit_json, out
+from refine_cli.cli._prepare_common import PrepareCommon, prepare_command
 
 
 class LabelOrder(str, Enum):
@@ -63,138 +31,11 @@ class ContextClasses(str, Enum):
     both = "both"
 
 
-def default_root() -> Path:
-    """$REFINE_DATA, else ./data."""
-    return Path(os.environ.get("REFINE_DATA") or "data")
-
-
-def dataset_path(data: str) -> Path:
-    """--data as given: a dataset folder, or the name of one under $REFINE_DATA (./data)."""
-    path = Path(data).expanduser()
-    if not path.exists() and not path.is_absolute() and (default_root() / data).exists():
-        path = default_root() / data
-    return path
-
-
-def run_prepare(
-    converter: str,
-    options: dict[str, Any],
-    root: Path | None,
-    archives: Path | None,
-    manifest: Path | None,
-    workers: int | None,
-    trust_archives: bool,
-    skip_bad: bool,
-    json_out: str | None,
-) -> Any:
-    """Prepare one dataset, print its check and summary, write --json; returns the PrepareReport."""
-    from refine_cli.cli.check import problems_error, render_check
-    from refine_cli.data.pipeline import prepare_dataset
-
-    report = prepare_dataset(
-        converter,
-        root=root or default_root(),
-        options=options,
-        archives=archives,
-        manifest=manifest,
-        workers=workers or os.cpu_count() or 1,
-        trust_archives=trust_archives,
-        skip_bad=skip_bad,
-        progress=err.is_terminal,
-        notify=warn,
-    )
-    if report.check is not None:
-        render_check(report.check)
-    render_summary(report)
-    if json_out:
-        emit_json(report.to_dict(), json_out)
-    if report.check is not None and not report.check.ok:
-        raise problems_error(report.check)
-    return report
-
-
-@dataclass
-class PrepareCommon:
-    """The options every `refine prepare <dataset>` takes, parsed once for all datasets."""
-
-    root: Path | None = None
-    archives: Path | None = None
-    manifest: Path | None = None
-    workers: int | None = None
-    trust_archives: bool = False
-    skip_bad: bool = False
-    json_out: str | None = None
-
-    @property
-    def root_dir(self) -> Path:
-        """--root, else $REFINE_DATA, else ./data."""
-        return Path(self.root or default_root()).expanduser()
-
-    def run(self, converter: str, options: dict[str, Any], json_out: str | None | bool = True) -> Any:
-        """`run_prepare` with these options (json_out=None: the caller writes the JSON itself)."""
-        json_dest = self.json_out if json_out is True else json_out
-        return run_prepare(
-            converter, options, self.root, self.archives, self.manifest, self.workers,
-            self.trust_archives, self.skip_bad, json_dest,
-        )  # fmt: skip
-
-
-def _common_parameters() -> list[inspect.Parameter]:
-    def spec(root: RootOpt = None, archives: ArchivesOpt = None, manifest: ManifestOpt = None,
-             workers: WorkersOpt = None, trust_archives: TrustOpt = False, skip_bad: SkipBadOpt = False,
-             json_out: JsonOpt = None) -> None: ...  # fmt: skip
-
-    return list(inspect.signature(spec, eval_str=True).parameters.values())
-
-
-def prepare_command(prepare_app: typer.Typer, name: str, **command_kwargs: Any) -> Callable[[Callable], Callable]:
-    """Register `fn(common: PrepareCommon, **own_options)` as `refine prepare NAME`.
-
-    The command line gets the dataset's own options followed by the shared ones, declared once here
-    instead of in every dataset's function.
-    """
-
-    def decorate(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "common"]
-        common = _common_parameters()
-        shared = {p.name for p in common}
-
-        def command(**kwargs: Any) -> Any:
-            values = PrepareCommon(**{key: kwargs.pop(key) for key in shared})
-            return fn(values, **kwargs)
-
-        command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in own + common}
-        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
-        prepare_app.command(name, **command_kwargs)(command)
-        return fn
-
-    return decorate
-
-
-def render_summary(report) -> None:  # noqa: ANN001 - a PrepareReport
-    """The closing table: samples per split (vs. expected), skipped files and why, time and speed."""
-    from rich.table import Table
-
-    table = Table(title=f"prepared {report.name} in {report.path}")
-    table.add_column("split")
-    table.add_column("samples", justify="right")
-    table.add_column("expected", justify="right")
-    for split, count in report.splits.items():
-        expected = report.expected.get(split)
-        style = "yellow" if expected is not None and expected != count else None
-        table.add_row(split, f"{count:,}", "" if expected is None else f"{expected:,}", style=style)
-    out.print(table)
-    for sample_id, reason in report.skipped[:20]:
-        out.print(f"skipped {sample_id}: {reason}", soft_wrap=True, markup=False)
-    if len(report.skipped) > 20:
-        out.print(f"... and {len(report.skipped) - 20} more skipped (see --json)")
-    out.print(
-        f"converted {report.converted:,}, reused {report.reused:,}, skipped {len(report.skipped):,} "
-        f"in {report.seconds:.1f} s ({report.images_per_s:.1f} images/s)"
-    )
-    for note in report.notes:
-        warn(note)
+# Datasets made from local files, without a manifest: (name, title, licence)
+_LOCAL_DATASETS = [
+    ("shapes", "synthetic shapes, drawn locally (refine prepare shapes)", "MIT, like refine"),
+    ("custom", "your own labelled images: folder, VOC/CVAT export or COCO JSON", "yours"),
+]  # fmt: skip
 
 
 def _list_datasets() -> None:
@@ -202,7 +43,7 @@ def _list_datasets() -> None:
 
     from refine_cli.data.manifest import list_manifests, load_manifest
 
-    table = Table(title="datasets (packaged manifests)")
+    table = Table(title="datasets (packaged manifests, then local ones)")
     for column in ("name", "title", "download", "login", "licence"):
         table.add_column(column, overflow="fold")
     for name in list_manifests():
@@ -211,6 +52,8 @@ def _list_datasets() -> None:
         login = "yes" if any(s.login for s in manifest.sources) else "no"
         licence = " ".join(manifest.licence.split())
         table.add_row(name, manifest.title, f"{size / 1e9:.1f} GB" if size else "?", login, licence[:120])
+    for name, title, licence in _LOCAL_DATASETS:
+        table.add_row(name, title, "none", "no", licence)
     out.print(table)
 
 
@@ -222,7 +65,7 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
             "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
-            "  refine prepare shapes --root data"
+            "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/"
         ),
     )
 
@@ -272,6 +115,9 @@ def register(app: typer.Typer) -> None:
     from refine_cli.cli import prepare_scenes  # nyudv2, ade20k, cityscapes
 
     prepare_scenes.register(prepare_app)
+    from refine_cli.cli import prepare_custom  # your own data
+
+    prepare_custom.register(prepare_app)
 
     @prepare_command(prepare_app, "person-part")
     def person_part(

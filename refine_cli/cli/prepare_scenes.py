@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from refine_cli.cli._console import err
-from refine_cli.cli.prepare import PrepareCommon, prepare_command
+from refine_cli.cli._prepare_common import PrepareCommon, prepare_command
 
 
 def nyudv2_command(

@@ -9,7 +9,8 @@ import typer
 
 from refine_cli.cli._console import emit_json, err, out
 from refine_cli.cli._options import JsonOpt
-from refine_cli.cli.prepare import RootOpt, default_root
+from refine_cli.cli._paths import default_root
+from refine_cli.cli._prepare_common import RootOpt
 
 
 def shapes_command(

@@ -97,6 +97,15 @@ def train_command(
     amp: Annotated[Opt[str], typer.Option("--amp", help="Mixed precision: off, bf16 or fp16 (CUDA).")] = None,
     seed: Annotated[Opt[int], typer.Option("--seed", help="Random seed.")] = None,
     device: Annotated[Opt[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
+    class_weights: Annotated[
+        Opt[str],
+        typer.Option(
+            "--class-weights",
+            metavar="auto|none|W0,W1,..",
+            help="Weight the loss per class for imbalanced data: auto = median-frequency balancing from the "
+            "training split's pixel counts (clipped to 0.1-10), or one number per class.",
+        ),
+    ] = None,
     settings: Annotated[
         Opt[list[str]], typer.Option("--set", help="Any config field: --set optim.poly_power=1.0 (repeatable).")
     ] = None,
@@ -153,11 +162,23 @@ def train_command(
     else:
         if out_dir is None:
             raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
-        note = _keep_validation_cadence(resolve_config(recipe), overrides)
-        cfg = resolve_config(recipe, overrides=overrides)
+        own = _own_data(flags["data.root"]) if recipe is None else None
+        base = None
+        if own is not None:
+            base = _own_data_base(own, overrides, batch)
+        note = _keep_validation_cadence(resolve_config(recipe, base=base), overrides)
+        cfg = resolve_config(recipe, base=base, overrides=overrides)
         resume_from = None
     if note:
         err.print(f"note: {note}")
+    if class_weights is not None:
+        from refine_cli.data.unified import UnifiedDataset
+        from refine_cli.engine.own_data import parse_class_weights
+
+        weights = parse_class_weights(class_weights, UnifiedDataset(cfg.data.root), cfg.data.train_split)
+        cfg = resolve_config(base=cfg.to_dict(), overrides={"train.class_weights": weights})
+        if weights is not None:
+            err.print(f"note: class weights {', '.join(f'{w:g}' for w in weights)}")
     main = int(os.environ.get("RANK", "0")) == 0
     with _RichProgress(enabled=main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
@@ -169,10 +190,44 @@ def train_command(
 
 def _resolve_data(data: str) -> str:
     """--data as a folder, or a dataset name under $REFINE_DATA (like refine eval)."""
-    from refine_cli.cli.prepare import dataset_path
+    from refine_cli.cli._paths import dataset_path
 
     path = dataset_path(data)
     return str(path.resolve()) if path.exists() else str(path)
+
+
+def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
+    """The dataset when it was made by `refine prepare custom` (it then gets the own-data defaults)."""
+    if not root:
+        return None
+    from refine_cli.data.unified import UnifiedDataset
+    from refine_cli.engine.own_data import is_own_data
+
+    try:
+        source = UnifiedDataset(root)
+    except RefineError:
+        return None  # the trainer reports a bad --data with its own message
+    return source if is_own_data(source) else None
+
+
+def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> dict[str, Any]:  # noqa: ANN001
+    """own_data_defaults, with the ImageNet backbone when it can be had; prints what was chosen."""
+    from refine_cli.engine import own_data
+
+    base = own_data.own_data_defaults(source, batch)
+    err.print(f"note: own data, no --recipe: {base['description']}")
+    if "model.pretrained_backbone" not in overrides and "model.backbone_weights" not in overrides:
+        model = overrides.get("model.name", base["model"]["name"])
+        available = own_data.imagenet_weights_available(model)
+        overrides["model.pretrained_backbone"] = available
+        if not available:
+            err.print(f"note: no ImageNet weights for {model} here: training from scratch, which needs much more "
+                      "data (pass --backbone-weights FILE when you have them)")  # fmt: skip
+    if not overrides.get("model.pretrained_backbone") and "model.backbone_weights" not in overrides:
+        base["model"]["freeze_bn"] = False  # from scratch, BatchNorm statistics must be learnt
+    for line in own_data.rare_class_notes(source, base["data"]["train_split"]):
+        warn(line)
+    return base
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

@@ -193,3 +193,26 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
         problem_count=problems.count,
         seconds=time.perf_counter() - start,
     )
+
+
+RARE_FRACTION = 0.005  # a class under 0.5 % of the labelled pixels gets a note
+
+
+def class_balance_notes(classes: list[str], pixels: list[int], images: list[int] | None = None) -> list[str]:
+    """Notes for classes that are absent or rare among the labelled (non-ignore) pixels.
+
+    A model cannot learn a class it never sees, and a class under ~0.5 % of the pixels is usually
+    drowned by the others: users should see that before hours of training, not in a poor per-class IoU.
+    """
+    total = sum(pixels)
+    notes: list[str] = []
+    for index, (name, count) in enumerate(zip(classes, pixels, strict=True)):
+        seen = f" in {images[index]} image(s)" if images is not None else ""
+        if count == 0:
+            notes.append(f"class {index} {name!r} has no pixels: the model cannot learn it")
+        elif total and count / total < RARE_FRACTION:
+            notes.append(
+                f"class {index} {name!r} is rare: {100 * count / total:.2f} % of the labelled pixels{seen} "
+                "(consider `refine train --class-weights auto` or more examples)"
+            )
+    return notes

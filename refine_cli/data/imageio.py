@@ -139,6 +139,20 @@ def image_size(source: str | os.PathLike[str] | bytes, what: str = "image") -> t
     return header.height, header.width
 
 
+def exif_orientation(source: str | os.PathLike[str] | bytes, what: str = "image") -> int:
+    """The EXIF orientation tag (1-8; 1 when absent), read from the header: refine never applies it.
+
+    Only used to explain a size mismatch: a phone photo stored landscape with orientation 6 or 8 is
+    displayed portrait, so a mask drawn on the displayed picture has the transposed size.
+    """
+    with _open(source, what, None) as image:
+        try:
+            value = image.getexif().get(0x0112, 1)
+        except _PIL_ERRORS:
+            return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def _load(image, what: str, where: str) -> None:
     try:
         image.load()
@@ -240,4 +254,14 @@ def encode_label_png(label: np.ndarray, palette=None, what: str = "label") -> by
         image.putpalette(_flat_palette(palette))  # turns the 'L' image into 'P' without touching the indices
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=LABEL_PNG_LEVEL)
+    return buffer.getvalue()
+
+
+def encode_image_png(rgb: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an HxWx3 uint8 RGB image (for sources the unified format does not store as is)."""
+    image_module = _pil()
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError("encode_image_png needs an HxWx3 uint8 array")
+    buffer = io.BytesIO()
+    image_module.fromarray(np.ascontiguousarray(rgb), "RGB").save(buffer, format="PNG", compress_level=LABEL_PNG_LEVEL)
     return buffer.getvalue()

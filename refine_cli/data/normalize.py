@@ -1,7 +1,7 @@
 """Input normalisation shared by training, evaluation and prediction.
 
 All RefineNet-family models here see RGB/255 normalised with the ImageNet mean and std (the
-PyTorch ports' convention, architecture.md); keeping the constants in one module guarantees that
+PyTorch ports' convention, docs/architecture.md); keeping the constants in one module guarantees that
 training transforms and inference use exactly the same numbers.
 """
 

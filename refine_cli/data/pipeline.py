@@ -30,6 +30,7 @@ from refine_cli.errors import RefineError
 from refine_cli.fileio import write_json_atomic
 
 STATE_FILE = ".prepare-state.json"
+MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 
 
@@ -240,6 +241,16 @@ def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Calla
     return [str(i) for i in previous.get("dropped", [])] if same else []
 
 
+def _bad_samples_error(bad: list[tuple[str, str]]) -> RefineError:
+    """One error line for every bad sample seen (up to MAX_BAD_LISTED): all can be fixed before the rerun."""
+    hint = "pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun"
+    if len(bad) == 1:
+        return RefineError(f"bad sample {bad[0][0]!r}: {bad[0][1]}", hint=hint)
+    listed = "; ".join(f"{sample_id!r}: {reason}" for sample_id, reason in bad)
+    more = " (stopped there)" if len(bad) >= MAX_BAD_LISTED else ""
+    return RefineError(f"{len(bad)} bad samples{more}: {listed}", hint=hint)
+
+
 def _default_notify(message: str) -> None:
     import sys
 
@@ -263,12 +274,24 @@ def prepare_dataset(
     notify = notify or _default_notify
     root = Path(root).expanduser()
     converter = get_converter(converter_name)
-    loaded = load_manifest(manifest if manifest is not None else converter.manifest)
-    options = {**options, "manifest": loaded}
-    keys = converter.required_sources(options)
-    source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
-    plan = converter.plan(source_paths, options)
+    loaded: Manifest | None = None
+    if converter.manifest or manifest is not None:
+        loaded = load_manifest(manifest if manifest is not None else converter.manifest)
+        options = {**options, "manifest": loaded}
+        keys = converter.required_sources(options)
+        source_paths, source_records = fetch_sources(loaded, keys, root, archives, trust_archives, progress, notify)
+        plan = converter.plan(source_paths, options)
+    else:  # local files (refine prepare custom): the plan names and fingerprints its sources
+        plan = converter.plan({}, options)
+        source_records = plan.sources
     _check_plan_ids(plan, converter.name)
+    if plan.bad and not skip_bad:
+        shown = "; ".join(reason for _, reason in plan.bad[:5])
+        more = f" (and {len(plan.bad) - 5} more)" if len(plan.bad) > 5 else ""
+        raise RefineError(
+            f"{len(plan.bad)} problem(s) in the source files: {shown}{more}",
+            hint="fix them, or pass --skip-bad to leave those samples out and list them",
+        )
     spec = plan.spec
     writer = UnifiedWriter(root, spec.name)
     state = _state(converter, options, source_records)
@@ -277,11 +300,12 @@ def prepare_dataset(
     items = [item for item in plan.items if item.sample_id not in dropped_before]
     todo = [item for item in items if not writer.has_sample(item.sample_id)]
     reused = len(items) - len(todo)
-    skipped: list[tuple[str, str]] = list(plan.skipped)
+    skipped: list[tuple[str, str]] = list(plan.skipped) + [(i, f"bad sample: {reason}") for i, reason in plan.bad]
     skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
     convert_start, cpu_start = time.perf_counter(), _cpu_seconds()
     converted = 0
     dropped: list[str] = []
+    bad: list[tuple[str, str]] = []
     with contextlib.closing(_run_work(converter, writer, plan, todo, workers, progress)) as outcomes:
         for outcome in outcomes:  # closing() stops the workers at once if we raise
             if outcome.status == "ok":
@@ -292,18 +316,19 @@ def prepare_dataset(
             elif skip_bad:
                 skipped.append((outcome.sample_id, f"bad sample: {outcome.reason}"))
             else:
-                raise RefineError(
-                    f"bad sample {outcome.sample_id!r}: {outcome.reason}",
-                    hint="pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun",
-                )
+                bad.append((outcome.sample_id, outcome.reason))
+                if len(bad) >= MAX_BAD_LISTED:
+                    break  # enough to act on; closing() stops the workers
+    if bad:
+        raise _bad_samples_error(bad)
     convert_seconds = time.perf_counter() - convert_start
     convert_cpu_seconds = _cpu_seconds() - cpu_start  # the pool is shut down (workers reaped) by now
 
     removed = {sample_id for sample_id, _ in skipped}
     splits = {split: [i for i in ids if i not in removed] for split, ids in plan.splits.items()}
     writer.write_splits(splits)
-    expected = {split: loaded.splits[split] for split in splits if split in loaded.splits}
-    notes = [
+    expected = {split: loaded.splits[split] for split in splits if loaded and split in loaded.splits}
+    notes = list(plan.notes) + [
         f"split {split!r} has {len(splits[split])} samples, the manifest expects {count}"
         for split, count in expected.items()
         if len(splits[split]) != count

@@ -1,6 +1,6 @@
 """Inference benchmark: latency distribution, throughput, memory and MACs of one or more models.
 
-Methodology (evaluation.md section 4): random input pre-allocated on the device (no data loading, no
+Methodology (docs/evaluation.md section 4): random input pre-allocated on the device (no data loading, no
 host-to-device copy), eval mode with BN folded, `torch.inference_mode()`, explicit warm-up, then one
 timing per iteration: CUDA events with a synchronisation per iteration on the GPU, `time.perf_counter`
 on the CPU. By default the timed step is what a user of `predict` waits for: forward, bilinear

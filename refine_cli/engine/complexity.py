@@ -1,6 +1,6 @@
 """Parameter and multiply-accumulate (MAC) counts, the units the RefineNet papers report.
 
-The LW-RefineNet paper's "FLOPs" are MACs of the convolutions at 512x512 (see evaluation.md 4.3), so
+The LW-RefineNet paper's "FLOPs" are MACs of the convolutions at 512x512 (see docs/evaluation.md 4.3), so
 we count exactly that: forward hooks on Conv2d / ConvTranspose2d / Linear, one fused multiply-add = 1
 MAC, biases, BN, pooling and interpolation not counted. FLOPs = 2 x MACs. Counting runs on the meta
 device where possible, so even RefineNet-152 at 2048x1024 is counted in well under a second.

@@ -2,7 +2,7 @@
 
 pydensecrf is single-threaded C++, so images are refined in parallel worker *processes*
 (`CRFPool`). This module imports only NumPy at load time (no torch), so spawned workers start fast.
-Defaults are DeepLab-v2's VOC parameters as most PyTorch code uses them (evaluation.md 3.3):
+Defaults are DeepLab-v2's VOC parameters as most PyTorch code uses them (docs/evaluation.md 3.3):
 bilateral w=4, theta_alpha=67, theta_beta=3; Gaussian w=3, theta_gamma=1; 10 mean-field iterations.
 """
 

@@ -36,8 +36,10 @@ class TrainStep:
         amp: str = "off",
         grad_clip: float | None = None,
         ignore_index: int = 255,
+        class_weights: list[float] | None = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler, self.ctx = model, optimizer, scheduler, ctx
+        self.class_weights = torch.tensor(class_weights, device=ctx.device) if class_weights else None
         self.device, self.grad_clip, self.ignore_index = ctx.device, grad_clip, ignore_index
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
@@ -50,7 +52,11 @@ class TrainStep:
         return (images - self.mean) / self.std
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over non-ignored pixels of logits upsampled to the label size (0 if none)."""
+        """Mean cross-entropy over non-ignored pixels of logits upsampled to the label size (0 if none).
+
+        With class weights it is the weighted mean (divided by the summed weights of the pixels, as
+        PyTorch's reduction='mean' does), so the loss scale, and the learning rate, stay comparable.
+        """
         target = labels.to(self.device, non_blocking=True).long()
         autocast = (
             torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
@@ -58,8 +64,12 @@ class TrainStep:
         with autocast:
             logits = self.model(self.to_input(images))
         logits = upsample_logits(logits.float(), tuple(target.shape[-2:]))
-        total = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
-        return total / (target != self.ignore_index).sum().clamp(min=1)
+        weight = self.class_weights
+        total = F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index, reduction="sum")
+        valid = target != self.ignore_index
+        if weight is None:
+            return total / valid.sum().clamp(min=1)
+        return total / weight[target[valid]].sum().clamp(min=1e-12)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, problem: str = "") -> float:
         """Forward, check (label problems, non-finite loss) on every rank, backward, step; returns the mean loss."""

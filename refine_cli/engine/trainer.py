@@ -112,6 +112,10 @@ class Trainer:
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
         self.source = open_dataset(cfg)
+        weights = cfg.train.class_weights
+        if weights is not None and len(weights) != self.source.meta.num_classes:
+            raise RefineError(f"train.class_weights has {len(weights)} values but the dataset has "
+                              f"{self.source.meta.num_classes} classes", hint="give one weight per class")  # fmt: skip
         self._prepare_out_dir()
         resume = load_checkpoint(self.resume_from) if self.resume_from else None
         if resume is not None:
@@ -158,6 +162,7 @@ class Trainer:
             amp=loop.amp,
             grad_clip=cfg.optim.grad_clip,
             ignore_index=self.source.meta.ignore_index,
+            class_weights=loop.class_weights,
         )
         self.step, self.best_miou, self.best_step, self.elapsed = 0, None, None, 0.0
         self.last_val: dict[str, Any] | None = None

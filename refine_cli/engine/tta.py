@@ -1,7 +1,7 @@
 """Test-time inference shared by `eval` and `predict`: multi-scale, flip and sliding-window.
 
 Every view's logits are brought back to the ORIGINAL image resolution and turned into softmax
-probabilities before averaging (mmseg `SegTTAModel` / DeepLab convention, evaluation.md 2): averaging
+probabilities before averaging (mmseg `SegTTAModel` / DeepLab convention, docs/evaluation.md 2): averaging
 probabilities, not logits or labels, keeps each view's confidence comparable across scales.
 The `--msc` default scale set is DEFAULT_MSC_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5): the mmseg/DeepLab
 ratios without 1.75, which costs the most and gains the least on VOC-sized images.

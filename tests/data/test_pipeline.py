@@ -21,8 +21,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._prepare_common import run_prepare
 from refine_cli.cli.app import _RefineGroup, app
-from refine_cli.cli.prepare import run_prepare
 from refine_cli.data.converters import register_converter
 from refine_cli.data.converters.base import (
     ConvertedSample,

@@ -11,7 +11,7 @@ import torch
 from refine_cli.errors import RefineError
 from refine_cli.models import create_model, list_models, model_info
 
-# Measured on the official code with 21 classes (architecture.md): exact targets.
+# Measured on the official code with 21 classes (docs/architecture.md): exact targets.
 PINNED = {
     "lw-refinenet-50": 27_357_525,
     "lw-refinenet-101": 46_349_653,

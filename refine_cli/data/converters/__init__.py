@@ -32,7 +32,7 @@ _REGISTRY: dict[str, type[Converter]] = {}
 
 # Shipped converter modules, imported on first lookup so importing the registry stays cheap.
 # A module that does not exist (yet) is skipped, so one missing converter never breaks the others.
-_BUILTIN_MODULES = ("voc", "sbd", "coco", "person_part", "context", "nyudv2", "ade20k", "cityscapes")
+_BUILTIN_MODULES = ("voc", "sbd", "coco", "person_part", "context", "nyudv2", "ade20k", "cityscapes", "custom")
 _LOADED = {"done": False}
 
 

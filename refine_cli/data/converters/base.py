@@ -56,12 +56,19 @@ class ConvertedSample:
 
 @dataclass
 class Plan:
-    """Everything `plan()` decided: the spec, the split lists, the work, and drops known up front."""
+    """Everything `plan()` decided: the spec, the split lists, the work, and drops known up front.
+
+    `bad` are problems found while planning (e.g. an image without a mask): fatal, listed together,
+    unless --skip-bad. `sources` are the meta.json records of a converter without a manifest.
+    """
 
     spec: DatasetSpec
     splits: dict[str, list[str]]
     items: list[WorkItem]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SkipSample(Exception):  # noqa: N818 - it is a signal, not a failure
@@ -84,7 +91,7 @@ class Converter(ABC):
     """Base class of every dataset converter; register subclasses with `@register_converter`."""
 
     name: str = ""
-    manifest: str = ""
+    manifest: str = ""  # empty: local sources (refine prepare custom), nothing fetched
     version: str = "1"
 
     @abstractmethod

@@ -1,0 +1,1 @@
+"""Own labelled data (`refine prepare custom`): layouts, class lists, COCO JSON."""
