@@ -17,7 +17,7 @@ from refine_cli.cli._prepare_common import PrepareCommon, prepare_command
 
 
 class LabelOrder(str, Enum):
-    """Class order of Person-Part source PNGs (datasets.md section 5)."""
+    """Class order of Person-Part source PNGs (docs/dataset-facts.md section 5)."""
 
     deeplab = "deeplab"
     parsing_rcnn = "parsing-rcnn"

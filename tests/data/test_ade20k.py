@@ -19,7 +19,7 @@ from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_cente
 from tests.support.prepare_runner import run_prepare
 
 # Source value -> (unified index, class name): 0 "other" is ignored; objectInfo150 index k -> k-1
-# (datasets.md section 7 and appendix D).
+# (docs/dataset-facts.md section 7 and appendix D).
 KNOWN = {
     0: (255, None), 1: (0, "wall"), 2: (1, "building"), 3: (2, "sky"), 8: (7, "bed"), 13: (12, "person"),
     149: (148, "clock"), 150: (149, "flag"),

@@ -33,7 +33,7 @@ from tests.support.fake_datasets_a import (
 )
 from tests.support.prepare_runner import run_prepare
 
-# (labelId, trainId) pairs copied from cityscapesScripts helpers/labels.py (datasets.md appendix C).
+# (labelId, trainId) pairs copied from cityscapesScripts helpers/labels.py (docs/dataset-facts.md appendix C).
 OFFICIAL_PAIRS = [
     (0, 255), (1, 255), (3, 255), (6, 255), (7, 0), (8, 1), (9, 255), (10, 255), (11, 2), (12, 3), (13, 4),
     (14, 255), (16, 255), (17, 5), (18, 255), (19, 6), (20, 7), (21, 8), (22, 9), (23, 10), (24, 11), (25, 12),

@@ -1,6 +1,6 @@
 """`refine prepare context`: VOC 2010 images + 459-label LabelMap .mat files -> `context` / `context59`.
 
-Expected values are literals from datasets.md appendix A (459-id -> RefineNet/FCN index), never
+Expected values are literals from docs/dataset-facts.md appendix A (459-id -> RefineNet/FCN index), never
 computed by our code.
 """
 
@@ -30,7 +30,7 @@ from tests.support.fake_datasets_b import (
 )
 from tests.support.prepare_runner import PrepareRun, run_prepare
 
-# (LabelMap value = 1-based id in labels.txt, RefineNet/FCN class) from datasets.md appendix A;
+# (LabelMap value = 1-based id in labels.txt, RefineNet/FCN class) from docs/dataset-facts.md appendix A;
 # ids outside the 59 classes (1 accordion, 431 unknown, 459 wool) and 0 (unlabelled) are background.
 PAIRS_60 = [
     (0, 0), (1, 0), (2, 1), (23, 2), (113, 12), (397, 11), (284, 15), (427, 20), (9, 21), (80, 28),

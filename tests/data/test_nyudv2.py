@@ -20,7 +20,7 @@ from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
 from tests.support.prepare_runner import run_prepare
 
-# NYU id -> (unified index, class name), from classMapping40.mat as listed in datasets.md appendix B
+# NYU id -> (unified index, class name), from classMapping40.mat as listed in docs/dataset-facts.md appendix B
 # (40-class id minus one; 0 = unlabeled -> 255).
 KNOWN = {
     0: (255, None), 21: (0, "wall"), 11: (1, "floor"), 157: (3, "bed"), 331: (30, "person"), 55: (36, "bag"),

@@ -1,6 +1,6 @@
 """`refine prepare person-part`: VOC 2010 images + Chen et al.'s part labels -> unified `person-part`.
 
-Expected values are literals from the reference (datasets.md section 5), never computed by our code.
+Expected values are literals from the reference (docs/dataset-facts.md section 5), never computed by our code.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`refine prepare voc [--aug]`: VOC 2012 palette labels, and the SBD-augmented 10,582-image train_aug.
 
 Fixture archives have the official layout (tests/support/fake_datasets.py); expected values are the
-arrays the fixture painted (an oracle independent of the converter) and literals from datasets.md.
+arrays the fixture painted (an oracle independent of the converter) and literals from docs/dataset-facts.md section 9.
 """
 
 from __future__ import annotations

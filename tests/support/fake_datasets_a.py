@@ -76,7 +76,7 @@ def patch_center(index: int, width: int) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------- NYUDv2
 
-# NYU id -> 40-class id, the 37 single-name classes (datasets.md appendix B).
+# NYU id -> 40-class id, the 37 single-name classes (docs/dataset-facts.md appendix B).
 NYU40_SINGLE = {
     21: 1, 11: 2, 3: 3, 157: 4, 5: 5, 83: 6, 19: 7, 28: 8, 59: 9, 88: 10, 64: 11, 7: 12, 80: 13, 36: 14,
     42: 15, 89: 16, 169: 17, 119: 18, 122: 19, 143: 20, 141: 21, 4: 22, 85: 23, 17: 24, 172: 25, 15: 26,

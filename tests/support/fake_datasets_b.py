@@ -30,7 +30,7 @@ PERSON_PART_ZIP = "pascal_person_part.zip"
 CONTEXT_TAR = "trainval.tar.gz"
 
 # The 59 PASCAL-Context classes at their ids in the official 459-name labels.txt, spelled as labels.txt
-# spells them (datasets.md appendix A). Other ids get placeholder names: the converter only relies on these.
+# spells them (docs/dataset-facts.md appendix A). Other ids get placeholder names: the converter only relies on these.
 CONTEXT_LABELS_TXT_NAMES: dict[int, str] = {
     2: "aeroplane", 9: "bag", 18: "bed", 19: "bedclothes", 22: "bench", 23: "bicycle", 25: "bird",
     31: "boat", 33: "book", 34: "bottle", 44: "building", 45: "bus", 46: "cabinet", 59: "car", 65: "cat",

@@ -32,7 +32,7 @@ ROOT_DIR = "ADEChallengeData2016"
 SPLIT_FOLDERS = {"training": "train", "validation": "val"}
 NUM_SOURCE_CLASSES = 150
 
-# Index order after zero-reduction, mmseg's short names (datasets.md appendix D; mmseg's 'bed ' trailing
+# Index order after zero-reduction, mmseg's short names (docs/dataset-facts.md appendix D; mmseg's 'bed ' trailing
 # space dropped).
 ADE20K_CLASSES: list[str] = (
     "wall building sky floor tree ceiling road bed windowpane grass cabinet sidewalk person earth door table "

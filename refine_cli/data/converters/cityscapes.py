@@ -23,7 +23,7 @@ from refine_cli.data.converters._checks import checked_image_size, read_index_pn
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.errors import RefineError
 
-# (labelId, name, trainId) from cityscapesScripts helpers/labels.py (datasets.md appendix C).
+# (labelId, name, trainId) from cityscapesScripts helpers/labels.py (docs/dataset-facts.md appendix C).
 # 'license plate' (id -1) is never drawn into labelIds images, so it has no entry.
 CITYSCAPES_LABELS: list[tuple[int, str, int]] = [
     (0, "unlabeled", 255), (1, "ego vehicle", 255), (2, "rectification border", 255), (3, "out of roi", 255),

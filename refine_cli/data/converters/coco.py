@@ -1,6 +1,6 @@
 """MS COCO 2017 instances -> unified `coco-voc`: the 20 VOC categories rasterised, everything else background.
 
-Rules (documented because the reference tools disagree, datasets.md section 3):
+Rules (documented because the reference tools disagree, docs/dataset-facts.md section 3):
 - categories are mapped by COCO category id (never list position) with torchvision's CAT_LIST;
 - a pixel claimed by instances of two DIFFERENT VOC classes becomes 255 (same-class overlaps keep the
   class; torchvision marks every overlap, gluon-cv lets the first instance win);

@@ -1,9 +1,9 @@
 """PASCAL-Context -> unified `context` (60 classes, 0 = background) and `context59` (background ignored).
 
-Source (datasets.md section 8, "route A"): `trainval/<id>.mat` files whose `LabelMap` holds 1-based
+Source (docs/dataset-facts.md section 8, "route A"): `trainval/<id>.mat` files whose `LabelMap` holds 1-based
 ids into the 459-name `labels.txt`. We map them straight to the FCN / `59_labels.txt` order that
 RefineNet and LW-RefineNet were trained with (VOC's 20 classes first, then 39 others), using the id
-table of datasets.md appendix A, so the uninstallable Detail API is not needed and mmseg's
+table of docs/dataset-facts.md appendix A, so the uninstallable Detail API is not needed and mmseg's
 alphabetical order (a different model output order) can never sneak in.
 
 * `context`:   the 59 classes -> 1..59, every other id (and 0 = unlabelled) -> 0 "background".
@@ -30,7 +30,7 @@ from refine_cli.errors import RefineError
 NUM_SOURCE_IDS = 459  # entries of labels.txt; LabelMap values are 0..459
 SPLITS = ("train", "val")
 
-# (class name in labels.txt, its 1-based id there) in FCN/RefineNet output order 1..59 (datasets.md
+# (class name in labels.txt, its 1-based id there) in FCN/RefineNet output order 1..59 (docs/dataset-facts.md
 # appendix A). 59_labels.txt spells three of them differently: diningtable, clothes, bedcloth.
 CONTEXT_SOURCE_IDS: list[tuple[str, int]] = [
     ("aeroplane", 2), ("bicycle", 23), ("bird", 25), ("boat", 31), ("bottle", 34), ("bus", 45), ("car", 59),

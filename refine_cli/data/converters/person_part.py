@@ -1,7 +1,7 @@
 """PASCAL-Person-Part -> unified `person-part`: 7 classes (0 = background), 255 = ignore.
 
 Annotations come from Chen et al.'s `pascal_person_part.zip` (label PNGs + split lists, no images);
-images from the VOC 2010 trainval tar. Two class orders are in circulation (datasets.md section 5):
+images from the VOC 2010 trainval tar. Two class orders are in circulation (docs/dataset-facts.md section 5):
 
 * `deeplab` (the zip, DeepLab, RefineNet `gen_class_info_person_parts.m`): 1 head, 2 torso,
   3 upper arms, 4 lower arms, 5 upper legs, 6 lower legs. This is our output order.
