@@ -216,13 +216,14 @@ def _list_datasets() -> None:
 
 def register(app: typer.Typer) -> None:
     prepare_app = typer.Typer(
-        help="Download (or take) a dataset's archives, convert them to the unified format and check the result.",
+        help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
+        "The download and archive limits below go before the dataset name.",
         no_args_is_help=False,
         invoke_without_command=True,
         epilog=(
             "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
             "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
-            "  refine prepare shapes --root data"
+            "  refine prepare shapes --root data\n  refine prepare --stall-timeout 60 --min-rate 1 voc   (a slow link)"
         ),
     )
 
@@ -230,7 +231,42 @@ def register(app: typer.Typer) -> None:
     def _prepare(
         ctx: typer.Context,
         list_: Annotated[bool, typer.Option("--list", help="List the datasets, download sizes and terms.")] = False,
+        stall_timeout: Annotated[
+            Optional[float],  # noqa: UP045 - typer evaluates this at runtime
+            typer.Option(
+                "--stall-timeout",
+                min=0.001,
+                metavar="SECONDS",
+                help="Give up on a mirror that sends no byte for this long; it is retried once, then the next "
+                "mirror is tried (default 20, or REFINE_STALL_TIMEOUT).",
+            ),
+        ] = None,
+        min_rate: Annotated[
+            Optional[float],  # noqa: UP045
+            typer.Option(
+                "--min-rate",
+                min=0,
+                metavar="KB/S",
+                help="Also give up on a mirror that averages less than this over 30 s (REFINE_RATE_WINDOW) "
+                "(default 10, or REFINE_MIN_RATE; 0 = off).",
+            ),
+        ] = None,
+        max_expansion: Annotated[
+            Optional[float],  # noqa: UP045
+            typer.Option(
+                "--max-expansion",
+                min=0,
+                metavar="N",
+                help="Refuse an archive whose members add up to more than N x its size, like a zip bomb "
+                "(default 100, or REFINE_MAX_EXPANSION; 0 = no limit).",
+            ),
+        ] = None,
     ) -> None:
+        from refine_cli.data.limits import set_max_expansion, set_stall_rules
+
+        set_stall_rules(stall_timeout, min_rate)
+        if max_expansion is not None:
+            set_max_expansion(max_expansion)
         if list_:
             _list_datasets()
             raise typer.Exit()
