@@ -276,7 +276,8 @@ def _extract_locked(archive: Path, target: Path, progress: bool) -> None:
         missing = _missing_members(tmp, names)
         if missing:  # never mark an extraction complete that lacks a member
             raise RefineError(
-                f"extraction of {archive} is incomplete: {len(missing)} members missing, e.g. {missing[0]!r}",
+                f"extraction of {archive} is incomplete: {len(missing)} of {len(names)} members are missing, "
+                f"e.g. {missing[0]!r}",
                 hint="make sure nothing else writes into that folder, then rerun",
             )
         (tmp / f"{MARKER_PREFIX}{archive.name}").write_text(json.dumps(_marker_stamp(archive)), encoding="utf-8")
