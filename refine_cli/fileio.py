@@ -24,7 +24,7 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # Below this, a write that failed without an errno (torch.save's C++ writer raises RuntimeError) is
 # taken as a full disk: a disk with less than 1 MiB left cannot hold a checkpoint anyway.
 _NEARLY_FULL = 1 << 20
-_SPACE_HINT = "free some space there, or write somewhere else (e.g. another --root or --out)"
+_SPACE_HINT = "free some space there, or choose another output folder"
 
 
 class DiskFullError(RefineError):

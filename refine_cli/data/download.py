@@ -376,7 +376,9 @@ def check_download_space(sources: list[Source], downloads_dir: Path) -> None:
         names.append(source.file)
     if needed:
         what = f"download {', '.join(names)}" if len(names) <= 3 else f"download {len(names)} files"
-        ensure_free_space(downloads_dir, needed, what)
+        ensure_free_space(
+            downloads_dir, needed, what, hint="free some space there, choose another --root, or pass --archives"
+        )
 
 
 def _stderr_warning(message: str) -> None:

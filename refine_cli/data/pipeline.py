@@ -299,7 +299,9 @@ def prepare_dataset(
     todo = [item for item in items if not writer.has_sample(item.sample_id)]
     reused = len(items) - len(todo)
     source_bytes = sum(record.get("size") or 0 for record in source_records)
-    ensure_free_space(writer.path, _conversion_bytes(todo, source_bytes), f"convert {len(todo):,} {spec.name} samples")
+    needed = _conversion_bytes(todo, source_bytes)
+    what = f"convert {len(todo):,} {spec.name} samples"
+    ensure_free_space(writer.path, needed, what, hint="free some space there or choose another --root")
     skipped: list[tuple[str, str]] = list(plan.skipped)
     skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
     convert_start, cpu_start = time.perf_counter(), _cpu_seconds()
