@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,22 @@ def test_login_then_download_resumes_and_verifies(tmp_path: Path) -> None:
         assert [s for *_, s in downloads] == [200, 206]
         assert not list(tmp_path.glob("*.part"))
         assert seen and seen[-1] == (CS_IMG_ZIP, len(img))
+
+
+def test_a_stalled_package_download_resumes_like_every_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login client uses the shared download core: its stall rule, Range resume and md5 check."""
+    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "0.3")
+    gt = os.urandom(300_000)
+    with CityscapesStub(USER, PASSWORD, {CS_GT_ZIP: gt}) as stub:
+        stub.stall_once.add(CS_GT_ZIP)
+        started = time.monotonic()
+        paths = download_packages([CS_GT_ZIP], tmp_path, Credentials(USER, PASSWORD), base_url=stub.url)
+        assert time.monotonic() - started < 4
+        assert paths[CS_GT_ZIP].read_bytes() == gt
+        statuses = [s for _, p, s in stub.log if p.startswith("/file-handling/")]
+        assert statuses == [200, 206]
 
 
 def test_bad_password_is_one_clear_error_without_the_password(tmp_path: Path) -> None:
