@@ -101,3 +101,26 @@ def test_ensure_free_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(DiskFullError, match=r"in .*yet to convert: needs 5.0 GiB, 5.0 GiB free"):
         ensure_free_space(tmp_path / "not" / "yet", (5 << 30) + 1, "convert")
     assert [human_bytes(n) for n in (0, 1023, 1536, 3 << 20)] == ["0 B", "1023 B", "1.5 KiB", "3.0 MiB"]
+
+
+def test_a_full_disk_anywhere_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """ENOSPC raised by a library (e.g. an event-file writer) reaches the user as the same one line."""
+    import typer
+    from typer.testing import CliRunner
+
+    from refine_cli.cli.app import _RefineGroup
+
+    probe = typer.Typer(cls=_RefineGroup, pretty_exceptions_enable=False)
+
+    @probe.command()
+    def write() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "events.out"))
+
+    @probe.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(probe, ["write"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: no space left in {tmp_path} to write events.out (needs more space, ")
+    assert len(result.output.strip().splitlines()) == 1
