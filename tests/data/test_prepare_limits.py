@@ -1,4 +1,4 @@
-"""`refine prepare` on a full disk: refused up front when the estimate does not fit, one line when it fills up."""
+"""`refine prepare` limits: a full disk (refused up front, or one line when it fills up); download/archive options."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from refine_cli.cli.app import app
+from refine_cli.data.limits import StallRules, max_expansion
 from tests.support.fake_datasets import VOC_TRAIN, VOC_VAL, build_voc, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
@@ -67,3 +70,14 @@ def test_disk_filling_up_during_conversion_is_one_line_and_leaves_no_temp_file(
     assert len(lines) == 1 and lines[0].startswith(f"error: no space left in {dataset} to write "), result.output
     assert "needs " in lines[0] and " free)" in lines[0]
     assert not list(Path(dataset).glob(".*.part")) and not (root / "voc" / "meta.json").exists()
+
+
+def test_prepare_limit_options_reach_the_download_and_extraction_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REFINE_STALL_TIMEOUT", "REFINE_MIN_RATE", "REFINE_MAX_EXPANSION"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test: the options set them
+    args = ["prepare", "--stall-timeout", "7", "--min-rate", "0.5", "--max-expansion", "1000", "--list"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert StallRules.from_env() == StallRules(stall_seconds=7.0, min_rate=500.0) and max_expansion() == 1000
+    bad = CliRunner().invoke(app, ["prepare", "--max-expansion", "-1", "--list"])
+    assert bad.exit_code == 2 and "--max-expansion" in bad.output
