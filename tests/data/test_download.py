@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from refine_cli.data import download as download_module
 from refine_cli.data.download import ChecksumError, check_download_space, download, fetch_source, verify_file
@@ -291,3 +293,25 @@ def test_a_full_disk_stops_the_download_at_once(
     assert info.value.one_line().startswith(f"no space left in {tmp_path / 'downloads'} to download archive.tar")
     assert "needs 1.0 MiB" in info.value.message
     assert len(http_server.requests) == 1
+
+
+def test_a_second_download_of_one_file_waits_and_takes_the_first_ones(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Two `refine prepare` on one root must not append to one .part file: the second waits, then reuses."""
+    http_server.files["a.tar"] = PAYLOAD
+    dest = tmp_path / "archive.tar"
+    sums = {"sha256": hashlib.sha256(PAYLOAD).hexdigest()}
+    results: list[Path] = []
+    with FileLock(str(tmp_path / ".archive.tar.lock")):  # "the first process" is downloading
+        second = threading.Thread(
+            target=lambda: results.append(
+                download(http_server.url("a.tar"), dest, len(PAYLOAD), checksums=sums, progress=False)
+            )  # fmt: skip
+        )
+        second.start()
+        time.sleep(0.3)
+        assert second.is_alive() and http_server.requests == []
+        dest.write_bytes(PAYLOAD)  # the first one finishes
+    second.join(5)
+    assert results == [dest] and http_server.requests == []  # verified and taken, not downloaded again
