@@ -89,7 +89,7 @@ def temporary_name(final: Path) -> Path:
 def _looks_full(error: BaseException, folder: Path) -> bool:
     if is_disk_full(error):
         return True
-    if not isinstance(error, Exception) or isinstance(error, OSError):
+    if not isinstance(error, Exception) or isinstance(error, (OSError, RefineError)):
         return False
     try:
         return free_bytes(folder) < _NEARLY_FULL

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from refine_cli.data.download import download
+from refine_cli.data.download import check_download_space, download
 from refine_cli.data.manifest import Source
 from refine_cli.errors import RefineError
 
@@ -250,6 +250,7 @@ def ensure_login_sources(
     missing = [s for s in sources if s.login and not (Path(downloads_dir) / s.file).is_file()]
     if not missing:
         return []
+    check_download_space(missing, Path(downloads_dir))  # before asking for a password
     credentials = resolve_credentials(username, interactive=interactive)
     fetched = download_packages(
         [s.file for s in missing],

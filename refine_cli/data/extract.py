@@ -129,10 +129,10 @@ def _reject(archive: Path, member: str, problem: str) -> RefineError:
     )
 
 
-def _long_name_error(archive: Path, member: str, folder: Path, name_max: int) -> RefineError:
+def _long_name_error(archive: Path, member: str, folder: Path, name_max: int | None) -> RefineError:
+    limit = f"longer than the {name_max} bytes" if name_max else "too long for what"
     return RefineError(
-        f"cannot extract {archive}: member {member!r} has a name longer than the {name_max} bytes "
-        f"the file system at {folder} allows",
+        f"cannot extract {archive}: member {member!r} has a name {limit} the file system at {folder} allows",
         hint="extract it on a file system that allows longer names (e.g. ext4 instead of an encrypted home)",
     )
 
@@ -299,7 +299,7 @@ def _extraction_error(archive: Path, target: Path, budget: _Budget, error: BaseE
         return disk_full_error(target.parent, budget.total, f"extract {archive.name}")
     if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
         member = os.path.relpath(error.filename, target.parent) if error.filename else "?"
-        return _long_name_error(archive, member.split(os.sep, 1)[-1], target.parent, budget.name_max)
+        return _long_name_error(archive, member.split(os.sep, 1)[-1], target.parent, None)  # name or whole path
     if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS):
         return RefineError(
             f"cannot write the extraction of {archive.name} into {target.parent}: {error.strerror}",

@@ -238,7 +238,9 @@ def test_member_name_too_long_for_the_file_system(tmp_path: Path, monkeypatch: p
     assert "has a name longer than the 255 bytes" in info.value.message and "corrupt" not in info.value.message
     # the same line when the file system only says so on writing (ENAMETOOLONG, not 'corrupt or truncated')
     monkeypatch.setattr(os, "pathconf", lambda path, key: 10_000)
-    with pytest.raises(RefineError, match=r"member 'd/x+\.png' has a name longer than the 10000 bytes"):
+    with pytest.raises(
+        RefineError, match=r"member 'd/x+\.png' has a name too long for what the file system at .* allows"
+    ):
         extract_archive(archive, tmp_path / "work" / "out")
     assert _leftovers(tmp_path / "work") == []
 
