@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
-import json
 import os
 import socket
 import sys
@@ -27,10 +26,11 @@ from refine_cli import __version__
 from refine_cli.data.extract import folder_lock
 from refine_cli.data.limits import RateGuard, Stalled, StallRules
 from refine_cli.data.manifest import Source
+from refine_cli.data.verify import CHUNK, ChecksumError, byte_bar, hash_file, verify_file
+from refine_cli.data.verify import measured_sha256 as measured_sha256  # re-exported: callers import it from here
 from refine_cli.errors import RefineError
-from refine_cli.fileio import disk_full_error, ensure_free_space, is_disk_full, write_json_atomic
+from refine_cli.fileio import disk_full_error, ensure_free_space, is_disk_full
 
-CHUNK = 1 << 20
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
 _PERMANENT_HTTP = {400, 401, 403, 404, 405, 410, 451}
@@ -39,93 +39,8 @@ _STALLS_PER_MIRROR = 2  # a stalled mirror is retried once, then the next one is
 ProgressFn = Callable[[int, "int | None"], None]
 
 
-class ChecksumError(RefineError):
-    """A file whose size or checksum differs from the manifest."""
-
-    def __init__(self, path: Path, what: str, expected: str, actual: str, hint: str) -> None:
-        super().__init__(f"{what} mismatch for {path}: expected {expected}, got {actual}", hint=hint)
-        self.path = path
-        self.expected = expected
-        self.actual = actual
-
-
 class _MirrorFailed(Exception):
     """This URL cannot deliver the file (wrong size, wrong content, permanent HTTP error)."""
-
-
-def hash_file(path: Path, algos: list[str], progress: bool = False) -> dict[str, str]:
-    """Hex digests of `path` for each algorithm, in one pass over the file."""
-    hashers = {algo: hashlib.new(algo) for algo in algos}
-    bar = _bar(path.stat().st_size, f"verify {path.name}", progress)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            bar.update(len(chunk))
-    bar.close()
-    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
-
-
-def _bar(total: int | None, desc: str, enabled: bool):  # noqa: ANN202 - a tqdm instance
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled, leave=False)
-
-
-def _compare_sums(path: Path, expected: dict[str, str], actual: dict[str, str], hint: str) -> None:
-    for algo, want in expected.items():
-        got = actual.get(algo)
-        if got is not None and got.lower() != want.lower():
-            raise ChecksumError(path, algo, want.lower(), got, hint)
-
-
-def verify_file(path: Path, source: Source, progress: bool = False, cache_dir: Path | None = None) -> None:
-    """Check size and checksums of `path` against the manifest; ChecksumError naming both values if they differ.
-
-    A successful check is remembered in `cache_dir` (keyed by path, size and mtime) so multi-GB
-    archives are hashed once, not on every `prepare` run.
-    """
-    size = path.stat().st_size
-    hint = f"delete {path} and download it again (or pass --trust-archives if it is a re-packed copy you trust)"
-    if source.size is not None and size != source.size:
-        raise ChecksumError(path, "size", f"{source.size} bytes", f"{size} bytes", hint)
-    expected = source.checksums()
-    if not expected:
-        return
-    stamp = {"path": str(path.resolve()), "size": size, "mtime_ns": path.stat().st_mtime_ns, **expected}
-    marker = cache_dir / f".verified-{source.file}.json" if cache_dir is not None else None
-    if marker is not None and marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == stamp:
-                return
-        except (OSError, ValueError):
-            pass
-    actual = hash_file(path, list(expected), progress=progress)
-    _compare_sums(path, expected, actual, hint)
-    if marker is not None:
-        write_json_atomic(marker, stamp)
-
-
-def measured_sha256(path: Path, progress: bool = False, cache_dir: Path | None = None) -> str:
-    """sha256 of `path` as it is, for sources without a published sum: it pins what a dataset was built from.
-
-    Remembered in `cache_dir` (keyed by path, size and mtime) like verify_file's markers, so a large
-    archive is hashed once.
-    """
-    stat = path.stat()
-    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    marker = cache_dir / f".sha256-{path.name}.json" if cache_dir is not None else None
-    if marker is not None and marker.is_file():
-        try:
-            cached = json.loads(marker.read_text(encoding="utf-8"))
-            if {key: cached.get(key) for key in stamp} == stamp and isinstance(cached.get("sha256"), str):
-                return cached["sha256"]
-        except (OSError, ValueError):
-            pass
-    digest = hash_file(path, ["sha256"], progress=progress)["sha256"]
-    if marker is not None:
-        write_json_atomic(marker, {**stamp, "sha256": digest})
-    return digest
 
 
 def _open(
@@ -225,7 +140,7 @@ def _fetch_once(
                 while chunk := handle.read(CHUNK):
                     for hasher in hashers.values():
                         hasher.update(chunk)
-        bar = _bar(expected_size or total_size, part.name.removesuffix(".part"), progress)
+        bar = byte_bar(expected_size or total_size, part.name.removesuffix(".part"), progress)
         bar.update(offset)
         try:
             with open(part, "ab" if offset else "wb") as handle:

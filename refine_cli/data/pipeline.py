@@ -22,10 +22,11 @@ from typing import Any
 from refine_cli.data.check import CheckReport, check_dataset
 from refine_cli.data.converters import get_converter
 from refine_cli.data.converters.base import Converter, Plan, WorkItem
-from refine_cli.data.download import check_download_space, fetch_source, measured_sha256, missing_archives_error
+from refine_cli.data.download import check_download_space, fetch_source, missing_archives_error
 from refine_cli.data.extract import extract_archive
 from refine_cli.data.manifest import Manifest, load_manifest
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, validate_sample_id
+from refine_cli.data.verify import measured_sha256
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
