@@ -214,6 +214,28 @@ def _list_datasets() -> None:
     out.print(table)
 
 
+def _limit_option(flag: str, metavar: str, minimum: float, help_text: str) -> Any:
+    """An optional number option of `refine prepare` itself (limits for untrusted downloads and archives)."""
+    return Annotated[Optional[float], typer.Option(flag, min=minimum, metavar=metavar, help=help_text)]  # noqa: UP045
+
+
+StallTimeoutOpt = _limit_option(
+    "--stall-timeout", "SECONDS", 0.001,
+    "Give up on a mirror that sends no byte for this long; it is retried once, then the next mirror is tried "
+    "(default 15, or REFINE_STALL_TIMEOUT).",
+)  # fmt: skip
+MinRateOpt = _limit_option(
+    "--min-rate", "KB/S", 0,
+    "Also give up on a mirror that averages less than this over 20 s (REFINE_RATE_WINDOW) "
+    "(default 10, or REFINE_MIN_RATE; 0 = off).",
+)  # fmt: skip
+MaxExpansionOpt = _limit_option(
+    "--max-expansion", "N", 0,
+    "Refuse an archive whose members add up to more than N x its size, like a zip bomb "
+    "(default 100, or REFINE_MAX_EXPANSION; 0 = no limit).",
+)  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     prepare_app = typer.Typer(
         help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
@@ -231,36 +253,9 @@ def register(app: typer.Typer) -> None:
     def _prepare(
         ctx: typer.Context,
         list_: Annotated[bool, typer.Option("--list", help="List the datasets, download sizes and terms.")] = False,
-        stall_timeout: Annotated[
-            Optional[float],  # noqa: UP045 - typer evaluates this at runtime
-            typer.Option(
-                "--stall-timeout",
-                min=0.001,
-                metavar="SECONDS",
-                help="Give up on a mirror that sends no byte for this long; it is retried once, then the next "
-                "mirror is tried (default 20, or REFINE_STALL_TIMEOUT).",
-            ),
-        ] = None,
-        min_rate: Annotated[
-            Optional[float],  # noqa: UP045
-            typer.Option(
-                "--min-rate",
-                min=0,
-                metavar="KB/S",
-                help="Also give up on a mirror that averages less than this over 30 s (REFINE_RATE_WINDOW) "
-                "(default 10, or REFINE_MIN_RATE; 0 = off).",
-            ),
-        ] = None,
-        max_expansion: Annotated[
-            Optional[float],  # noqa: UP045
-            typer.Option(
-                "--max-expansion",
-                min=0,
-                metavar="N",
-                help="Refuse an archive whose members add up to more than N x its size, like a zip bomb "
-                "(default 100, or REFINE_MAX_EXPANSION; 0 = no limit).",
-            ),
-        ] = None,
+        stall_timeout: StallTimeoutOpt = None,
+        min_rate: MinRateOpt = None,
+        max_expansion: MaxExpansionOpt = None,
     ) -> None:
         from refine_cli.data.limits import set_max_expansion, set_stall_rules
 

@@ -34,9 +34,9 @@ class Stalled(Exception):
 class StallRules:
     """No byte for `stall_seconds`, or under `min_rate` bytes/s averaged over `window` seconds: give up."""
 
-    stall_seconds: float = 20.0
+    stall_seconds: float = 15.0
     min_rate: float = 10_000.0
-    window: float = 30.0
+    window: float = 20.0
 
     @classmethod
     def from_env(cls) -> StallRules:

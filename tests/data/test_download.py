@@ -242,10 +242,10 @@ def test_all_mirrors_stalling_is_one_error_naming_each(http_server: LoopbackServ
 
 
 def test_stall_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert StallRules.from_env() == StallRules(20.0, 10_000.0, 30.0)
+    assert StallRules.from_env() == StallRules(15.0, 10_000.0, 20.0)
     monkeypatch.setenv("REFINE_MIN_RATE", "0")
     monkeypatch.setenv("REFINE_STALL_TIMEOUT", "5")
-    assert StallRules.from_env() == StallRules(5.0, 0.0, 30.0)
+    assert StallRules.from_env() == StallRules(5.0, 0.0, 20.0)
     monkeypatch.setenv("REFINE_STALL_TIMEOUT", "soon")
     with pytest.raises(RefineError, match="REFINE_STALL_TIMEOUT='soon' is not a number"):
         StallRules.from_env()
