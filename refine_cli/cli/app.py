@@ -19,6 +19,7 @@ from refine_cli import __version__
 from refine_cli.cli._console import err
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
+from refine_cli.fileio import disk_full_error, is_disk_full
 
 _DEBUG = {"on": os.environ.get("REFINE_DEBUG", "") not in ("", "0")}
 
@@ -66,6 +67,11 @@ class _RefineGroup(TyperGroup):
                 raise
             if type(error).__name__ == "OutOfMemoryError":  # torch's, matched by name to keep imports light
                 _report("the GPU ran out of memory (use a smaller --batch, --size/--crop or --tile, or --amp bf16)")
+                raise typer.Exit(2) from None
+            if is_disk_full(error):  # ENOSPC from code that does not write through refine_cli.fileio
+                target = Path(error.filename or ".")
+                what = f"write {target.name}" if error.filename else "write its output"
+                _report(disk_full_error(target.parent if error.filename else target, None, what).one_line())
                 raise typer.Exit(2) from None
             if isinstance(error, OSError) and error.filename is not None:  # a path the user gave us
                 _report(f"cannot use {error.filename}: {error.strerror or error} (check the path and its permissions)")

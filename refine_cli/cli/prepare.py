@@ -8,7 +8,7 @@ modules exposing `register(prepare_app)` (prepare_shapes.py, prepare_scenes.py, 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -57,15 +57,39 @@ def _list_datasets() -> None:
     out.print(table)
 
 
+def _limit_option(flag: str, metavar: str, minimum: float, help_text: str) -> Any:
+    """An optional number option of `refine prepare` itself (limits for untrusted downloads and archives)."""
+    return Annotated[Optional[float], typer.Option(flag, min=minimum, metavar=metavar, help=help_text)]  # noqa: UP045
+
+
+StallTimeoutOpt = _limit_option(
+    "--stall-timeout", "SECONDS", 0.001,
+    "Give up on a mirror that sends no byte for this long; it is retried once, then the next mirror is tried "
+    "(default 15, or REFINE_STALL_TIMEOUT).",
+)  # fmt: skip
+MinRateOpt = _limit_option(
+    "--min-rate", "KB/S", 0,
+    "Also give up on a mirror that averages less than this over 20 s (REFINE_RATE_WINDOW) "
+    "(default 10, or REFINE_MIN_RATE; 0 = off).",
+)  # fmt: skip
+MaxExpansionOpt = _limit_option(
+    "--max-expansion", "N", 0,
+    "Refuse an archive whose members add up to more than N x its size, like a zip bomb "
+    "(default 100, or REFINE_MAX_EXPANSION; 0 = no limit).",
+)  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     prepare_app = typer.Typer(
-        help="Download (or take) a dataset's archives, convert them to the unified format and check the result.",
+        help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
+        "The download and archive limits below go before the dataset name.",
         no_args_is_help=False,
         invoke_without_command=True,
         epilog=(
             "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
             "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
-            "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/"
+            "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/\n"
+            "  refine prepare --stall-timeout 60 --min-rate 1 voc   (a slow link)"
         ),
     )
 
@@ -73,7 +97,15 @@ def register(app: typer.Typer) -> None:
     def _prepare(
         ctx: typer.Context,
         list_: Annotated[bool, typer.Option("--list", help="List the datasets, download sizes and terms.")] = False,
+        stall_timeout: StallTimeoutOpt = None,
+        min_rate: MinRateOpt = None,
+        max_expansion: MaxExpansionOpt = None,
     ) -> None:
+        from refine_cli.data.limits import set_max_expansion, set_stall_rules
+
+        set_stall_rules(stall_timeout, min_rate)
+        if max_expansion is not None:
+            set_max_expansion(max_expansion)
         if list_:
             _list_datasets()
             raise typer.Exit()

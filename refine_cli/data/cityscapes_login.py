@@ -4,7 +4,8 @@ Cityscapes needs an account, so the usual "fetch a URL" path cannot get it. The 
 (cityscapesScripts `download/downloader.py`): GET then POST the `/login` form (`username`, `password`,
 `submit=Login`); a 302 answer means success and leaves a session cookie; `/downloads/?list` lists the
 packages (JSON: name, packageID, size); `/md5-sum/?packageID=N` gives the md5; `/file-handling/?packageID=N`
-streams the file and honours HTTP Range for resuming.
+streams the file and honours HTTP Range, so the shared download core (download.py) fetches it with the
+session's cookies: resume, stall rules, checksum and atomic rename are the same as for every dataset.
 
 The password is only ever held in memory: it is never printed, logged, put in an exception or written to
 disk (unlike csDownload, which offers to store it unencrypted).
@@ -13,8 +14,6 @@ disk (unlike csDownload, which offers to store it unencrypted).
 from __future__ import annotations
 
 import getpass
-import hashlib
-import http.client
 import http.cookiejar
 import json
 import os
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from refine_cli.data.download import check_download_space, download
 from refine_cli.data.manifest import Source
 from refine_cli.errors import RefineError
 
@@ -36,8 +36,6 @@ BASE_URL_ENV = "REFINE_CITYSCAPES_URL"
 USERNAME_ENV = "CITYSCAPES_USERNAME"
 PASSWORD_ENV = "CITYSCAPES_PASSWORD"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_CHUNK = 1 << 20
-_ATTEMPTS = 3
 
 ProgressFn = Callable[[int, int | None], None]
 
@@ -193,12 +191,11 @@ class CityscapesClient:
     def download(
         self, name: str, dest_dir: Path, *, expected_md5: str | None = None, progress: ProgressFn | None = None
     ) -> Path:
-        """Download package `name` into `dest_dir`, resuming a previous `.part` file, and verify its md5.
+        """Download package `name` into `dest_dir` with the shared download core, verified against the site's md5.
 
-        The file only appears under its final name once complete and verified.
+        Same guarantees as every other download (download.py): resumed with Range after a cut, stall
+        rules, md5 checked while streaming, and the file appears under its final name only when verified.
         """
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        final = dest_dir / name
         package_id = self.package_id(name)
         site_md5 = self.md5(package_id)
         if expected_md5 and site_md5 != expected_md5.lower():
@@ -206,58 +203,15 @@ class CityscapesClient:
                 f"Cityscapes publishes md5 {site_md5} for {name}, but the manifest expects {expected_md5}",
                 hint="the package may have changed; report this so the manifest can be updated",
             )
-        if final.is_file() and _md5_file(final) == site_md5:
-            return final
-        part = dest_dir / f"{name}.part"
-        if part.is_file() and _md5_file(part) == site_md5:  # finished earlier but not yet renamed
-            os.replace(part, final)
-            return final
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                self._fetch(package_id, part, progress)
-                break
-            except (http.client.HTTPException, OSError) as error:
-                if attempt == _ATTEMPTS:
-                    raise RefineError(
-                        f"download of {name} failed {_ATTEMPTS} times: {type(error).__name__}: {error}",
-                        hint=f"run the command again: it resumes from {part}",
-                    ) from None
-        got = _md5_file(part)
-        if got != site_md5:
-            part.unlink(missing_ok=True)
-            raise RefineError(
-                f"md5 of downloaded {name} is {got}, expected {site_md5}; the partial file was removed",
-                hint="run the command again to download it afresh",
-            )
-        os.replace(part, final)
-        return final
-
-    def _fetch(self, package_id: str, part: Path, progress: ProgressFn | None) -> None:
-        """Stream a package into `part`, continuing from its current size when the server honours Range."""
-        have = part.stat().st_size if part.is_file() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        with self._get(f"/file-handling/?packageID={urllib.parse.quote(package_id)}", headers) as response:
-            if have and response.status != 206:
-                have = 0  # the server ignored the Range header: start over
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length and length.isdigit() else None
-            with open(part, "ab" if have else "wb") as sink:
-                done = have
-                while chunk := response.read(_CHUNK):
-                    sink.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-        if total is not None and done < total:  # http.client returns b"" on a cut connection, not an error
-            raise http.client.IncompleteRead(b"", total - done)
-
-
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return download(
+            self._url(f"/file-handling/?packageID={urllib.parse.quote(package_id)}"),
+            Path(dest_dir) / name,
+            checksums={"md5": site_md5},
+            progress=False,
+            timeout=self.timeout,
+            opener=self._opener,  # carries the session cookie; redirects (an expired login) are not followed
+            on_progress=progress,
+        )
 
 
 def download_packages(
@@ -296,6 +250,7 @@ def ensure_login_sources(
     missing = [s for s in sources if s.login and not (Path(downloads_dir) / s.file).is_file()]
     if not missing:
         return []
+    check_download_space(missing, Path(downloads_dir))  # before asking for a password
     credentials = resolve_credentials(username, interactive=interactive)
     fetched = download_packages(
         [s.file for s in missing],

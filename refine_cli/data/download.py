@@ -3,14 +3,15 @@
 A download streams into `<file>.part` (resumed with an HTTP Range request after a cut), hashes while
 it streams, falls back to the next mirror on permanent errors, and is renamed to its final name only
 after size and checksums match. So a file under its final name in the downloads folder is always a
-verified, complete copy.
+verified, complete copy. A mirror that stalls (data/limits.py) is retried once, then the next one is
+tried; a full disk stops at once with one line. The Cityscapes login client uses this same core.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
-import json
 import os
 import socket
 import sys
@@ -22,114 +23,83 @@ from pathlib import Path
 from typing import NamedTuple
 
 from refine_cli import __version__
+from refine_cli.data.extract import folder_lock
+from refine_cli.data.limits import RateGuard, Stalled, StallRules
 from refine_cli.data.manifest import Source
+from refine_cli.data.verify import CHUNK, ChecksumError, byte_bar, hash_file, verify_file
+from refine_cli.data.verify import measured_sha256 as measured_sha256  # re-exported: callers import it from here
 from refine_cli.errors import RefineError
-from refine_cli.fileio import write_json_atomic
+from refine_cli.fileio import disk_full_error, ensure_free_space, is_disk_full
 
-CHUNK = 1 << 20
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
 _PERMANENT_HTTP = {400, 401, 403, 404, 405, 410, 451}
-
-
-class ChecksumError(RefineError):
-    """A file whose size or checksum differs from the manifest."""
-
-    def __init__(self, path: Path, what: str, expected: str, actual: str, hint: str) -> None:
-        super().__init__(f"{what} mismatch for {path}: expected {expected}, got {actual}", hint=hint)
-        self.path = path
-        self.expected = expected
-        self.actual = actual
+_REDIRECT_HTTP = {301, 302, 303, 307, 308}  # only seen with an opener that does not follow them (a login session)
+_STALLS_PER_MIRROR = 2  # a stalled mirror is retried once, then the next one is tried
+ProgressFn = Callable[[int, "int | None"], None]
 
 
 class _MirrorFailed(Exception):
     """This URL cannot deliver the file (wrong size, wrong content, permanent HTTP error)."""
 
 
-def hash_file(path: Path, algos: list[str], progress: bool = False) -> dict[str, str]:
-    """Hex digests of `path` for each algorithm, in one pass over the file."""
-    hashers = {algo: hashlib.new(algo) for algo in algos}
-    bar = _bar(path.stat().st_size, f"verify {path.name}", progress)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            bar.update(len(chunk))
-    bar.close()
-    return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
-
-
-def _bar(total: int | None, desc: str, enabled: bool):  # noqa: ANN202 - a tqdm instance
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled, leave=False)
-
-
-def _compare_sums(path: Path, expected: dict[str, str], actual: dict[str, str], hint: str) -> None:
-    for algo, want in expected.items():
-        got = actual.get(algo)
-        if got is not None and got.lower() != want.lower():
-            raise ChecksumError(path, algo, want.lower(), got, hint)
-
-
-def verify_file(path: Path, source: Source, progress: bool = False, cache_dir: Path | None = None) -> None:
-    """Check size and checksums of `path` against the manifest; ChecksumError naming both values if they differ.
-
-    A successful check is remembered in `cache_dir` (keyed by path, size and mtime) so multi-GB
-    archives are hashed once, not on every `prepare` run.
-    """
-    size = path.stat().st_size
-    hint = f"delete {path} and download it again (or pass --trust-archives if it is a re-packed copy you trust)"
-    if source.size is not None and size != source.size:
-        raise ChecksumError(path, "size", f"{source.size} bytes", f"{size} bytes", hint)
-    expected = source.checksums()
-    if not expected:
-        return
-    stamp = {"path": str(path.resolve()), "size": size, "mtime_ns": path.stat().st_mtime_ns, **expected}
-    marker = cache_dir / f".verified-{source.file}.json" if cache_dir is not None else None
-    if marker is not None and marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == stamp:
-                return
-        except (OSError, ValueError):
-            pass
-    actual = hash_file(path, list(expected), progress=progress)
-    _compare_sums(path, expected, actual, hint)
-    if marker is not None:
-        write_json_atomic(marker, stamp)
-
-
-def measured_sha256(path: Path, progress: bool = False, cache_dir: Path | None = None) -> str:
-    """sha256 of `path` as it is, for sources without a published sum: it pins what a dataset was built from.
-
-    Remembered in `cache_dir` (keyed by path, size and mtime) like verify_file's markers, so a large
-    archive is hashed once.
-    """
-    stat = path.stat()
-    stamp = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    marker = cache_dir / f".sha256-{path.name}.json" if cache_dir is not None else None
-    if marker is not None and marker.is_file():
-        try:
-            cached = json.loads(marker.read_text(encoding="utf-8"))
-            if {key: cached.get(key) for key in stamp} == stamp and isinstance(cached.get("sha256"), str):
-                return cached["sha256"]
-        except (OSError, ValueError):
-            pass
-    digest = hash_file(path, ["sha256"], progress=progress)["sha256"]
-    if marker is not None:
-        write_json_atomic(marker, {**stamp, "sha256": digest})
-    return digest
-
-
-def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+def _open(
+    url: str, offset: int, timeout: float, opener: urllib.request.OpenerDirector | None
+) -> http.client.HTTPResponse:
     headers = {"User-Agent": f"refine/{__version__}"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)  # noqa: S310
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        if opener is not None:
+            return opener.open(request, timeout=timeout)
+        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
+    except TimeoutError:
+        raise Stalled(f"no answer for {timeout:g} s") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            raise Stalled(f"no answer for {timeout:g} s") from None
+        raise
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    handle,  # noqa: ANN001 - a binary file
+    hashers: dict,
+    guard: RateGuard,
+    done: int,
+    total: int | None,
+    bar,  # noqa: ANN001 - a tqdm instance
+    on_progress: ProgressFn | None,
+) -> None:
+    """Copy the body into `handle`: read1 returns what has arrived, so the stall rules see every byte."""
+    while True:
+        try:
+            chunk = response.read1(CHUNK)
+        except TimeoutError:
+            raise Stalled(f"no data for {guard.rules.stall_seconds:g} s") from None
+        if not chunk:
+            return
+        handle.write(chunk)
+        for hasher in hashers.values():
+            hasher.update(chunk)
+        done += len(chunk)
+        bar.update(len(chunk))
+        if on_progress is not None:
+            on_progress(done, total)
+        guard.update(len(chunk))
 
 
 def _fetch_once(
-    url: str, part: Path, expected_size: int | None, algos: list[str], progress: bool, timeout: float
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    algos: list[str],
+    progress: bool,
+    timeout: float,
+    rules: StallRules,
+    opener: urllib.request.OpenerDirector | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> dict[str, str]:
     """One attempt: continue `part` from where it stops; return the digests of the whole file."""
     offset = part.stat().st_size if part.exists() else 0
@@ -139,7 +109,7 @@ def _fetch_once(
     if expected_size is not None and offset == expected_size and offset > 0:
         return hash_file(part, algos)
     try:
-        response = _open(url, offset, timeout)
+        response = _open(url, offset, min(timeout, rules.stall_seconds), opener)
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:  # our part may already be the whole file
             total = (error.headers.get("Content-Range") or "").rpartition("/")[2]
@@ -170,15 +140,11 @@ def _fetch_once(
                 while chunk := handle.read(CHUNK):
                     for hasher in hashers.values():
                         hasher.update(chunk)
-        bar = _bar(expected_size or total_size, part.name.removesuffix(".part"), progress)
+        bar = byte_bar(expected_size or total_size, part.name.removesuffix(".part"), progress)
         bar.update(offset)
         try:
             with open(part, "ab" if offset else "wb") as handle:
-                while chunk := response.read(CHUNK):
-                    handle.write(chunk)
-                    for hasher in hashers.values():
-                        hasher.update(chunk)
-                    bar.update(len(chunk))
+                _stream(response, handle, hashers, RateGuard(rules), offset, total_size, bar, on_progress)
         finally:
             bar.close()
     size = part.stat().st_size
@@ -190,6 +156,16 @@ def _fetch_once(
 _HOST_NOT_FOUND = "host not found (no network or DNS?)"
 
 
+def _already_there(dest: Path, expected_size: int | None, expected: dict[str, str]) -> bool:
+    """A complete copy another process finished while we waited for the download lock."""
+    if not dest.is_file() or not (expected or expected_size):
+        return False
+    if expected_size is not None and dest.stat().st_size != expected_size:
+        return False
+    actual = hash_file(dest, list(expected)) if expected else {}
+    return all(actual[algo] == want for algo, want in expected.items())
+
+
 def download(
     urls: str | list[str],
     dest: Path,
@@ -199,32 +175,74 @@ def download(
     checksums: dict[str, str] | None = None,
     progress: bool = True,
     timeout: float = 60.0,
+    rules: StallRules | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> Path:
     """Download to `dest` via `dest.part`, resuming, retrying, trying mirrors in order; verify; rename.
 
     Transient failures (cut connections, timeouts, 5xx) are retried with exponential back-off and a
-    Range request; permanent ones (404, wrong size, wrong checksum) move on to the next mirror.
+    Range request; a stall (see `rules`, default from the environment) is retried once; permanent
+    failures (404, wrong size, wrong checksum) move on to the next mirror. `opener` carries a login
+    session's cookies; `on_progress(done, total)` is called as bytes arrive. One process at a time
+    downloads a given file: a second one waits, then takes the finished copy.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    url_list = [urls] if isinstance(urls, str) else list(urls)
+    rules = rules or StallRules.from_env()
     expected = {algo: value.lower() for algo, value in (checksums or {}).items()}
+    with folder_lock(dest.parent / f".{dest.name}.lock", f"downloading {dest.name}"):
+        if _already_there(dest, expected_size, expected):
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        if expected_size is not None:
+            have = part.stat().st_size if part.is_file() else 0
+            ensure_free_space(dest.parent, max(0, expected_size - have), f"download {dest.name}")
+        url_list = [urls] if isinstance(urls, str) else list(urls)
+        fetch = functools.partial(
+            _fetch_once, part=part, expected_size=expected_size, algos=list(expected), progress=progress,
+            timeout=timeout, rules=rules, opener=opener, on_progress=on_progress,
+        )  # fmt: skip
+        return _download_locked(url_list, dest, part, expected_size, fetch, expected, retries, backoff)
+
+
+def _download_locked(
+    url_list: list[str],
+    dest: Path,
+    part: Path,
+    expected_size: int | None,
+    fetch: Callable[..., dict[str, str]],
+    expected: dict[str, str],
+    retries: int,
+    backoff: float,
+) -> Path:
+    """The mirror and retry loop of `download`, run while holding the file's lock."""
     failures: list[str] = []
     mismatch: tuple[str, str, str] | None = None
     for url in url_list:
+        stalls = 0
         for attempt in range(retries + 1):
             try:
-                actual = _fetch_once(url, part, expected_size, list(expected), progress, timeout)
+                actual = fetch(url)
             except urllib.error.HTTPError as error:
-                if error.code in _PERMANENT_HTTP:
+                if error.code in _PERMANENT_HTTP or error.code in _REDIRECT_HTTP:
                     failures.append(f"{url}: HTTP {error.code}")
                     break
                 reason = f"HTTP {error.code}"
             except _MirrorFailed as error:  # raised before any byte is written: the partial file stays good
                 failures.append(f"{url}: {error}")
                 break
+            except Stalled as error:
+                stalls += 1
+                reason = f"stalled: {error}"
+                if stalls >= _STALLS_PER_MIRROR:
+                    failures.append(f"{url}: {reason} ({stalls} times)")
+                    break
             except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+                if is_disk_full(error):  # not the network's fault: retrying or another mirror won't help
+                    have = part.stat().st_size if part.is_file() else 0
+                    need = expected_size - have if expected_size else None
+                    raise disk_full_error(dest.parent, need, f"download {dest.name}") from None
                 cause = getattr(error, "reason", None)
                 if isinstance(cause, socket.gaierror):  # the host name does not resolve: retrying won't help
                     failures.append(f"{url}: {_HOST_NOT_FOUND}")
@@ -258,6 +276,24 @@ def download(
         f"could not download {dest.name}: " + "; ".join(failures),
         hint=f"check the network, or fetch it yourself and pass --archives DIR{kept}",
     )
+
+
+def check_download_space(sources: list[Source], downloads_dir: Path) -> None:
+    """Refuse before the first byte when the sources still to download (manifest sizes) do not fit."""
+    needed = 0
+    names = []
+    for source in sources:
+        path = Path(downloads_dir) / source.file
+        if source.size is None or path.is_file():
+            continue
+        part = path.with_name(path.name + ".part")
+        needed += max(0, source.size - (part.stat().st_size if part.is_file() else 0))
+        names.append(source.file)
+    if needed:
+        what = f"download {', '.join(names)}" if len(names) <= 3 else f"download {len(names)} files"
+        ensure_free_space(
+            downloads_dir, needed, what, hint="free some space there, choose another --root, or pass --archives"
+        )
 
 
 def _stderr_warning(message: str) -> None:

@@ -105,6 +105,8 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
     is_path = isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text
     if is_path:
         path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            raise RefineError(f"manifest {path} is a folder, not a file", hint="give the path of a .toml manifest")
         if not path.is_file():
             raise RefineError(f"manifest file {path} does not exist")
     else:

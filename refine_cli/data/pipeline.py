@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,13 +22,14 @@ from typing import Any
 from refine_cli.data.check import CheckReport, check_dataset
 from refine_cli.data.converters import get_converter
 from refine_cli.data.converters.base import Converter, Plan, WorkItem
-from refine_cli.data.download import fetch_source, measured_sha256, missing_archives_error
+from refine_cli.data.download import check_download_space, fetch_source, missing_archives_error
 from refine_cli.data.extract import extract_archive
 from refine_cli.data.manifest import Manifest, load_manifest
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, validate_sample_id
+from refine_cli.data.verify import measured_sha256
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
-from refine_cli.fileio import write_json_atomic
+from refine_cli.fileio import ensure_free_space, write_json_atomic
 
 STATE_FILE = ".prepare-state.json"
 MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
@@ -104,6 +106,8 @@ def fetch_sources(
         if missing:  # one error that lists everything, before any work starts
             raise missing_archives_error(missing, Path(archives))
     downloads = root / "downloads"
+    if archives is None:  # everything that still has to come must fit, before the first byte
+        check_download_space(sources, downloads)
     paths: dict[str, Path] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
@@ -199,6 +203,22 @@ def _run_work(
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
+
+
+def _conversion_bytes(todo: list[WorkItem], source_bytes: int) -> int:
+    """What converting `todo` will write, estimated before it starts, from a sample of the files it reads.
+
+    Images are copied unchanged and labels re-encoded at a similar size, so the source files a work
+    item names are a fair guess; capped by the source archives' size (a .mat shared by every item).
+    """
+    if not todo:
+        return 0
+    sample = todo[:: max(1, len(todo) // 500)]
+    read = sum(
+        os.path.getsize(arg) for item in sample for arg in item.args if isinstance(arg, str) and os.path.isfile(arg)
+    )
+    estimate = int(read / len(sample) * len(todo))
+    return min(estimate, source_bytes) if source_bytes else estimate
 
 
 def _state(converter: Converter, options: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -300,6 +320,10 @@ def prepare_dataset(
     items = [item for item in plan.items if item.sample_id not in dropped_before]
     todo = [item for item in items if not writer.has_sample(item.sample_id)]
     reused = len(items) - len(todo)
+    source_bytes = sum(record.get("size") or 0 for record in source_records)
+    needed = _conversion_bytes(todo, source_bytes)
+    what = f"convert {len(todo):,} {spec.name} samples"
+    ensure_free_space(writer.path, needed, what, hint="free some space there or choose another --root")
     skipped: list[tuple[str, str]] = list(plan.skipped) + [(i, f"bad sample: {reason}") for i, reason in plan.bad]
     skipped += [(i, "dropped by the converter in an earlier run") for i in sorted(dropped_before)]
     convert_start, cpu_start = time.perf_counter(), _cpu_seconds()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +15,20 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.cityscapes_login import CityscapesClient, Credentials, download_packages, resolve_credentials
+from refine_cli.data.cityscapes_login import (
+    CityscapesClient,
+    Credentials,
+    download_packages,
+    ensure_login_sources,
+    resolve_credentials,
+)
 from refine_cli.data.converters.base import SampleError, WorkItem
 from refine_cli.data.converters.cityscapes import (
     CityscapesConverter,
     label_id_to_train_id_lut,
     train_ids_to_label_ids,
 )
-from refine_cli.data.manifest import load_manifest
+from refine_cli.data.manifest import Source, load_manifest
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.cityscapes_stub import CityscapesStub
@@ -71,6 +79,35 @@ def test_login_then_download_resumes_and_verifies(tmp_path: Path) -> None:
         assert [s for *_, s in downloads] == [200, 206]
         assert not list(tmp_path.glob("*.part"))
         assert seen and seen[-1] == (CS_IMG_ZIP, len(img))
+
+
+def test_a_stalled_package_download_resumes_like_every_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login client uses the shared download core: its stall rule, Range resume and md5 check."""
+    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "0.3")
+    gt = os.urandom(300_000)
+    with CityscapesStub(USER, PASSWORD, {CS_GT_ZIP: gt}) as stub:
+        stub.stall_once.add(CS_GT_ZIP)
+        started = time.monotonic()
+        paths = download_packages([CS_GT_ZIP], tmp_path, Credentials(USER, PASSWORD), base_url=stub.url)
+        assert time.monotonic() - started < 4
+        assert paths[CS_GT_ZIP].read_bytes() == gt
+        statuses = [s for _, p, s in stub.log if p.startswith("/file-handling/")]
+        assert statuses == [200, 206]
+
+
+def test_packages_that_do_not_fit_are_refused_before_the_password_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10 << 30))
+    sources = [
+        Source(key="gtfine", file=CS_GT_ZIP, urls=[], size=241_000_000, md5="0" * 32, login=True),
+        Source(key="leftimg", file=CS_IMG_ZIP, urls=[], size=11_600_000_000, md5="1" * 32, login=True),
+    ]
+    with pytest.raises(RefineError, match=rf"to download {CS_GT_ZIP}, {CS_IMG_ZIP}: needs 11.0 GiB, 10.0 GiB free"):
+        ensure_login_sources(sources, tmp_path, "ada", interactive=True)  # a prompt would fail under pytest
 
 
 def test_bad_password_is_one_clear_error_without_the_password(tmp_path: Path) -> None:

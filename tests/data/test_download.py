@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from refine_cli.data.download import ChecksumError, download, fetch_source, verify_file
+from refine_cli.data import download as download_module
+from refine_cli.data.download import ChecksumError, check_download_space, download, fetch_source, verify_file
+from refine_cli.data.limits import StallRules
 from refine_cli.data.manifest import Source
 from refine_cli.errors import RefineError
+from refine_cli.fileio import DiskFullError
 from tests.support.http_server import Fault, LoopbackServer
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several read chunks
@@ -178,3 +186,132 @@ def test_unknown_hosts_are_not_retried_and_reported_once(tmp_path: Path) -> None
     with pytest.raises(RefineError) as info:
         fetch_source(source, tmp_path, None, False, progress=False, backoff=5.0)  # a retry would sleep 5 s
     assert "all 2 URLs failed: host not found" in info.value.message
+
+
+# ------------------------------------------------------------------ stalls, slow mirrors, full disks
+
+TINY_RULES = StallRules(stall_seconds=0.3, min_rate=200_000, window=0.4)  # 200 KB/s over 0.4 s
+
+
+@pytest.fixture
+def tiny_stall_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same tiny thresholds through the environment, as `refine prepare --stall-timeout` sets them."""
+    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "0.3")
+    monkeypatch.setenv("REFINE_MIN_RATE", "200")
+    monkeypatch.setenv("REFINE_RATE_WINDOW", "0.4")
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault(stall_after=0), Fault(stall_after=5000), Fault(trickle=20_000)], ids=["silent", "stuck", "trickle"]
+)
+def test_a_stalling_mirror_is_retried_once_then_the_next_is_used(
+    http_server: LoopbackServer, tmp_path: Path, tiny_stall_env: None, fault: Fault
+) -> None:
+    http_server.files["dead.tar"] = PAYLOAD
+    http_server.faults["dead.tar"] = fault
+    http_server.files["b.tar"] = PAYLOAD
+    started = time.monotonic()
+    path = _fetch(_source(http_server, "dead.tar", "b.tar"), tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert len(http_server.requests_for("dead.tar")) == 2  # once more, not 4 attempts
+    assert time.monotonic() - started < 4
+
+
+def test_a_stall_mid_file_resumes_with_range(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    http_server.faults["a.tar"] = Fault(stall_after=300_000, slow_times=1)
+    dest = download(http_server.url("a.tar"), tmp_path / "a.tar", len(PAYLOAD), backoff=0.01, progress=False,
+                    checksums={"sha256": hashlib.sha256(PAYLOAD).hexdigest()}, rules=TINY_RULES)  # fmt: skip
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.range for r in http_server.requests_for("a.tar")] == [None, "bytes=300000-"]
+
+
+def test_all_mirrors_stalling_is_one_error_naming_each(http_server: LoopbackServer, tmp_path: Path) -> None:
+    for name, fault in (("x.tar", Fault(stall_after=0)), ("y.tar", Fault(trickle=20_000))):
+        http_server.files[name] = PAYLOAD
+        http_server.faults[name] = fault
+    started = time.monotonic()
+    with pytest.raises(RefineError) as info:
+        download([http_server.url("x.tar"), http_server.url("y.tar")], tmp_path / "a.tar", progress=False,
+                 backoff=0.01, rules=TINY_RULES)  # fmt: skip
+    message = info.value.message
+    assert "x.tar: stalled: no data for 0.3 s (2 times)" in message
+    assert "y.tar: stalled: too slow" in message and "the minimum is 200 KB/s" in message
+    assert time.monotonic() - started < 4
+    assert "resumes next time" in (info.value.hint or "")  # what trickled in is kept for a rerun
+
+
+def test_stall_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert StallRules.from_env() == StallRules(15.0, 10_000.0, 20.0)
+    monkeypatch.setenv("REFINE_MIN_RATE", "0")
+    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "5")
+    assert StallRules.from_env() == StallRules(5.0, 0.0, 20.0)
+    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "soon")
+    with pytest.raises(RefineError, match="REFINE_STALL_TIMEOUT='soon' is not a number"):
+        StallRules.from_env()
+
+
+def test_free_space_is_checked_before_the_first_byte(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    http_server.files["a.tar"] = PAYLOAD
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    source = _source(http_server, "a.tar")
+    with pytest.raises(DiskFullError) as info:
+        _fetch(source, tmp_path)
+    assert info.value.one_line().startswith(
+        f"not enough free space in {tmp_path / 'downloads'} to download archive.tar: needs 1.0 MiB, 1000 B free"
+    )
+    assert http_server.requests == []
+    with pytest.raises(DiskFullError, match="to download archive.tar, b.tar: needs 2.0 MiB"):
+        check_download_space([source, Source("b", "b.tar", source.urls, len(PAYLOAD), md5="0" * 32)], tmp_path)
+
+
+def test_a_full_disk_stops_the_download_at_once(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC is not a network error: no retry, no next mirror, one line with what is needed where."""
+    http_server.files["a.tar"] = PAYLOAD
+
+    class FullDisk:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.file = open(*args, **kwargs)  # noqa: SIM115 - closed in __exit__
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download_module, "open", FullDisk, raising=False)
+    with pytest.raises(DiskFullError) as info:
+        _fetch(_source(http_server, "a.tar", "a.tar"), tmp_path)
+    assert info.value.one_line().startswith(f"no space left in {tmp_path / 'downloads'} to download archive.tar")
+    assert "needs 1.0 MiB" in info.value.message
+    assert len(http_server.requests) == 1
+
+
+def test_a_second_download_of_one_file_waits_and_takes_the_first_ones(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Two `refine prepare` on one root must not append to one .part file: the second waits, then reuses."""
+    http_server.files["a.tar"] = PAYLOAD
+    dest = tmp_path / "archive.tar"
+    sums = {"sha256": hashlib.sha256(PAYLOAD).hexdigest()}
+    results: list[Path] = []
+    with FileLock(str(tmp_path / ".archive.tar.lock")):  # "the first process" is downloading
+        second = threading.Thread(
+            target=lambda: results.append(
+                download(http_server.url("a.tar"), dest, len(PAYLOAD), checksums=sums, progress=False)
+            )  # fmt: skip
+        )
+        second.start()
+        time.sleep(0.3)
+        assert second.is_alive() and http_server.requests == []
+        dest.write_bytes(PAYLOAD)  # the first one finishes
+    second.join(5)
+    assert results == [dest] and http_server.requests == []  # verified and taken, not downloaded again

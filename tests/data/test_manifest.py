@@ -115,3 +115,9 @@ def test_unknown_name_and_bad_toml(tmp_path: Path) -> None:
         load_manifest(_write(tmp_path, "name = "))
     with pytest.raises(RefineError, match="does not exist"):
         load_manifest(tmp_path / "missing.toml")
+
+
+def test_manifest_that_is_a_folder_is_called_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "voc.toml").mkdir()
+    with pytest.raises(RefineError, match="is a folder, not a file"):
+        load_manifest(tmp_path / "voc.toml")

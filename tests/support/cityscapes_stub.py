@@ -28,6 +28,8 @@ class CityscapesStub:
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self.login_posts: list[dict[str, str]] = []
         self.cut_once: set[str] = set()  # package names whose first download is cut half-way
+        self.stall_once: set[str] = set()  # ... whose first download stops half-way, connection left open
+        self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -57,6 +59,7 @@ class CityscapesStub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -126,14 +129,18 @@ class CityscapesStub:
             if range_header.startswith("bytes="):
                 start = int(range_header[6:].split("-")[0])
             body = data[start:]
-            if name in self.cut_once:
+            if name in self.cut_once or name in self.stall_once:
+                stall = name in self.stall_once
                 self.cut_once.discard(name)
+                self.stall_once.discard(name)
                 self.log.append((handler.command, handler.path, 200))
                 handler.send_response(200)
                 handler.send_header("Content-Length", str(len(body)))
                 handler.end_headers()
                 handler.wfile.write(body[: len(body) // 2])
                 handler.wfile.flush()
+                if stall:  # a live but silent connection: only the client's stall rule ends it
+                    self._stopping.wait(30)
                 handler.close_connection = True
                 return
             status = 206 if start else 200

@@ -2,7 +2,8 @@
 
 Tests must never touch the internet, so downloads are exercised against this server on 127.0.0.1
 with an OS-chosen port. Faults are per path and cover what real mirrors do: 404s, connections cut
-mid-transfer, wrong bytes, servers that ignore Range, and redirects.
+mid-transfer, wrong bytes, servers that ignore Range, redirects, and mirrors that stall (headers,
+then nothing) or trickle (a few bytes a second) while keeping the connection open.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class Fault:
     corrupt: serve bytes of the right length but wrong content.
     ignore_range: answer Range requests with the full file and status 200 (servers without resume support).
     redirect_to: answer with a 302 to this path or URL.
+    stall_after: send only this many body bytes, then nothing, holding the connection open (0: headers only).
+    trickle: send the body at this many bytes per second.
+    slow_times: stall or trickle only on the first N requests (then serve normally); 0 = always.
     """
 
     status: int | None = None
@@ -31,6 +35,9 @@ class Fault:
     corrupt: bool = False
     ignore_range: bool = False
     redirect_to: str | None = None
+    stall_after: int | None = None
+    trickle: float | None = None
+    slow_times: int = 0
 
 
 @dataclass
@@ -55,6 +62,7 @@ class LoopbackServer:
         self._served: dict[str, int] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # ends stalled and trickling answers when the server stops
 
     def url(self, path: str) -> str:
         assert self._httpd is not None, "server not started"
@@ -86,6 +94,7 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -154,9 +163,32 @@ class LoopbackServer:
         if partial:
             handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         handler.end_headers()
+        slow = fault.slow_times == 0 or count < fault.slow_times
+        if slow and (fault.stall_after is not None or fault.trickle):
+            self._send_slowly(handler, body, fault)
+            return
         if fault.cut_after is not None and count < fault.cut_times:
             handler.wfile.write(body[: fault.cut_after])
             handler.wfile.flush()
             handler.close_connection = True
             return
         handler.wfile.write(body)
+
+    def _send_slowly(self, handler: BaseHTTPRequestHandler, body: bytes, fault: Fault) -> None:
+        """Stall after `stall_after` bytes, or trickle at `trickle` bytes/s, until done or the client leaves."""
+        try:
+            if fault.stall_after is not None:
+                handler.wfile.write(body[: fault.stall_after])
+                handler.wfile.flush()
+                self._stopping.wait(30)  # hold the connection open, sending nothing
+                return
+            step = max(1, int(fault.trickle / 20))  # 20 small writes a second
+            for start in range(0, len(body), step):
+                handler.wfile.write(body[start : start + step])
+                handler.wfile.flush()
+                if self._stopping.wait(step / fault.trickle):
+                    return
+        except OSError:  # the client gave up on us, as it should
+            pass
+        finally:
+            handler.close_connection = True
