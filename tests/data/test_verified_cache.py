@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from refine_cli.data import download
+from refine_cli.data import verify
 from refine_cli.data.download import ChecksumError, fetch_source
 from refine_cli.data.manifest import Source
 
@@ -30,13 +30,13 @@ def _source(data: bytes = PAYLOAD) -> Source:
 def hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every file refine hashes, in order."""
     seen: list[Path] = []
-    real = download.hash_file
+    real = verify.hash_file
 
     def counting(path: Path, algos: list[str], progress: bool = False) -> dict[str, str]:
         seen.append(Path(path))
         return real(path, algos, progress)
 
-    monkeypatch.setattr(download, "hash_file", counting)
+    monkeypatch.setattr(verify, "hash_file", counting)
     return seen
 
 
