@@ -156,16 +156,3 @@ def test_unsupported_values_are_a_programming_error(tmp_path: Path) -> None:
 def test_damaged_fields_are_named(tmp_path: Path, changes: dict, field: str) -> None:
     error = _error(_tampered(tmp_path, **changes))
     assert field in error.message and error.hint
-
-
-def test_models_layer_does_not_import_data() -> None:
-    """models/ is kept independent of data/: building and loading checkpoints imports nothing from it."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, refine_cli.models.checkpoint, refine_cli.models.lw_refinenet, refine_cli.models.refinenet;"
-        "print(sorted(m for m in sys.modules if m.startswith('refine_cli.data')))"
-    )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert output.strip() == "[]"
