@@ -4,6 +4,8 @@ A `ProcessPoolExecutor` worker whose parent is killed with SIGKILL (no chance to
 would otherwise wait on its task queue forever. Every pool in refine starts its workers with
 `die_with_parent` as the initializer: on Linux the kernel sends the worker SIGKILL when the parent
 dies (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls the parent's pid once a second.
+The kernel signal fires when the parent *thread* that forked the worker ends, so a pool must be
+created by a thread that outlives it (refine's pools are all made by the main thread).
 """
 
 from __future__ import annotations
