@@ -58,30 +58,35 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_num_classes(value: Any, field: str, where: str) -> int:
-    """A class count from a file: an integer in [1, MAX_CLASSES]; a zero-class table is refused as such."""
+def check_num_classes(value: Any, field: str, where: str, hint: str) -> int:
+    """A class count from a file: an integer in [1, MAX_CLASSES]; a zero-class table is refused as such.
+
+    These checks name `field` of the file `where`; `hint` says how to get a good file again.
+    """
     if not is_int(value):
-        raise RefineError(f"{where}: {field} must be an integer, not {value!r}", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} must be an integer, not {value!r}", hint=hint)
     if value < 1:
-        raise RefineError(f"{where}: {field} is {value}: it defines no classes", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} is {value}: it defines no classes", hint=hint)
     if value > MAX_CLASSES:
-        raise RefineError(f"{where}: {field} is {value}; labels hold at most {MAX_CLASSES} classes", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} is {value}; labels hold at most {MAX_CLASSES} classes", hint=hint)
     return value
 
 
-def check_class_names(value: Any, num_classes: int, field: str, where: str) -> list[str]:
+def check_class_names(value: Any, num_classes: int, field: str, where: str, hint: str) -> list[str]:
     """One non-empty name per class."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
-        raise RefineError(f"{where}: {field} must be a list of class names", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} must be a list of class names", hint=hint)
     if len(value) != num_classes:
-        raise RefineError(f"{where}: {field} has {len(value)} names for {num_classes} classes", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} has {len(value)} names for {num_classes} classes", hint=hint)
     return list(value)
 
 
-def check_palette(value: Any, num_classes: int, field: str, where: str, exact: bool = True) -> list[list[int]]:
+def check_palette(
+    value: Any, num_classes: int, field: str, where: str, hint: str, exact: bool = True
+) -> list[list[int]]:
     """[[r, g, b], ...] with 0..255 channels: one colour per class (`exact`), or at least that many (<= 256)."""
     if not isinstance(value, (list, tuple)):
-        raise RefineError(f"{where}: {field} must be a list of [r, g, b] colours", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} must be a list of [r, g, b] colours", hint=hint)
     for index, colour in enumerate(value):
         if (
             not isinstance(colour, (list, tuple))
@@ -89,12 +94,9 @@ def check_palette(value: Any, num_classes: int, field: str, where: str, exact: b
             or not all(is_int(channel) and 0 <= channel <= 255 for channel in colour)
         ):
             raise RefineError(
-                f"{where}: {field}[{index}] must be [r, g, b] with integers 0..255, not {colour!r}", hint=_DAMAGED
+                f"{where}: {field}[{index}] must be [r, g, b] with integers 0..255, not {colour!r}", hint=hint
             )
     count_ok = len(value) == num_classes if exact else num_classes <= len(value) <= 256
     if not count_ok:
-        raise RefineError(f"{where}: {field} has {len(value)} colours for {num_classes} classes", hint=_DAMAGED)
+        raise RefineError(f"{where}: {field} has {len(value)} colours for {num_classes} classes", hint=hint)
     return [[int(channel) for channel in colour] for colour in value]
-
-
-_DAMAGED = "the file is damaged or was edited by hand; write it again with refine"

@@ -283,7 +283,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 raise ValueError
             number = float(value)
             if not math.isfinite(number):
-                raise RefineError(f"invalid training config: {key} must be a finite number, got {value!r}")
+                raise RefineError(
+                    f"invalid training config: {key} must be a finite number, got {value!r}", "fix the recipe or flag"
+                )
             return number
         if hint is str:
             if isinstance(value, (dict, list)):

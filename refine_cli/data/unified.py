@@ -144,9 +144,9 @@ def _check_meta_fields(fields: dict[str, Any], where: str) -> None:
             raise RefineError(f"{where}: {key} must be a {types[0].__name__}, not {fields[key]!r}", hint=hint)
     if not fields["name"]:
         raise RefineError(f"{where}: name is empty", hint=hint)
-    num_classes = check_num_classes(fields["num_classes"], "num_classes", where)
-    check_class_names(fields["classes"], num_classes, "classes", where)
-    check_palette(fields["palette"], num_classes, "palette", where, exact=False)
+    num_classes = check_num_classes(fields["num_classes"], "num_classes", where, hint)
+    check_class_names(fields["classes"], num_classes, "classes", where, hint)
+    check_palette(fields["palette"], num_classes, "palette", where, hint, exact=False)
     ignore_index = fields.get("ignore_index", 255)
     if not is_int(ignore_index) or not 0 <= ignore_index <= 255:
         raise RefineError(f"{where}: ignore_index must be an integer 0..255, not {ignore_index!r}", hint=hint)

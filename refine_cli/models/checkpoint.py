@@ -83,7 +83,7 @@ class Checkpoint:
             raise RefineError(f"{path}: model_kwargs has unknown argument(s) {', '.join(unknown)}", hint=_REWRITE)
         classes = payload.get("classes")
         num_classes = kwargs.get("num_classes", len(classes) if isinstance(classes, list) else None)
-        num_classes = check_num_classes(num_classes, "model_kwargs.num_classes", str(path))
+        num_classes = check_num_classes(num_classes, "model_kwargs.num_classes", str(path), _REWRITE)
         if classes is None:
             classes = default_classes(num_classes)
         palette = payload.get("palette")
@@ -98,8 +98,8 @@ class Checkpoint:
             model=payload["model"],
             model_kwargs={**kwargs, "num_classes": num_classes},
             num_classes=num_classes,
-            classes=check_class_names(classes, num_classes, "classes", str(path)),
-            palette=check_palette(palette, num_classes, "palette", str(path)),
+            classes=check_class_names(classes, num_classes, "classes", str(path), _REWRITE),
+            palette=check_palette(palette, num_classes, "palette", str(path), _REWRITE),
             state_dict=dict(state_dict),
             train_config=_field(payload, "train_config", dict, path),
             metrics=_field(payload, "metrics", dict, path),
