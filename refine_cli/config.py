@@ -8,6 +8,7 @@ annotated types when loaded, so a recipe's `5e-4` (a string to YAML 1.1) still b
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,22 @@ from refine_cli.errors import RefineError
 
 SCHEDULES = ("multistep", "poly", "constant")
 AMP_MODES = ("off", "bf16", "fp16")
+
+# Lower bounds of the numeric fields: the one rule table behind both the config checks (recipes,
+# `--set`) and the `refine train` flags (typer's min=), so a flag and a --set value cannot disagree.
+MINIMUMS: dict[str, int] = {
+    "data.crop": 8,
+    "data.min_short_side": 1,
+    "data.batch": 1,
+    "data.workers": 0,
+    "optim.warmup_iters": 0,
+    "train.epochs": 1,
+    "train.iters": 1,
+    "train.val_every": 1,
+    "train.log_every": 1,
+    "train.save_every_steps": 0,  # 0 = off
+    "train.save_every_minutes": 0,  # 0 = off
+}
 
 
 @dataclass
@@ -39,11 +56,8 @@ class DataConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        _check(self.crop > 0, "data.crop must be positive")
+        _check_minimums(self, "data")
         _check(0 < self.scale_min <= self.scale_max, "data.scale_min must be > 0 and <= data.scale_max")
-        _check(self.min_short_side is None or self.min_short_side > 0, "data.min_short_side must be positive")
-        _check(self.batch >= 1, "data.batch must be at least 1")
-        _check(self.workers >= 0, "data.workers must be >= 0")
 
 
 @dataclass
@@ -86,7 +100,7 @@ class OptimConfig:
             all(0 < m < 1 for m in self.milestones) and self.milestones == sorted(self.milestones),
             "optim.milestones are increasing fractions of the run, each between 0 and 1",
         )
-        _check(self.warmup_iters >= 0, "optim.warmup_iters must be >= 0")
+        _check_minimums(self, "optim")
         _check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip must be positive")
 
 
@@ -103,18 +117,18 @@ class LoopConfig:
     device: str = "auto"
     log_every: int = 20
     class_weights: list[float] | None = None  # per-class loss weights (imbalanced data); None = unweighted
+    # last.pt is also written on its own cadence, so an interruption between validations loses little
+    save_every_steps: int = 0  # 0 = only at validation points
+    save_every_minutes: float = 15.0  # wall clock; 0 = off
 
     def __post_init__(self) -> None:
         _check(self.epochs is not None or self.iters is not None, "set train.epochs or train.iters")
-        _check(self.epochs is None or self.epochs >= 1, "train.epochs must be at least 1")
-        _check(self.iters is None or self.iters >= 1, "train.iters must be at least 1")
-        _check(self.val_every >= 1, "train.val_every must be at least 1")
+        _check_minimums(self, "train")
         _check(self.val_unit in ("auto", "epochs", "steps"), "train.val_unit must be auto, epochs or steps")
         _check(self.amp in AMP_MODES, f"train.amp must be one of {', '.join(AMP_MODES)}")
-        _check(self.log_every >= 1, "train.log_every must be at least 1")
         _check(
-            self.class_weights is None or all(w >= 0 for w in self.class_weights),
-            "train.class_weights must be non-negative",
+            self.class_weights is None or all(math.isfinite(w) and w >= 0 for w in self.class_weights),
+            "train.class_weights must be finite and non-negative",
         )
 
 
@@ -145,6 +159,14 @@ class TrainConfig:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise RefineError(f"invalid training config: {message}", "fix the recipe file, the flag or the --set value")
+
+
+def _check_minimums(section: Any, name: str) -> None:
+    """Apply the MINIMUMS of one config section (a None value means "not set" and passes)."""
+    for key, low in MINIMUMS.items():
+        prefix, _, field_name = key.partition(".")
+        value = getattr(section, field_name) if prefix == name else None
+        _check(value is None or value >= low, f"{key} must be at least {low}, got {value}")
 
 
 def list_recipes() -> list[str]:
@@ -264,7 +286,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise RefineError(
+                    f"invalid training config: {key} must be a finite number, got {value!r}", "fix the recipe or flag"
+                )
+            return number
         if hint is str:
             if isinstance(value, (dict, list)):
                 raise ValueError

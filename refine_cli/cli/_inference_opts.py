@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from refine_cli.cli._options import OPTIONAL_VALUE_DEFAULTS, OPTIONAL_VALUE_PATTERNS
+from refine_cli.cli._options import OPTIONAL_VALUE_DEFAULTS, OPTIONAL_VALUE_EXAMPLES, OPTIONAL_VALUE_PATTERNS
 
 DEFAULT_MSC = "0.5,0.75,1,1.25,1.5"
 # `--msc` alone means the default scale set (see fill_optional_values in _options.py).
 OPTIONAL_VALUE_DEFAULTS.setdefault("--msc", DEFAULT_MSC)
 OPTIONAL_VALUE_PATTERNS.setdefault("--msc", re.compile(r"[0-9.,\s]*"))
+OPTIONAL_VALUE_EXAMPLES.setdefault("--msc", "scales like 0.5,1,1.5")
 
 MscOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer evaluates this at runtime

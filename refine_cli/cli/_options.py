@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Annotated, Optional
 
 import typer
+
+from refine_cli.errors import RefineError
 
 # Options whose value may be left out: `--json` alone means `--json -` (stdout). Typer has no
 # optional-value options, so the root command fills the value in before parsing (see app.py).
@@ -14,6 +17,9 @@ OPTIONAL_VALUE_DEFAULTS: dict[str, str] = {"--json": "-"}
 # Where a value has a known shape (e.g. `--msc 0.5,1`), a following word of another shape is not taken
 # as the value: `refine predict --msc photo.jpg` means the default scales and the input photo.jpg.
 OPTIONAL_VALUE_PATTERNS: dict[str, re.Pattern[str]] = {}
+# ... but a bare word that is neither such a value nor a path (`--msc abc`) is a mistyped value,
+# refused with this description of the expected value.
+OPTIONAL_VALUE_EXAMPLES: dict[str, str] = {}
 
 JsonOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer evaluates this at runtime
@@ -25,18 +31,31 @@ JsonOpt = Annotated[
 ]
 
 
+def _looks_like_path(word: str) -> bool:
+    """A file, folder or glob the user means as an input: it exists, or has a suffix, a separator or a wildcard."""
+    return any(mark in word for mark in "./\\*?[") or os.path.exists(word)
+
+
 def fill_optional_values(args: Sequence[str]) -> list[str]:
-    """Insert the default value after an optional-value option that was given without one."""
+    """Insert the default value after an optional-value option that was given without one.
+
+    RefineError when the following word has neither the option's value shape nor a path's
+    (`--msc abc`): silently taking it as an input would hide the typo.
+    """
     filled: list[str] = []
     for index, arg in enumerate(args):
         filled.append(arg)
-        if arg in OPTIONAL_VALUE_DEFAULTS:
-            following = args[index + 1] if index + 1 < len(args) else None
-            pattern = OPTIONAL_VALUE_PATTERNS.get(arg)
-            if (
-                following is None
-                or (following.startswith("-") and following != "-")
-                or (pattern is not None and not pattern.fullmatch(following))
-            ):
-                filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
+        if arg not in OPTIONAL_VALUE_DEFAULTS:
+            continue
+        following = args[index + 1] if index + 1 < len(args) else None
+        pattern = OPTIONAL_VALUE_PATTERNS.get(arg)
+        if following is None or (following.startswith("-") and following != "-"):
+            filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
+        elif pattern is not None and not pattern.fullmatch(following):
+            if arg in OPTIONAL_VALUE_EXAMPLES and not _looks_like_path(following):
+                raise RefineError(
+                    f"{arg} expects {OPTIONAL_VALUE_EXAMPLES[arg]}, not {following!r}",
+                    hint=f"for the default {OPTIONAL_VALUE_DEFAULTS[arg]} write {arg}= or put {arg} after the inputs",
+                )
+            filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
     return filled

@@ -25,15 +25,17 @@ _DEBUG = {"on": os.environ.get("REFINE_DEBUG", "") not in ("", "0")}
 
 
 def _report(line: str) -> None:
-    err.print(f"[bold red]error:[/bold red] {line}", soft_wrap=True, markup=True)
+    from rich.markup import escape  # the line is text: "palette[5]" or a file "a[1].jpg" is no markup tag
+
+    err.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, markup=True)
 
 
 class _RefineGroup(TyperGroup):
     """A Typer group whose commands fail with one line and exit code 2 instead of a traceback."""
 
     def main(self, args: Sequence[str] | None = None, *pargs, **kwargs):  # type: ignore[override]
-        args = fill_optional_values(list(sys.argv[1:] if args is None else args))
         try:
+            args = fill_optional_values(list(sys.argv[1:] if args is None else args))
             _check_json_destinations(args)  # before any work: a long run must not fail at its last write
         except RefineError as error:
             _report(error.one_line())

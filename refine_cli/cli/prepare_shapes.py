@@ -18,6 +18,9 @@ def shapes_command(
     n: Annotated[int, typer.Option("--n", min=2, help="Number of images (80% train, 20% val).")] = 400,
     size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image side in pixels.")] = 128,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Same seed, byte-identical images and labels.")] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Drawing processes (same files for any count).")
+    ] = 1,
     json_out: JsonOpt = None,
 ) -> None:
     """Synthetic shapes (6 classes: background, circle, square, triangle, ellipse, star), drawn locally."""
@@ -31,7 +34,12 @@ def shapes_command(
 
         bar = tqdm(total=n, desc="shapes", unit=" img", leave=False)
     path = generate_shapes(
-        target, n=n, size=size, seed=seed, progress=(lambda done, total: bar.update(1)) if bar else None
+        target,
+        n=n,
+        size=size,
+        seed=seed,
+        progress=(lambda done, total: bar.update(done - bar.n)) if bar else None,
+        workers=workers,
     )
     if bar is not None:
         bar.close()

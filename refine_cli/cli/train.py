@@ -10,6 +10,7 @@ import typer
 
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._options import JsonOpt
+from refine_cli.config import MINIMUMS
 from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
@@ -78,15 +79,45 @@ def train_command(
     init: Annotated[Opt[Path], typer.Option("--init", help="Start from this checkpoint (staged training).")] = None,
     train_split: Annotated[Opt[str], typer.Option("--train-split", help="Split to train on.")] = None,
     val_split: Annotated[Opt[str], typer.Option("--val-split", help="Split to validate on ('none' to skip).")] = None,
-    epochs: Annotated[Opt[int], typer.Option("--epochs", min=1, help="Train for N epochs.")] = None,
-    iters: Annotated[Opt[int], typer.Option("--iters", min=1, help="Train for N optimiser steps.")] = None,
+    epochs: Annotated[
+        Opt[int], typer.Option("--epochs", min=MINIMUMS["train.epochs"], help="Train for N epochs.")
+    ] = None,
+    iters: Annotated[
+        Opt[int], typer.Option("--iters", min=MINIMUMS["train.iters"], help="Train for N optimiser steps.")
+    ] = None,
     val_every: Annotated[
         Opt[int],
-        typer.Option("--val-every", min=1, help="Validate + checkpoint every N epochs (N steps with --iters)."),
+        typer.Option(
+            "--val-every",
+            min=MINIMUMS["train.val_every"],
+            help="Validate + checkpoint every N epochs (N steps with --iters).",
+        ),
     ] = None,
-    batch: Annotated[Opt[int], typer.Option("--batch", min=1, help="Images per step per process.")] = None,
-    crop: Annotated[Opt[int], typer.Option("--crop", min=8, help="Square training crop size.")] = None,
-    workers: Annotated[Opt[int], typer.Option("--workers", min=0, help="Data loader processes.")] = None,
+    save_every_steps: Annotated[
+        Opt[int],
+        typer.Option(
+            "--save-every-steps",
+            min=MINIMUMS["train.save_every_steps"],
+            help="Also write last.pt every N steps (0 = only at validation points).",
+        ),
+    ] = None,
+    save_every_minutes: Annotated[
+        Opt[float],
+        typer.Option(
+            "--save-every-minutes",
+            min=MINIMUMS["train.save_every_minutes"],
+            help="Also write last.pt every M minutes of training (default 15; 0 = off).",
+        ),
+    ] = None,
+    batch: Annotated[
+        Opt[int], typer.Option("--batch", min=MINIMUMS["data.batch"], help="Images per step per process.")
+    ] = None,
+    crop: Annotated[
+        Opt[int], typer.Option("--crop", min=MINIMUMS["data.crop"], help="Square training crop size.")
+    ] = None,
+    workers: Annotated[
+        Opt[int], typer.Option("--workers", min=MINIMUMS["data.workers"], help="Data loader processes.")
+    ] = None,
     lr: Annotated[
         Opt[float], typer.Option("--lr", help="Encoder learning rate (decoder: x --decoder-lr-mult).")
     ] = None,
@@ -136,6 +167,8 @@ def train_command(
         "train.epochs": epochs,
         "train.iters": iters,
         "train.val_every": val_every,
+        "train.save_every_steps": save_every_steps,
+        "train.save_every_minutes": save_every_minutes,
         "train.amp": amp,
         "train.seed": seed,
         "train.device": device,

@@ -6,31 +6,9 @@ can be evaluated on another only if the class order and palette agree.
 
 from __future__ import annotations
 
-from refine_cli.data.unified import voc_palette
+from refine_cli.classes import VOC_CLASSES, voc_palette
 
-VOC_CLASSES: list[str] = [
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
+__all__ = ["COCO_TO_VOC", "VOC_CLASSES", "VOC_PALETTE"]
 
 # COCO 2017 category id (the 91-slot ids, never the list position) -> VOC class index.
 # Identical to torchvision references/segmentation/coco_utils.py CAT_LIST and gluon-cv COCOSegmentation.

@@ -30,6 +30,7 @@ from refine_cli.data.verify import measured_sha256
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
+from refine_cli.workers import die_with_parent
 
 STATE_FILE = ".prepare-state.json"
 MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
@@ -181,7 +182,7 @@ def _run_work(
         chunk_size = max(1, min(64, len(todo) // (workers * 8) or 1))
         pending: set[Future[list[Outcome]]] = set()
         chunks = _chunks(todo, chunk_size)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             try:
                 for chunk in chunks:  # keep a bounded number of chunks in flight
                     pending.add(pool.submit(convert_chunk, *job, chunk))

@@ -11,13 +11,15 @@ not depend on n.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, voc_palette
+from refine_cli.workers import die_with_parent
 
 SHAPES_CLASSES: list[str] = ["background", "circle", "square", "triangle", "ellipse", "star"]
 SHAPES_VERSION = "1"
@@ -25,6 +27,7 @@ IGNORE = 255
 _HUES = {1: 0, 2: 60, 3: 120, 4: 30, 5: 150}  # OpenCV hue (0-180): red, green, cyan, yellow, purple
 _RANDOM_COLOUR_PROB = 0.15
 _JPEG_QUALITY = 92
+_CHUNK = 16  # samples per task when drawing in worker processes
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -108,6 +111,39 @@ def render_sample(seed: int, index: int, size: int = 128) -> tuple[np.ndarray, n
     return np.round(image).astype(np.uint8), label
 
 
+def _write_samples(writer: UnifiedWriter, palette: list[list[int]], seed: int, size: int, indices: list[int]) -> int:
+    """Draw and write samples `indices` (label last, so an existing label means a complete sample)."""
+    for index in indices:
+        sample_id = f"shape_{index:05d}"
+        image, label = render_sample(seed, index, size)
+        ok, jpeg = cv2.imencode(
+            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+        )
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode sample {sample_id}")
+        writer.write_image_bytes(sample_id, jpeg.tobytes(), "jpg")
+        writer.write_label(sample_id, label, palette)
+    return len(indices)
+
+
+def _write_all(
+    writer: UnifiedWriter, palette: list[list[int]], seed: int, size: int, n: int, workers: int
+) -> Iterator[int]:
+    """Write samples 0..n-1 in chunks, here or in `workers` processes; yields each finished chunk's size."""
+    chunks = [list(range(start, min(start + _CHUNK, n))) for start in range(0, n, _CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        yield from (_write_samples(writer, palette, seed, size, chunk) for chunk in chunks)
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+        futures = [pool.submit(_write_samples, writer, palette, seed, size, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def generate_shapes(
     root: Path,
     n: int = 400,
@@ -115,11 +151,13 @@ def generate_shapes(
     seed: int = 0,
     val_fraction: float = 0.2,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write the `shapes` dataset to `root/shapes` in the unified format; returns the dataset folder.
 
     Existing files are overwritten (the dataset is cheap to regenerate); samples beyond `n` from an
-    earlier, larger run are removed so the folder always matches its meta.json.
+    earlier, larger run are removed so the folder always matches its meta.json. Samples are drawn
+    independently, so `workers` processes give byte-identical files.
     """
     if n < 2:
         raise ValueError("the shapes dataset needs n >= 2 (one train and one val sample at least)")
@@ -136,17 +174,11 @@ def generate_shapes(
         for stale in folder.glob("shape_*.*"):
             if stale.stem not in keep:
                 stale.unlink()
-    for index, sample_id in enumerate(ids):
-        image, label = render_sample(seed, index, size)
-        ok, jpeg = cv2.imencode(
-            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
-        )
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode sample {sample_id}")
-        writer.write_image_bytes(sample_id, jpeg.tobytes(), "jpg")
-        writer.write_label(sample_id, label, palette)
+    done = 0
+    for count in _write_all(writer, palette, seed, size, n, workers):
+        done += count
         if progress is not None:
-            progress(index + 1, n)
+            progress(done, n)
     n_val = min(n - 1, max(1, round(n * val_fraction)))
     val_set = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
     splits = {

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from refine_cli.classes import check_class_names, check_num_classes, check_palette, is_int
+from refine_cli.classes import voc_palette as voc_palette  # re-exported: converters import it from here
 from refine_cli.data.imageio import encode_label_png, read_label, read_rgb
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic as write_file_atomic
@@ -44,21 +46,6 @@ def validate_sample_id(sample_id: str) -> str:
     if not isinstance(sample_id, str) or not _ID_RE.match(sample_id) or ".." in sample_id:
         raise ValueError(f"invalid sample id {sample_id!r}: use letters, digits and _-.+=,@ (no '/', no '..')")
     return sample_id
-
-
-def voc_palette(n: int = 256) -> list[tuple[int, int, int]]:
-    """The standard PASCAL VOC bit-interleaved colour map (class k -> RGB), n entries."""
-    colors = []
-    for k in range(n):
-        r = g = b = 0
-        c = k
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colors.append((r, g, b))
-    return colors
 
 
 def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> list[int]:
@@ -133,12 +120,41 @@ class DatasetMeta:
         if missing:
             raise RefineError(f"{where} lacks the field(s) {', '.join(missing)}")
         kwargs = {key: value for key, value in data.items() if key in known}
-        meta = cls(**kwargs)
-        if meta.num_classes != len(meta.classes) or not 0 < meta.num_classes <= 255:
-            raise RefineError(f"{where}: num_classes {meta.num_classes} does not match {len(meta.classes)} classes")
-        if meta.num_classes > meta.ignore_index and meta.ignore_index != 255:
-            raise RefineError(f"{where}: ignore_index {meta.ignore_index} collides with a class index")
-        return meta
+        _check_meta_fields(kwargs, where)
+        return cls(**kwargs)
+
+
+# meta.json fields beyond the class table: the JSON type each must have
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "splits": (dict,),
+    "sources": (list,),
+    "converter": (str,),
+    "converter_version": (str,),
+    "created": (str,),
+    "extra": (dict,),
+}
+
+
+def _check_meta_fields(fields: dict[str, Any], where: str) -> None:
+    """Every meta.json field has its type and range, so a damaged file fails here, naming the field."""
+    hint = "convert the dataset again with `refine prepare`"
+    for key, types in _META_TYPES.items():
+        if key in fields and not isinstance(fields[key], types):
+            raise RefineError(f"{where}: {key} must be a {types[0].__name__}, not {fields[key]!r}", hint=hint)
+    if not fields["name"]:
+        raise RefineError(f"{where}: name is empty", hint=hint)
+    num_classes = check_num_classes(fields["num_classes"], "num_classes", where, hint)
+    check_class_names(fields["classes"], num_classes, "classes", where, hint)
+    check_palette(fields["palette"], num_classes, "palette", where, hint, exact=False)
+    ignore_index = fields.get("ignore_index", 255)
+    if not is_int(ignore_index) or not 0 <= ignore_index <= 255:
+        raise RefineError(f"{where}: ignore_index must be an integer 0..255, not {ignore_index!r}", hint=hint)
+    if ignore_index < num_classes:
+        raise RefineError(f"{where}: ignore_index {ignore_index} collides with a class index", hint=hint)
+    counts = fields.get("splits", {})
+    if not all(isinstance(split, str) and is_int(count) and count >= 0 for split, count in counts.items()):
+        raise RefineError(f"{where}: splits must map split names to sample counts, not {counts!r}", hint=hint)
 
 
 class UnifiedWriter:

@@ -19,10 +19,17 @@ from typing import Any, TypeVar
 import numpy as np
 
 from refine_cli.errors import RefineError
+from refine_cli.workers import die_with_parent
 
 T = TypeVar("T")
 
 _INSTALL_HINT = "install the extra with: pip install 'refine-cli[crf]' (needs a C++ compiler)"
+
+
+# Upper bounds far beyond any useful setting: they only stop absurd or overflowing values.
+MAX_ITERATIONS = 1000
+MAX_WEIGHT = 1e4
+MAX_STD = 1e5
 
 
 @dataclass(frozen=True)
@@ -38,14 +45,15 @@ class CRFParams:
     prob_clip: float = 1e-5  # probabilities are clipped here before -log (avoids infinite unaries)
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise RefineError(f"CRF iterations must be >= 0, got {self.iterations}")
+        # `not low <= value <= high` is also true for NaN, so NaN and infinity are refused with the rest
+        if isinstance(self.iterations, bool) or not 0 <= self.iterations <= MAX_ITERATIONS:
+            raise RefineError(f"CRF iterations must be 0..{MAX_ITERATIONS}, got {self.iterations}")
         for name in ("bi_w", "pos_w"):
-            if getattr(self, name) < 0:
-                raise RefineError(f"CRF {name} must be >= 0, got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) <= MAX_WEIGHT:
+                raise RefineError(f"CRF {name} must be a number in [0, {MAX_WEIGHT:g}], got {getattr(self, name)}")
         for name in ("bi_xy_std", "bi_rgb_std", "pos_xy_std"):
-            if getattr(self, name) <= 0:
-                raise RefineError(f"CRF {name} must be > 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) <= MAX_STD:
+                raise RefineError(f"CRF {name} must be a number in (0, {MAX_STD:g}], got {getattr(self, name)}")
         if not 0 < self.prob_clip < 1:
             raise RefineError(f"CRF prob_clip must be in (0, 1), got {self.prob_clip}")
 
@@ -127,7 +135,9 @@ class CRFPool:
         self.workers = default_workers() if workers is None or workers <= 0 else workers
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 1:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+            )
 
     def submit(self, image: np.ndarray, probs: np.ndarray, labels_only: bool = True) -> Future[np.ndarray]:
         """Queue one image; the future yields uint8 labels (HxW) or float32 marginals (C,H,W)."""

@@ -71,9 +71,20 @@ def fold_batchnorm(model: nn.Module, verify: bool = True, size: int = 64) -> int
                 module._modules[conv_name], module._modules[bn_name] = conv, bn
             raise RefineError(
                 f"folding BatchNorm changed the output of {type(model).__name__} (relative error {error:.2e})",
-                hint="rerun with --no-fold-bn",
+                hint="refine bench can skip folding with --no-fold-bn; please report this model",
             )
     return len(replaced)
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Refuse NaN/inf weights up front: every prediction would be garbage, and no inference flag can help."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    bad = [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise RefineError(
+            f"the checkpoint has non-finite weights (NaN or inf in {len(bad)} tensor(s), e.g. {bad[0]})",
+            hint="the training run diverged: retrain (lower --lr, --grad-clip) or use another checkpoint",
+        )
 
 
 @torch.no_grad()
@@ -166,6 +177,7 @@ def prepare_for_inference(
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    check_finite_weights(model)
     folded = fold_batchnorm(model, verify=True) if fold_bn else 0
     model.to(device)
     if channels_last:

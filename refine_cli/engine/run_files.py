@@ -18,6 +18,8 @@ import json
 import os
 import random
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,39 @@ def find_resume_checkpoint(run: str | os.PathLike[str]) -> Path:
     elif not path.is_file():
         raise RefineError(f"run to resume not found: {run}", hint="give the run folder (the --out of that run)")
     return path
+
+
+class SaveSchedule:
+    """When to write last.pt between validation points: every N steps and every M minutes of wall clock.
+
+    VOC validates every 5 epochs (hours apart); without this an interruption loses all of it. The
+    step rule gives the same answer on every rank; the clock rule is checked every
+    `clock_check_steps` steps and passed through `agree` (a broadcast from rank 0 under DDP), so
+    all ranks save together.
+    """
+
+    def __init__(
+        self,
+        every_steps: int,
+        every_minutes: float,
+        clock_check_steps: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.every_steps, self.every_seconds = every_steps, every_minutes * 60.0
+        self.clock_check_steps, self.clock = clock_check_steps, clock
+        self.last_save = clock()
+
+    def due(self, step: int, agree: Callable[[bool], bool] = bool) -> bool:
+        """Whether last.pt should be written after `step`."""
+        if self.every_steps > 0 and step % self.every_steps == 0:
+            return True
+        if self.every_seconds <= 0 or step % self.clock_check_steps:
+            return False
+        return agree(self.clock() - self.last_save >= self.every_seconds)
+
+    def saved(self) -> None:
+        """Restart the wall-clock interval (after every write of last.pt, validation points included)."""
+        self.last_save = self.clock()
 
 
 def capture_rng() -> dict[str, Any]:

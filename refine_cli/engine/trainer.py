@@ -80,6 +80,7 @@ class Trainer:
         self.callbacks = callbacks or TrainCallbacks()
         self.ctx = ctx or dist_utils.init_distributed(cfg.train.device)
         self.metrics = run_files.MetricsLog(self.out_dir, enabled=self.ctx.is_main)
+        self.save_schedule = run_files.SaveSchedule(cfg.train.save_every_steps, cfg.train.save_every_minutes)
         self.notes: list[str] = []
 
     # ----------------------------------------------------------------- setup
@@ -259,10 +260,11 @@ class Trainer:
                     if self.step % cfg.train.log_every == 0:
                         self.metrics.append(self._row("train", **{**stats, "loss": window_loss / window_steps}))
                         window_loss, window_steps, window_start = 0.0, 0, now
-                if self._is_val_point(self.step):
+                val_point = self._is_val_point(self.step)
+                if val_point or self.save_schedule.due(self.step, self._agree):
                     self.elapsed += time.perf_counter() - run_start
                     run_start = time.perf_counter()
-                    self._validate_and_save()
+                    self._validate_and_save() if val_point else self._save_resume_state()
                 if self.step >= self.total_steps:
                     break
         self.elapsed += time.perf_counter() - run_start
@@ -325,6 +327,10 @@ class Trainer:
         summary = report.scores.summary()
         return {k: summary[k] for k in ("miou", "pixel_acc", "mean_acc", "fwiou")}
 
+    def _agree(self, decision: bool) -> bool:
+        """Rank 0's decision on every rank (all ranks must join a checkpoint's RNG gather together)."""
+        return bool(dist_utils.broadcast_object(decision, self.ctx))
+
     def _validate_and_save(self) -> None:
         scores = self._validate()
         improved = False
@@ -334,13 +340,17 @@ class Trainer:
             improved = self.best_miou is None or miou > self.best_miou
             if improved:
                 self.best_miou, self.best_step = miou, self.step
-        rng = dist_utils.all_gather_object(run_files.capture_rng(), self.ctx)
-        if not self.ctx.is_main:
-            return
-        if scores is not None:
+        if self.ctx.is_main and scores is not None:
             row = self._row("val", **scores)
             self.metrics.append(row)
             self.callbacks.on_validation(self.step, row)
+        self._save_resume_state(best=improved)
+
+    def _save_resume_state(self, best: bool = False) -> None:
+        """Write last.pt with everything an exact resume needs (and best.pt first when `best`)."""
+        rng = dist_utils.all_gather_object(run_files.capture_rng(), self.ctx)
+        if not self.ctx.is_main:
+            return
         resume = {
             "step": self.step,
             "steps_per_epoch": self.steps_per_epoch,
@@ -357,9 +367,10 @@ class Trainer:
         # metrics, then best, then last: a kill between writes leaves files that are newer than last.pt,
         # never older, and a resume redoes (and rewrites) whatever came after last.pt
         self.metrics.flush()
-        if improved:
+        if best:
             self._save(run_files.BEST, {"step": self.step, "epoch": self.epoch})
         self._save(run_files.LAST, {"resume": resume})
+        self.save_schedule.saved()
 
     def _save(self, name: str, extra: dict[str, Any]) -> None:
         meta = self.source.meta

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from refine_cli import __version__
-from refine_cli.data.classes import VOC_CLASSES
-from refine_cli.data.unified import voc_palette
+from refine_cli.classes import VOC_CLASSES, check_class_names, check_num_classes, check_palette, is_int, voc_palette
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 from refine_cli.models.torchfile import read_torch_file
@@ -28,6 +27,9 @@ from refine_cli.models.torchfile import read_torch_file
 FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("segmenter", "state_dict", "model")
+# What `create_model` may be given from a file: loading never downloads or reads other weights.
+MODEL_KWARGS = ("num_classes",)
+_REWRITE = "the file is damaged or was not written by refine; use a checkpoint from refine train/convert"
 
 
 def color_map(num_classes: int) -> list[list[int]]:
@@ -58,6 +60,56 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
     path: Path | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], path: Path) -> Checkpoint:
+        """Check every field of a loaded checkpoint dict (type and range); RefineError names the bad field."""
+        version = payload.get("format_version")
+        if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
+            raise RefineError(
+                f"{path} has checkpoint format version {version!r}; this refine reads up to {FORMAT_VERSION}",
+                hint="upgrade refine" if is_int(version) and version > FORMAT_VERSION else _REWRITE,
+            )
+        from refine_cli.models import list_models
+
+        known = list_models()
+        if payload.get("model") not in known:
+            raise RefineError(
+                f"{path} is for model {payload.get('model')!r}, which this refine does not know",
+                hint="known models: " + ", ".join(known),
+            )
+        kwargs = _field(payload, "model_kwargs", dict, path) or {}
+        unknown = sorted(str(key) for key in kwargs if key not in MODEL_KWARGS)
+        if unknown:
+            raise RefineError(f"{path}: model_kwargs has unknown argument(s) {', '.join(unknown)}", hint=_REWRITE)
+        classes = payload.get("classes")
+        num_classes = kwargs.get("num_classes", len(classes) if isinstance(classes, list) else None)
+        num_classes = check_num_classes(num_classes, "model_kwargs.num_classes", str(path), _REWRITE)
+        if classes is None:
+            classes = default_classes(num_classes)
+        palette = payload.get("palette")
+        if palette is None:
+            palette = color_map(num_classes)
+        state_dict = _field(payload, "state_dict", dict, path, required=True)
+        if not state_dict or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+        ):
+            raise RefineError(f"{path}: state_dict must map parameter names to tensors", hint=_REWRITE)
+        return cls(
+            model=payload["model"],
+            model_kwargs={**kwargs, "num_classes": num_classes},
+            num_classes=num_classes,
+            classes=check_class_names(classes, num_classes, "classes", str(path), _REWRITE),
+            palette=check_palette(palette, num_classes, "palette", str(path), _REWRITE),
+            state_dict=dict(state_dict),
+            train_config=_field(payload, "train_config", dict, path),
+            metrics=_field(payload, "metrics", dict, path),
+            extra=_field(payload, "extra", dict, path),
+            refine_version=_field(payload, "refine_version", str, path),
+            created=_field(payload, "created", str, path),
+            format_version=version,
+            path=path,
+        )
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """Create the architecture and load the weights strictly (every key, every shape)."""
         from refine_cli.models import create_model
@@ -65,6 +117,18 @@ class Checkpoint:
         model = create_model(self.model, **self.model_kwargs)
         load_state_dict_strict(model, self.state_dict, source=str(self.path or "checkpoint"))
         return model.to(device)
+
+
+def _field(payload: Mapping[str, Any], name: str, kind: type, path: Path, required: bool = False) -> Any:
+    """payload[name] when it has type `kind`, None when absent and not `required`; else RefineError naming it."""
+    value = payload.get(name)
+    if value is None:
+        if required:
+            raise RefineError(f"{path}: the checkpoint has no {name}", hint=_REWRITE)
+        return None
+    if not isinstance(value, kind):
+        raise RefineError(f"{path}: {name} must be a {kind.__name__}, not {type(value).__name__}", hint=_REWRITE)
+    return value
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -198,34 +262,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                 hint="import it with `refine convert SRC --model NAME --out CK.pt`",
             )
         raise RefineError(f"{path} is not a refine checkpoint", hint="give a file written by refine train/convert")
-    version = obj.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise RefineError(
-            f"{path} has checkpoint format version {version}; this refine reads up to {FORMAT_VERSION}",
-            hint="upgrade refine",
-        )
-    from refine_cli.models import list_models
-
-    known = list_models()
-    if obj.get("model") not in known:
-        raise RefineError(
-            f"{path} is for model {obj.get('model')!r}, which this refine does not know",
-            hint="known models: " + ", ".join(known),
-        )
-    kwargs = dict(obj.get("model_kwargs") or {})
-    num_classes = int(kwargs.get("num_classes", len(obj.get("classes") or [])))
-    return Checkpoint(
-        model=obj["model"],
-        model_kwargs=kwargs,
-        num_classes=num_classes,
-        classes=list(obj.get("classes") or default_classes(num_classes)),
-        palette=[list(rgb) for rgb in (obj.get("palette") or color_map(num_classes))],
-        state_dict=dict(obj["state_dict"]),
-        train_config=obj.get("train_config"),
-        metrics=obj.get("metrics"),
-        extra=obj.get("extra"),
-        refine_version=obj.get("refine_version"),
-        created=obj.get("created"),
-        format_version=version,
-        path=path,
-    )
+    return Checkpoint.from_payload(obj, path)

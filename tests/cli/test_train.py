@@ -90,3 +90,18 @@ def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
     assert _keep_validation_cadence(epochs_recipe, explicit) is None and "train.val_unit" not in explicit
     same_unit = {"train.epochs": 20, "train.iters": None}
     assert _keep_validation_cadence(epochs_recipe, same_unit) is None and "train.val_unit" not in same_unit
+
+
+def test_set_values_obey_the_flag_rules(tmp_path: Path) -> None:
+    """`--set` cannot slip past a flag's limit: one rule table checks both (config.MINIMUMS)."""
+    data = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "r")]
+    line = _error_line(_run(*base, *FAST, "--set", "data.crop=4"))
+    assert "data.crop must be at least 8, got 4" in line
+    line = _error_line(_run(*base, *FAST, "--crop", "4"))
+    assert "--crop" in line and "8" in line
+    line = _error_line(_run(*base, *FAST, "--set", "optim.encoder_lr=nan"))
+    assert "optim.encoder_lr must be a finite number" in line
+    line = _error_line(_run(*base, *FAST, "--set", "train.save_every_steps=-1"))
+    assert "train.save_every_steps must be at least 0" in line
+    assert not (tmp_path / "r").exists()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from refine_cli.data.shapes import SHAPES_CLASSES, generate_shapes, render_sample
 from refine_cli.data.unified import UnifiedDataset
@@ -66,3 +72,59 @@ def test_shape_pixels_carry_class_colour() -> None:
                 hues[cls].append(float(np.median(hsv[..., 0][mask])))
     medians = sorted(np.median(v) for v in hues.values())
     assert min(np.diff(medians)) > 10
+
+
+def test_workers_give_the_same_bytes(tmp_path: Path) -> None:
+    one = generate_shapes(tmp_path / "one", n=40, size=32, seed=1)
+    two = generate_shapes(tmp_path / "two", n=40, size=32, seed=1, workers=2)
+    assert _digest(one) == _digest(two)
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is `parent` (from /proc/<pid>/stat; field 4 is the parent pid)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has exited and only waits to be reaped)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG is Linux-only")
+def test_workers_exit_when_prepare_is_killed(tmp_path: Path) -> None:
+    """kill -9 of `refine prepare shapes --workers 2` mid-run: its worker processes must not live on."""
+    repo = str(Path(__file__).resolve().parents[2])
+    command = [sys.executable, "-m", "refine_cli", "prepare", "shapes", "--root", str(tmp_path)]
+    command += ["--n", "4000", "--size", "128", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": repo}
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    labels = tmp_path / "shapes" / "labels"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and parent.poll() is None:
+        workers = _children(parent.pid)
+        if len(workers) >= 2 and labels.is_dir() and any(labels.iterdir()):
+            break
+        time.sleep(0.05)
+    assert parent.poll() is None and len(workers) >= 2, "prepare was not mid-run with two workers"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if _alive(pid)]
+    for pid in survivors:  # do not leak them when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"worker processes {survivors} outlived their killed parent"

@@ -165,3 +165,29 @@ def test_failed_atomic_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(OSError, match="disk full"):
         write_file_atomic(tmp_path / "x.png", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_classes": "abc"}, "num_classes must be an integer"),
+        ({"num_classes": 0, "classes": [], "palette": []}, "num_classes is 0: it defines no classes"),
+        ({"num_classes": 300}, "at most 255 classes"),
+        ({"classes": ["a", "b", "c"]}, "classes has 3 names for 2 classes"),
+        ({"classes": "ab"}, "classes must be a list of class names"),
+        ({"palette": "nonsense"}, "palette must be a list of [r, g, b] colours"),
+        ({"palette": [[0, 0, 0], ["x", 0, 0]]}, "palette[1] must be [r, g, b] with integers 0..255"),
+        ({"palette": [[0, 0, 0], [0, 0, -1]]}, "palette[1] must be [r, g, b]"),
+        ({"palette": [[0, 0, 0]]}, "palette has 1 colours for 2 classes"),
+        ({"ignore_index": "255"}, "ignore_index must be an integer 0..255"),
+        ({"ignore_index": 1}, "ignore_index 1 collides with a class index"),
+        ({"name": 5}, "name must be a str"),
+        ({"splits": {"train": -1}}, "splits must map split names to sample counts"),
+    ],
+)
+def test_damaged_meta_fields_are_named(tmp_path: Path, changes: dict, message: str) -> None:
+    meta = DatasetMeta(name="tiny", num_classes=2, classes=["a", "b"], palette=voc_palette(2)).to_dict()
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, **changes}))
+    with pytest.raises(RefineError) as caught:
+        UnifiedDataset(tmp_path)
+    assert message in caught.value.message and "meta.json" in caught.value.message

@@ -141,6 +141,46 @@ def test_resume_after_kill_9_during_checkpoint_write(tiny: Path, tmp_path: Path)
     _assert_same(_weights(tmp_path / "reference" / "last.pt"), _weights(killed / "last.pt"))
 
 
+def test_save_schedule_steps_and_clock() -> None:
+    now = [0.0]
+    schedule = run_files.SaveSchedule(every_steps=3, every_minutes=1.0, clock_check_steps=2, clock=lambda: now[0])
+    assert [step for step in range(1, 10) if schedule.due(step)] == [3, 6, 9]  # the clock has not moved
+    now[0] = 61.0
+    assert not schedule.due(5)  # the clock is only consulted every clock_check_steps steps
+    assert schedule.due(4) and not schedule.due(4, agree=lambda decision: False)  # rank 0's answer wins
+    schedule.saved()
+    assert not schedule.due(8)
+    assert not any(run_files.SaveSchedule(0, 0.0, clock=lambda: now[0]).due(step) for step in range(1, 50))
+
+
+def test_last_pt_on_its_own_cadence_and_exact_resume_after_kill_9(tiny: Path, tmp_path: Path) -> None:
+    """Save every 2 steps, validate only at the end: kill -9 after step 4's save, resume, same bits as straight."""
+    overrides = {"train.iters": 6, "train.val_every": 6, "train.val_unit": "steps", "data.batch": 2}
+    cfg = tiny_config(tiny, **overrides, **{"data.val_split": None, "train.save_every_steps": 2})
+    reference = train(cfg, tmp_path / "reference")
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        torch.set_num_threads(1)
+        from refine_cli.config import TrainConfig
+        from refine_cli.engine.trainer import TrainCallbacks, train
+        class KillAfter4(TrainCallbacks):
+            def on_checkpoint(self, step, path):
+                if step == 4:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        train(TrainConfig.from_dict({cfg.to_dict()!r}), {str(tmp_path / "killed")!r}, callbacks=KillAfter4())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    killed = tmp_path / "killed"
+    assert load_checkpoint(killed / "last.pt").extra["resume"]["step"] == 4  # not a validation point
+    summary = train(cfg, killed, resume_from=killed)
+    assert summary.steps == reference.steps == 6
+    _assert_same(_weights(tmp_path / "reference" / "last.pt"), _weights(killed / "last.pt"))
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     real_loss = TrainStep.loss
     calls = []

@@ -132,3 +132,27 @@ def test_unsupported_values_are_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "x.pt", model_name=MODEL, state_dict={}, num_classes=1, extra={"f": object()})
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model_kwargs": {"num_classes": "abc"}}, "model_kwargs.num_classes must be an integer"),
+        ({"model_kwargs": {"num_classes": 0}, "classes": [], "palette": []}, "num_classes is 0: it defines no classes"),
+        ({"model_kwargs": {"num_classes": True}}, "model_kwargs.num_classes must be an integer"),
+        ({"model_kwargs": {"num_classes": 2, "depth": 7}}, "model_kwargs has unknown argument(s) depth"),
+        ({"model_kwargs": [2]}, "model_kwargs must be a dict"),
+        ({"state_dict": None}, "has no state_dict"),
+        ({"state_dict": {"w": "not a tensor"}}, "state_dict must map parameter names to tensors"),
+        ({"classes": ["a", 3]}, "classes must be a list of class names"),
+        ({"classes": ["a", "b", "c"]}, "classes has 3 names for 2 classes"),
+        ({"palette": "red"}, "palette must be a list of [r, g, b] colours"),
+        ({"palette": [[0, 0, 0], [0, 0, 300]]}, "palette[1] must be [r, g, b] with integers 0..255"),
+        ({"palette": [[0, 0, 0]]}, "palette has 1 colours for 2 classes"),
+        ({"metrics": "best"}, "metrics must be a dict"),
+        ({"format_version": "1"}, "format version '1'"),
+    ],
+)
+def test_damaged_fields_are_named(tmp_path: Path, changes: dict, field: str) -> None:
+    error = _error(_tampered(tmp_path, **changes))
+    assert field in error.message and error.hint

@@ -54,13 +54,26 @@ def test_model_info_fields() -> None:
         assert info.variant in ("cascade4", "cascade2", "single", "2scale", "lw")
 
 
+def _python_prints(code: str) -> str:
+    """What `code` prints in a fresh interpreter (import side effects are per process)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_registry_does_not_import_torch() -> None:
     code = (
         "import sys, refine_cli.models as m; m.list_models(); m.model_info('lw-refinenet-50');"
         " print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert _python_prints(code) == "False"
+
+
+def test_models_layer_does_not_import_data() -> None:
+    """models/ is kept independent of data/: building and loading checkpoints imports nothing from it."""
+    code = (
+        "import sys, refine_cli.models.checkpoint, refine_cli.models.lw_refinenet, refine_cli.models.refinenet;"
+        "print(sorted(m for m in sys.modules if m.startswith('refine_cli.data')))"
+    )
+    assert _python_prints(code) == "[]"
 
 
 def test_unknown_name_suggests_closest() -> None:
