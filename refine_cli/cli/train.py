@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -106,6 +107,7 @@ def train_command(
     from refine_cli.config import parse_assignment, resolve_config
     from refine_cli.engine import run_files
     from refine_cli.engine.trainer import train
+    from refine_cli.locks import hold_lock
     from refine_cli.models.checkpoint import load_checkpoint
 
     flags = {
@@ -156,15 +158,39 @@ def train_command(
         note = _keep_validation_cadence(resolve_config(recipe), overrides)
         cfg = resolve_config(recipe, overrides=overrides)
         resume_from = None
+    _refuse_overlaps(cfg, out_dir, resume_from, json_out)
     if note:
         err.print(f"note: {note}")
     main = int(os.environ.get("RANK", "0")) == 0
-    with _RichProgress(enabled=main) as progress:
+    with hold_lock(out_dir, "training run") if main else contextlib.nullcontext(), _RichProgress(main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
     if main:
         _print_summary(summary)
         if json_out is not None:
             emit_json(summary.to_json(), json_out)
+
+
+def _refuse_overlaps(cfg: Any, out_dir: Path, resume_from: Path | None, json_out: str | None) -> None:
+    """The run folder and --json must not land on the dataset, --init or the backbone weights (or a run file)."""
+    from refine_cli.engine import run_files
+    from refine_cli.guards import refuse_output_over_inputs
+
+    inputs = {
+        "dataset": cfg.data.root,
+        "--init": cfg.model.init,
+        "--backbone-weights": cfg.model.backbone_weights,
+        "resumed checkpoint": resume_from,
+    }
+    # a resumed run writes into the folder it reads from, by design
+    refuse_output_over_inputs({"--out": None if resume_from else out_dir, "--json": json_out}, inputs)
+    run_file_names = (
+        run_files.LAST,
+        run_files.BEST,
+        run_files.CONFIG_FILE,
+        run_files.METRICS_JSONL,
+        run_files.METRICS_CSV,
+    )
+    refuse_output_over_inputs({"--json": json_out}, {"run's file": [out_dir / name for name in run_file_names]})
 
 
 def _resolve_data(data: str) -> str:

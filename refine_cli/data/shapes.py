@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, voc_palette
+from refine_cli.locks import hold_lock
 
 SHAPES_CLASSES: list[str] = ["background", "circle", "square", "triangle", "ellipse", "star"]
 SHAPES_VERSION = "1"
@@ -125,7 +126,14 @@ def generate_shapes(
         raise ValueError("the shapes dataset needs n >= 2 (one train and one val sample at least)")
     if not 32 <= size <= 2048:
         raise ValueError("size must be between 32 and 2048 pixels")
-    writer = UnifiedWriter(Path(root), "shapes")
+    with hold_lock(Path(root) / "shapes", "dataset folder"):  # two generators at once would mix their files
+        return _write_shapes(Path(root), n, size, seed, val_fraction, progress)
+
+
+def _write_shapes(
+    root: Path, n: int, size: int, seed: int, val_fraction: float, progress: Callable[[int, int], None] | None
+) -> Path:
+    writer = UnifiedWriter(root, "shapes")
     writer.prepare_dirs()
     writer.remove_meta()
     palette = [list(c) for c in voc_palette(len(SHAPES_CLASSES))]
