@@ -75,7 +75,9 @@ def describe_holder(record: dict[str, object] | None) -> str:
 
 
 def _this_holder(what: str) -> dict[str, object]:
-    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    argv = [name, *sys.argv[1:]]
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),

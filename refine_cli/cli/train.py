@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -61,6 +60,7 @@ def _keep_validation_cadence(base: Any, overrides: dict[str, Any]) -> str | None
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[
         Opt[str], typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")
     ] = None,
@@ -110,6 +110,9 @@ def train_command(
     from refine_cli.locks import hold_lock
     from refine_cli.models.checkpoint import load_checkpoint
 
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main and resume is not None and resume.exists():  # lock before reading the run's last.pt
+        ctx.with_resource(hold_lock(resume if resume.is_dir() else resume.parent, "training run"))
     flags = {
         "data.root": _resolve_data(data) if data is not None else None,
         "data.train_split": train_split,
@@ -159,10 +162,11 @@ def train_command(
         cfg = resolve_config(recipe, overrides=overrides)
         resume_from = None
     _refuse_overlaps(cfg, out_dir, resume_from, json_out)
+    if main and resume is None:  # one run per folder, held until the command ends
+        ctx.with_resource(hold_lock(out_dir, "training run"))
     if note:
         err.print(f"note: {note}")
-    main = int(os.environ.get("RANK", "0")) == 0
-    with hold_lock(out_dir, "training run") if main else contextlib.nullcontext(), _RichProgress(main) as progress:
+    with _RichProgress(enabled=main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
     if main:
         _print_summary(summary)
