@@ -77,6 +77,7 @@ def describe_holder(record: dict[str, object] | None) -> str:
 def _this_holder(what: str) -> dict[str, object]:
     program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
     name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    name = "python -c" if name == "-c" else name
     argv = [name, *sys.argv[1:]]
     return {
         "pid": os.getpid(),
