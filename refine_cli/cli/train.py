@@ -161,7 +161,7 @@ def train_command(
         note = _keep_validation_cadence(resolve_config(recipe), overrides)
         cfg = resolve_config(recipe, overrides=overrides)
         resume_from = None
-    _refuse_overlaps(cfg, out_dir, resume_from, json_out)
+    _refuse_overlaps(cfg, recipe, out_dir, resume_from, json_out)
     if main and resume is None:  # one run per folder, held until the command ends
         ctx.with_resource(hold_lock(out_dir, "training run"))
     if note:
@@ -174,13 +174,16 @@ def train_command(
             emit_json(summary.to_json(), json_out)
 
 
-def _refuse_overlaps(cfg: Any, out_dir: Path, resume_from: Path | None, json_out: str | None) -> None:
-    """The run folder and --json must not land on the dataset, --init or the backbone weights (or a run file)."""
+def _refuse_overlaps(
+    cfg: Any, recipe: str | None, out_dir: Path, resume_from: Path | None, json_out: str | None
+) -> None:
+    """The run folder and --json must not land on the dataset, recipe, --init or backbone weights (or a run file)."""
     from refine_cli.engine import run_files
     from refine_cli.guards import refuse_output_over_inputs
 
     inputs = {
         "dataset": cfg.data.root,
+        "--recipe": recipe if recipe is not None and Path(recipe).is_file() else None,
         "--init": cfg.model.init,
         "--backbone-weights": cfg.model.backbone_weights,
         "resumed checkpoint": resume_from,

@@ -129,6 +129,11 @@ def test_convert_bench_train_refuse_outputs_over_inputs(ws: dict[str, Path], tmp
     line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), "--init", str(ck),
                      "--json", str(ck), *fast], ck)  # fmt: skip
     assert "would overwrite the --init" in line and not (tmp_path / "r").exists()  # refused before the folder
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("model:\n  name: lw-refinenet-mobilenetv2\n")
+    line = _refused(["train", "--recipe", str(recipe), "--data", str(ws["data"]), "--out", str(tmp_path / "r"),
+                     "--json", str(recipe), *fast], recipe)  # fmt: skip
+    assert "would overwrite the --recipe" in line
     (tmp_path / "r").mkdir()
     line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), *fast,
                      "--json", str(tmp_path / "r" / "last.pt")])  # fmt: skip
