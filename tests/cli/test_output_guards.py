@@ -8,28 +8,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.errors import RefineError
 from refine_cli.guards import refuse_output_over_inputs
+from tests.support.tiny_seg import make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny dataset and an untrained 3-class checkpoint: every case here is refused before either is used."""
     from refine_cli.models import create_model
     from refine_cli.models.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("guards")
-    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "4", "--size", "64"])
-    assert result.exit_code == 0, result.output
-    checkpoint = root / "tiny.pt"
-    torch.manual_seed(0)
-    model = create_model("lw-refinenet-mobilenetv2", num_classes=6)
-    save_checkpoint(checkpoint, model_name="lw-refinenet-mobilenetv2", model=model, num_classes=6)
-    return {"root": root, "data": root / "shapes", "ck": checkpoint}
+    data = make_tiny_dataset(root, train=2, val=1, size=(32, 32))
+    name = "lw-refinenet-mobilenetv2"
+    save_checkpoint(root / "tiny.pt", model_name=name, model=create_model(name, num_classes=3), num_classes=3)
+    return {"root": root, "data": data, "ck": root / "tiny.pt"}
 
 
 def _digest(path: Path) -> str:
@@ -152,10 +150,10 @@ def test_prepare_refuses_json_on_an_archive_and_in_the_dataset(ws: dict[str, Pat
     assert "would overwrite the archive" in line and not (tmp_path / "data" / "voc").exists()
     line = _refused(["prepare", "voc", "--archives", str(tmp_path / "data" / "voc"), "--root", str(tmp_path / "data")])
     assert "dataset folder" in line and "contains the archive" in line
-    line = _refused(
-        ["prepare", "shapes", "--root", str(ws["root"]), "--json", str(ws["data"] / "meta.json")], ws["data"]
-    )
-    assert "is inside the dataset folder" in line
+    shapes = tmp_path / "data" / "shapes"
+    shapes.mkdir(parents=True)
+    line = _refused(["prepare", "shapes", "--root", str(tmp_path / "data"), "--json", str(shapes / "meta.json")])
+    assert "is inside the dataset folder" in line and not any(shapes.iterdir())
 
 
 def test_helper_rules(tmp_path: Path) -> None:
