@@ -94,7 +94,7 @@ def hold_lock(target: str | os.PathLike[str], what: str, wait: float | None = No
 
     `what` names the target for the user ("dataset folder", "training run"). A busy lock is waited for
     `wait` seconds (default: $REFINE_LOCK_WAIT or 5; negative = for ever), then a RefineError names the
-    holder. Yields the lock file's path. Re-entrant within one process only through nesting the block.
+    holder. Yields the lock file's path. Not re-entrant: a second hold in the same process waits like any other.
     """
     from filelock import FileLock, Timeout
 
@@ -108,7 +108,7 @@ def hold_lock(target: str | os.PathLike[str], what: str, wait: float | None = No
         holder = describe_holder(read_holder(target))
         raise RefineError(
             f"{what} {target} is in use by {holder}",
-            hint=f"wait for it to finish (set {LOCK_WAIT_ENV}=SECONDS to wait longer); a holder that died "
+            hint=f"wait for it to finish, or set {LOCK_WAIT_ENV}=SECONDS to wait longer; a holder that died "
             "releases the lock by itself",
         ) from None
     holder_file = holder_file_for(target)
