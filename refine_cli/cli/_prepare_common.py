@@ -64,6 +64,7 @@ def run_prepare(
     from refine_cli.cli.check import problems_error, render_check
     from refine_cli.data.pipeline import prepare_dataset
 
+    refuse_prepare_overlaps(converter, options, root, archives, manifest, json_out)
     report = prepare_dataset(
         converter,
         root=root or default_root(),
@@ -86,6 +87,24 @@ def run_prepare(
     return report
 
 
+def refuse_prepare_overlaps(
+    converter: str,
+    options: dict[str, Any],
+    root: Path | None,
+    archives: Path | None,
+    manifest: Path | None,
+    json_out: str | None,
+) -> None:
+    """Before any download: the dataset folder and --json must not land on the archives or the manifest."""
+    from refine_cli.data.pipeline import prepare_paths
+    from refine_cli.guards import refuse_output_over_inputs
+
+    paths = prepare_paths(converter, root or default_root(), options, archives, manifest)
+    reads = {"archive": paths.sources, "--manifest": manifest}  # the archives, not the folder holding them
+    refuse_output_over_inputs({"--json": json_out, "dataset folder": paths.dataset}, reads)
+    refuse_output_over_inputs({"--json": json_out}, {"dataset folder": paths.dataset})
+
+
 @dataclass
 class PrepareCommon:
     """The options every `refine prepare <dataset>` takes, parsed once for all datasets."""
@@ -102,6 +121,10 @@ class PrepareCommon:
     def root_dir(self) -> Path:
         """--root, else $REFINE_DATA, else ./data."""
         return Path(self.root or default_root()).expanduser()
+
+    def refuse_overlaps(self, converter: str, options: dict[str, Any]) -> None:
+        """`refuse_prepare_overlaps` with these options (for work a command does before `run`)."""
+        refuse_prepare_overlaps(converter, options, self.root, self.archives, self.manifest, self.json_out)
 
     def run(self, converter: str, options: dict[str, Any], json_out: str | None | bool = True) -> Any:
         """`run_prepare` with these options (json_out=None: the caller writes the JSON itself)."""

@@ -84,9 +84,9 @@ class _RefineGroup(TyperGroup):
 
 
 def _check_json_destinations(args: Sequence[str]) -> None:
-    """`--json PATH` must be writable: checked up front so hours of training are not lost at the end."""
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag != "--json" or value == "-":
+    """`--json PATH` (or `--json=PATH`) must be writable: checked up front so hours of training are not lost."""
+    for value in json_destinations(args):
+        if value == "-":
             continue
         path = Path(value).expanduser()
         parent = path.parent if str(path.parent) else Path(".")
@@ -96,6 +96,13 @@ def _check_json_destinations(args: Sequence[str]) -> None:
             raise RefineError(f"--json {value}: folder {parent} does not exist", hint="create it or choose another")
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise RefineError(f"--json {value} is not writable", hint="choose another path")
+
+
+def json_destinations(args: Sequence[str]) -> list[str]:
+    """The values of every `--json PATH` and `--json=PATH` on a command line, in order."""
+    found = [arg.split("=", 1)[1] for arg in args if arg.startswith("--json=")]
+    found += [value for flag, value in zip(args, args[1:], strict=False) if flag == "--json"]
+    return found
 
 
 app = typer.Typer(

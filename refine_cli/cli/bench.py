@@ -38,7 +38,9 @@ def bench_command(
 ) -> None:
     """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
     from refine_cli.engine.bench import BenchSettings, parse_size, run_benchmarks
+    from refine_cli.guards import refuse_output_over_inputs
 
+    refuse_output_over_inputs({"--json": json_out}, {"--checkpoint": checkpoint})
     height, width = parse_size(size)
     settings = BenchSettings(
         height=height,

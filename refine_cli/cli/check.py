@@ -72,7 +72,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a unified dataset: sizes, label values, splits and counts; print the class histogram."""
         from refine_cli.data.check import check_dataset
+        from refine_cli.guards import refuse_output_over_inputs
 
+        refuse_output_over_inputs({"--json": json_out}, {"dataset": path})
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
         render_check(report)
         if json_out:

@@ -22,7 +22,9 @@ def convert_command(
 ) -> None:
     """Convert official weights strictly: every key mapped, every shape checked, written atomically."""
     from refine_cli.engine.convert import convert_official
+    from refine_cli.guards import refuse_output_over_inputs
 
+    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"source checkpoint": src})
     summary = convert_official(src, model, out_path, num_classes=num_classes, overwrite=force)
     if json_out is not None:
         emit_json(summary, json_out)

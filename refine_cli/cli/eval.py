@@ -76,10 +76,15 @@ def eval_command(
 ) -> None:
     """Evaluate on a dataset split: mIoU, pixel accuracy, mean accuracy, FWIoU and per-class IoU at label size."""
     from refine_cli.errors import RefineError
+    from refine_cli.guards import refuse_output_over_inputs
 
     if (checkpoint is None) == (pred is None):
         raise RefineError("give exactly one of --checkpoint and --pred", hint="see `refine eval --help`")
     dataset = resolve_dataset(data)
+    refuse_output_over_inputs(
+        {"--json": json_out, "--save-pred": save_pred},
+        {"--checkpoint": checkpoint, "--pred": pred, "--data": dataset.path},
+    )
     header = err if json_out == "-" else out  # keep stdout pure JSON with --json -
     if pred is not None:
         if msc is not None or flip or tile or crf or save_pred is not None:

@@ -67,6 +67,7 @@ def predict_command(
     """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
     from refine_cli.engine.predictor import expand_inputs, label_id_map_of, load_for_inference, predict_images
     from refine_cli.errors import RefineError
+    from refine_cli.guards import refuse_output_over_inputs
 
     scales, tile_size = resolve_tta(msc, tile)
     crf_params = resolve_crf(crf, crf_param)
@@ -76,6 +77,11 @@ def predict_command(
         raise RefineError(f"no input images found ({reasons})", hint="give image files, folders or quoted globs")
     if label_map is not None and not label_ids:
         raise RefineError("--label-map is only used with --label-ids", hint="add --label-ids or drop --label-map")
+    suffixes = [".png"] + ["_overlay.jpg"] * overlay + ["_probs.npz"] * probs  # what predict_images writes
+    refuse_output_over_inputs(
+        {"--out": [out_dir / f"{path.stem}{suffix}" for path in paths for suffix in suffixes], "--json": json_out},
+        {"input image": paths, "--checkpoint": checkpoint, "--label-map": label_map},
+    )
     loaded, model = load_for_inference(checkpoint, device)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     err.print(

@@ -180,6 +180,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """PASCAL-Context: train 4,998 / val 5,105 in the FCN/RefineNet class order (VOC 2010 images)."""
         names = {"60": ["context"], "59": ["context59"], "both": ["context", "context59"]}[classes.value]
+        for name in names:
+            common.refuse_overlaps(name, {})
         if len(names) == 1:
             common.run(names[0], {})
             return

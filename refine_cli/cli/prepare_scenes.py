@@ -54,6 +54,7 @@ def cityscapes_command(
 
     Needs an account: pass the two zips with --archives, or log in with --username.
     """
+    common.refuse_overlaps("cityscapes", {})  # before the login and download
     if common.archives is None:
         from refine_cli.data.cityscapes_login import ensure_login_sources
         from refine_cli.data.converters.cityscapes import CityscapesConverter

@@ -25,8 +25,10 @@ def shapes_command(
 ) -> None:
     """Synthetic shapes (6 classes: background, circle, square, triangle, ellipse, star), drawn locally."""
     from refine_cli.data.shapes import generate_shapes
+    from refine_cli.guards import refuse_output_over_inputs
 
     target = root or default_root()
+    refuse_output_over_inputs({"--json": json_out}, {"dataset folder": target / "shapes"})
     start = time.perf_counter()
     bar = None
     if err.is_terminal:

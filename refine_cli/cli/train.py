@@ -61,6 +61,7 @@ def _keep_validation_cadence(base: Any, overrides: dict[str, Any]) -> str | None
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[
         Opt[str], typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")
     ] = None,
@@ -146,8 +147,12 @@ def train_command(
     from refine_cli.config import parse_assignment, resolve_config
     from refine_cli.engine import run_files
     from refine_cli.engine.trainer import train
+    from refine_cli.locks import hold_lock
     from refine_cli.models.checkpoint import load_checkpoint
 
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main and resume is not None and resume.exists():  # lock before reading the run's last.pt
+        ctx.with_resource(hold_lock(resume if resume.is_dir() else resume.parent, "training run"))
     flags = {
         "data.root": _resolve_data(data) if data is not None else None,
         "data.train_split": train_split,
@@ -202,6 +207,9 @@ def train_command(
         note = _keep_validation_cadence(resolve_config(recipe, base=base), overrides)
         cfg = resolve_config(recipe, base=base, overrides=overrides)
         resume_from = None
+    _refuse_overlaps(cfg, recipe, out_dir, resume_from, json_out)
+    if main and resume is None:  # one run per folder, held until the command ends
+        ctx.with_resource(hold_lock(out_dir, "training run"))
     if note:
         err.print(f"note: {note}")
     if class_weights is not None:
@@ -212,13 +220,38 @@ def train_command(
         cfg = resolve_config(base=cfg.to_dict(), overrides={"train.class_weights": weights})
         if weights is not None:
             err.print(f"note: class weights {', '.join(f'{w:g}' for w in weights)}")
-    main = int(os.environ.get("RANK", "0")) == 0
     with _RichProgress(enabled=main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
     if main:
         _print_summary(summary)
         if json_out is not None:
             emit_json(summary.to_json(), json_out)
+
+
+def _refuse_overlaps(
+    cfg: Any, recipe: str | None, out_dir: Path, resume_from: Path | None, json_out: str | None
+) -> None:
+    """The run folder and --json must not land on the dataset, recipe, --init or backbone weights (or a run file)."""
+    from refine_cli.engine import run_files
+    from refine_cli.guards import refuse_output_over_inputs
+
+    inputs = {
+        "dataset": cfg.data.root,
+        "--recipe": recipe if recipe is not None and Path(recipe).is_file() else None,
+        "--init": cfg.model.init,
+        "--backbone-weights": cfg.model.backbone_weights,
+        "resumed checkpoint": resume_from,
+    }
+    # a resumed run writes into the folder it reads from, by design
+    refuse_output_over_inputs({"--out": None if resume_from else out_dir, "--json": json_out}, inputs)
+    run_file_names = (
+        run_files.LAST,
+        run_files.BEST,
+        run_files.CONFIG_FILE,
+        run_files.METRICS_JSONL,
+        run_files.METRICS_CSV,
+    )
+    refuse_output_over_inputs({"--json": json_out}, {"run's file": [out_dir / name for name in run_file_names]})
 
 
 def _resolve_data(data: str) -> str:

@@ -30,6 +30,7 @@ from refine_cli.data.verify import measured_sha256
 from refine_cli.data.worker import Outcome, convert_chunk
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
+from refine_cli.locks import hold_lock
 from refine_cli.workers import die_with_parent
 
 STATE_FILE = ".prepare-state.json"
@@ -126,6 +127,34 @@ def fetch_sources(
             local = extract_archive(local, downloads / "extracted" / _archive_stem(source.file), progress=progress)
         paths[source.key] = local
     return paths, records
+
+
+@dataclass
+class PreparePaths:
+    """Where a prepare run writes (its dataset folder) and what it reads, known before any work starts."""
+
+    dataset: Path
+    sources: list[Path]  # the archives/files it reads, and the folders they are extracted to
+
+
+def prepare_paths(
+    converter_name: str,
+    root: Path,
+    options: dict[str, Any],
+    archives: Path | None = None,
+    manifest: str | Path | None = None,
+) -> PreparePaths:
+    """The paths `prepare_dataset` will write and read with these arguments (mirrors `fetch_sources`)."""
+    converter = get_converter(converter_name)
+    loaded = load_manifest(manifest if manifest is not None else converter.manifest)
+    downloads = Path(root).expanduser() / "downloads"
+    sources: list[Path] = []
+    for key in converter.required_sources({**options, "manifest": loaded}):
+        source = loaded.source(key)
+        sources.append((Path(archives) if archives is not None else downloads) / source.file)
+        if source.extract:
+            sources.append(downloads / "extracted" / _archive_stem(source.file))
+    return PreparePaths(dataset=Path(root).expanduser() / converter.name, sources=sources)
 
 
 def _check_plan_ids(plan: Plan, converter: str) -> None:
@@ -290,10 +319,34 @@ def prepare_dataset(
     progress: bool = False,
     notify: Callable[[str], None] | None = None,
 ) -> PrepareReport:
-    """Make `<root>/<dataset>` from the converter's sources; see the module docstring for guarantees."""
+    """Make `<root>/<dataset>` from the converter's sources; see the module docstring for guarantees.
+
+    The dataset folder is locked for the whole run (refine_cli.locks): a second `prepare` of the same
+    dataset waits briefly, then is refused with a line naming the first, instead of both writing it.
+    """
+    root = Path(root).expanduser()
+    with contextlib.ExitStack() as held:
+        held.enter_context(hold_lock(root / get_converter(converter_name).name, "dataset folder"))
+        return _prepare_locked(
+            converter_name, root, options, archives, manifest, workers, trust_archives, skip_bad, progress, notify, held
+        )
+
+
+def _prepare_locked(
+    converter_name: str,
+    root: Path,
+    options: dict[str, Any],
+    archives: Path | None,
+    manifest: str | Path | None,
+    workers: int,
+    trust_archives: bool,
+    skip_bad: bool,
+    progress: bool,
+    notify: Callable[[str], None] | None,
+    held: contextlib.ExitStack,
+) -> PrepareReport:
     started = time.perf_counter()
     notify = notify or _default_notify
-    root = Path(root).expanduser()
     converter = get_converter(converter_name)
     loaded: Manifest | None = None
     if converter.manifest or manifest is not None:
@@ -314,6 +367,8 @@ def prepare_dataset(
             hint="fix them, or pass --skip-bad to leave those samples out and list them",
         )
     spec = plan.spec
+    if spec.name != converter.name:  # the folder written is named by the plan: lock it too
+        held.enter_context(hold_lock(root / spec.name, "dataset folder"))
     writer = UnifiedWriter(root, spec.name)
     state = _state(converter, options, source_records)
     dropped_before = set(_start_or_resume(writer, state, notify))

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from refine_cli.data.unified import DatasetMeta, UnifiedWriter, voc_palette
+from refine_cli.locks import hold_lock
 from refine_cli.workers import die_with_parent
 
 SHAPES_CLASSES: list[str] = ["background", "circle", "square", "triangle", "ellipse", "star"]
@@ -163,7 +164,20 @@ def generate_shapes(
         raise ValueError("the shapes dataset needs n >= 2 (one train and one val sample at least)")
     if not 32 <= size <= 2048:
         raise ValueError("size must be between 32 and 2048 pixels")
-    writer = UnifiedWriter(Path(root), "shapes")
+    with hold_lock(Path(root) / "shapes", "dataset folder"):  # two generators at once would mix their files
+        return _write_shapes(Path(root), n, size, seed, val_fraction, progress, workers)
+
+
+def _write_shapes(
+    root: Path,
+    n: int,
+    size: int,
+    seed: int,
+    val_fraction: float,
+    progress: Callable[[int, int], None] | None,
+    workers: int,
+) -> Path:
+    writer = UnifiedWriter(root, "shapes")
     writer.prepare_dirs()
     writer.remove_meta()
     writer.remove_temporary_files()

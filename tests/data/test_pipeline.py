@@ -304,3 +304,35 @@ def test_invalid_sample_id_from_a_damaged_list_is_one_clear_error(tmp_path: Path
     manifest.write_text(manifest.read_text().replace(manifest.read_text().splitlines()[-1], "unverified = true"))
     with pytest.raises(RefineError, match="not a valid sample id"):
         prepare_dataset("tinytest", tmp_path / "data", {}, archives=folder, manifest=manifest)
+
+
+_PREPARE_IN_A_SECOND_PROCESS = """
+import sys
+from pathlib import Path
+import tests.data.test_pipeline  # registers the test-only converter
+from refine_cli.data.pipeline import prepare_dataset
+prepare_dataset("tinytest", Path(sys.argv[1]), {}, archives=Path(sys.argv[2]), manifest=Path(sys.argv[3]))
+"""
+
+
+def test_a_second_prepare_is_refused_or_waits_never_interleaves(
+    tmp_path: Path, archives: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two prepares of one dataset at once (the reproduced race): the second names the first, or waits for it."""
+    import signal
+
+    from tests.support.processes import reaping, spawn, wait_for_holder
+
+    with reaping() as started:
+        first = spawn(["-c", _PREPARE_IN_A_SECOND_PROCESS, str(tmp_path / "data"), *map(str, archives)])
+        started.append(first)
+        wait_for_holder(tmp_path / "data" / "tinytest", first)
+        first.send_signal(signal.SIGSTOP)  # frozen mid-run while holding the lock: the race window, made certain
+        monkeypatch.setenv("REFINE_LOCK_WAIT", "0")
+        with pytest.raises(RefineError, match=f"dataset folder .*tinytest is in use by pid {first.pid} on "):
+            _prepare(tmp_path, archives)
+        first.send_signal(signal.SIGCONT)
+        monkeypatch.setenv("REFINE_LOCK_WAIT", "60")
+        report = _prepare(tmp_path, archives)  # waits for the first, then finds its complete work
+        assert first.wait(60) == 0, first.communicate()[0]
+    assert report.converted == 0 and report.reused == N - 1 and report.check is not None and report.check.ok

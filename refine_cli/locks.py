@@ -1,0 +1,121 @@
+"""One writer per output: an OS file lock beside what a command writes, naming its holder when refused.
+
+    with hold_lock(Path("data/voc"), "dataset"):      # locks data/.voc.lock, holder in data/.voc.lock.holder
+        ...write data/voc...
+
+The lock is filelock's `FileLock` (flock(2) on POSIX): the kernel drops it when the holding process
+ends, however it ends (kill -9, OOM killer, power loss on a local disk), so a dead holder never blocks
+anyone. The lock sits beside the protected path, not inside it, so it can be taken before the folder
+exists and never shows up among the folder's files. The holder's pid, host, command and start time go
+into a small JSON sidecar so a refused second process can say who is in the way; the sidecar is only
+information (a stale one left by a killed holder is simply overwritten by the next one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from refine_cli.errors import RefineError
+from refine_cli.fileio import write_json_atomic
+
+LOCK_WAIT_ENV = "REFINE_LOCK_WAIT"
+DEFAULT_WAIT_S = 5.0  # long enough for a finishing holder to let go, short enough not to look hung
+_LOCK_SUFFIX = ".lock"
+_HOLDER_SUFFIX = ".lock.holder"
+
+
+def lock_file_for(target: str | os.PathLike[str]) -> Path:
+    """`<parent>/.<name>.lock` for the folder or file `target`."""
+    target = Path(os.path.realpath(Path(target).expanduser()))  # one lock however the path is spelt
+    return target.parent / f".{target.name}{_LOCK_SUFFIX}"
+
+
+def holder_file_for(target: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar that names the current holder of `target`'s lock."""
+    lock = lock_file_for(target)
+    return lock.with_name(lock.name[: -len(_LOCK_SUFFIX)] + _HOLDER_SUFFIX)
+
+
+def default_wait() -> float:
+    """Seconds to wait for a busy lock: $REFINE_LOCK_WAIT, else 5 (negative = wait for ever)."""
+    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_WAIT_S
+    try:
+        return float(text)
+    except ValueError:
+        raise RefineError(
+            f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds", hint="e.g. 60, or -1 for ever"
+        ) from None
+
+
+def read_holder(target: str | os.PathLike[str]) -> dict[str, object] | None:
+    """The holder record of `target`'s lock (pid, host, command, since, what), or None when unreadable."""
+    try:
+        record = json.loads(holder_file_for(target).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def describe_holder(record: dict[str, object] | None) -> str:
+    """'pid 123 on host h, `refine prepare voc`, since 2026-01-01 12:00:00 UTC' (or a neutral phrase)."""
+    if not record:
+        return "another process (it has not written its details yet)"
+    since = record.get("since")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(since))) if isinstance(since, (int, float)) else "?"
+    return f"pid {record.get('pid', '?')} on {record.get('host', '?')}, `{record.get('command', '?')}`, since {when}"
+
+
+def _this_holder(what: str) -> dict[str, object]:
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
+    name = "python -c" if name == "-c" else name
+    argv = [name, *sys.argv[1:]]
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(argv),
+        "since": time.time(),
+        "what": what,
+    }
+
+
+@contextlib.contextmanager
+def hold_lock(target: str | os.PathLike[str], what: str, wait: float | None = None) -> Iterator[Path]:
+    """Hold the exclusive lock on `target` (a folder or file this process is about to write) for the block.
+
+    `what` names the target for the user ("dataset folder", "training run"). A busy lock is waited for
+    `wait` seconds (default: $REFINE_LOCK_WAIT or 5; negative = for ever), then a RefineError names the
+    holder. Yields the lock file's path. Not re-entrant: a second hold in the same process waits like any other.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = lock_file_for(target)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path, thread_local=False)
+    seconds = default_wait() if wait is None else wait
+    try:
+        lock.acquire(timeout=seconds)
+    except Timeout:
+        holder = describe_holder(read_holder(target))
+        raise RefineError(
+            f"{what} {target} is in use by {holder}",
+            hint=f"wait for it to finish, or set {LOCK_WAIT_ENV}=SECONDS to wait longer; a holder that died "
+            "releases the lock by itself",
+        ) from None
+    holder_file = holder_file_for(target)
+    try:
+        write_json_atomic(holder_file, _this_holder(what))
+        yield lock_path
+    finally:
+        with contextlib.suppress(OSError):
+            holder_file.unlink()  # before unlocking: the next holder writes its own
+        lock.release()

@@ -1,0 +1,177 @@
+"""No output option writes onto or into an input: every reproduced case is refused up front, inputs untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.errors import RefineError
+from refine_cli.guards import refuse_output_over_inputs
+from tests.support.tiny_seg import make_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny dataset and an untrained 3-class checkpoint: every case here is refused before either is used."""
+    from refine_cli.models import create_model
+    from refine_cli.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("guards")
+    data = make_tiny_dataset(root, train=2, val=1, size=(32, 32))
+    name = "lw-refinenet-mobilenetv2"
+    save_checkpoint(root / "tiny.pt", model_name=name, model=create_model(name, num_classes=3), num_classes=3)
+    return {"root": root, "data": data, "ck": root / "tiny.pt"}
+
+
+def _digest(path: Path) -> str:
+    """sha256 of a file, or of every file under a folder (names and bytes)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    sha = hashlib.sha256()
+    for file in files:
+        sha.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + file.read_bytes())
+    return sha.hexdigest()
+
+
+def _refused(args: list[str], *protected: Path) -> str:
+    """Run the command; it must fail with one line and exit 2 and leave the protected paths byte-identical."""
+    before = [_digest(path) for path in protected]
+    result = CliRunner().invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert [_digest(path) for path in protected] == before
+    return lines[0]
+
+
+@pytest.mark.parametrize("form", ["two tokens", "equals"])
+def test_eval_json_onto_the_checkpoint_is_refused(ws: dict[str, Path], form: str) -> None:
+    json_args = ["--json", str(ws["ck"])] if form == "two tokens" else [f"--json={ws['ck']}"]
+    line = _refused(["eval", "-c", str(ws["ck"]), "--data", str(ws["data"]), *json_args], ws["ck"])
+    assert "would overwrite the --checkpoint" in line
+
+
+def test_eval_save_pred_into_the_dataset_is_refused(ws: dict[str, Path]) -> None:
+    args = ["eval", "-c", str(ws["ck"]), "--data", str(ws["data"]), "--save-pred", str(ws["data"] / "labels")]
+    line = _refused(args, ws["data"])
+    assert "--save-pred" in line and "is inside the --data" in line
+    # a folder that holds the dataset is refused too (containment both ways)
+    line = _refused(
+        ["eval", "-c", str(ws["ck"]), "--data", str(ws["data"]), "--save-pred", str(ws["root"])], ws["data"]
+    )
+    assert "--save-pred" in line and "contains the" in line
+
+
+def test_eval_pred_folder_is_not_an_output(ws: dict[str, Path], tmp_path: Path) -> None:
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    (preds / "x.png").write_bytes(b"not read")
+    line = _refused(["eval", "--pred", str(preds), "--data", str(ws["data"]), "--json", str(preds / "r.json")], preds)
+    assert "is inside the --pred" in line
+
+
+@pytest.mark.parametrize("form", ["two tokens", "equals"])
+def test_check_json_onto_meta_is_refused(ws: dict[str, Path], form: str) -> None:
+    meta = ws["data"] / "meta.json"
+    json_args = ["--json", str(meta)] if form == "two tokens" else [f"--json={meta}"]
+    assert "is inside the dataset" in _refused(["check", str(ws["data"]), *json_args], ws["data"])
+    # the same file through a symlinked folder is the same file
+    link = ws["root"] / "alias"
+    link.symlink_to(ws["data"], target_is_directory=True)
+    try:
+        assert "is inside the dataset" in _refused(["check", str(ws["data"]), "--json", str(link / "meta.json")])
+    finally:
+        link.unlink()
+
+
+def test_json_equals_form_checks_the_folder_up_front(ws: dict[str, Path], tmp_path: Path) -> None:
+    """`--json=PATH` behaves like `--json PATH`: a missing folder is refused, not created after the work."""
+    line = _refused(["check", str(ws["data"]), f"--json={tmp_path / 'no' / 'r.json'}"])
+    assert "does not exist" in line and not (tmp_path / "no").exists()
+
+
+def test_predict_next_to_inputs_only_when_nothing_is_replaced(ws: dict[str, Path], tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(photos / "a.jpg")
+    Image.fromarray(image).save(photos / "b.png")
+    # b.png is an input and would be replaced by the prediction for b.png
+    line = _refused(["predict", str(photos), "-c", str(ws["ck"]), "--out", str(photos), "--device", "cpu"], photos)
+    assert "would overwrite the input image" in line and "b.png" in line
+    (photos / "b.png").unlink()
+    # only a.jpg: a.png beside it replaces nothing, so it is allowed
+    ok = CliRunner().invoke(app, ["predict", str(photos), "-c", str(ws["ck"]), "--out", str(photos), "--device", "cpu"])
+    assert ok.exit_code == 0, ok.output
+    assert (photos / "a.jpg").is_file() and (photos / "a.png").is_file()
+    # --json onto an input image
+    line = _refused(["predict", str(photos / "a.jpg"), "-c", str(ws["ck"]), "--out", str(tmp_path / "o"),
+                     "--json", str(photos / "a.jpg")], photos)  # fmt: skip
+    assert "would overwrite the input image" in line and not (tmp_path / "o").exists()
+
+
+def test_convert_bench_train_refuse_outputs_over_inputs(ws: dict[str, Path], tmp_path: Path) -> None:
+    ck = ws["ck"]
+    line = _refused(["convert", str(ck), "--model", "lw-refinenet-mobilenetv2", "--out", str(ck), "--force"], ck)
+    assert "--out" in line and "would overwrite the source checkpoint" in line
+    line = _refused(["bench", "--checkpoint", str(ck), "--json", str(ck), "--device", "cpu"], ck)
+    assert "would overwrite the --checkpoint" in line
+    fast = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--workers", "0", "--device", "cpu", "--iters", "1"]
+    line = _refused(["train", "--data", str(ws["data"]), "--out", str(ws["data"] / "run"), *fast], ws["data"])
+    assert "--out" in line and "is inside the dataset" in line
+    line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), "--init", str(ck),
+                     "--json", str(ck), *fast], ck)  # fmt: skip
+    assert "would overwrite the --init" in line and not (tmp_path / "r").exists()  # refused before the folder
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("model:\n  name: lw-refinenet-mobilenetv2\n")
+    line = _refused(["train", "--recipe", str(recipe), "--data", str(ws["data"]), "--out", str(tmp_path / "r"),
+                     "--json", str(recipe), *fast], recipe)  # fmt: skip
+    assert "would overwrite the --recipe" in line
+    (tmp_path / "r").mkdir()
+    line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), *fast,
+                     "--json", str(tmp_path / "r" / "last.pt")])  # fmt: skip
+    assert "would overwrite the run's file" in line
+
+
+def test_prepare_refuses_json_on_an_archive_and_in_the_dataset(ws: dict[str, Path], tmp_path: Path) -> None:
+    from refine_cli.data.manifest import load_manifest
+
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    tar = archives / load_manifest("voc").source("trainval").file
+    tar.write_bytes(b"stand-in for the real archive")
+    line = _refused(["prepare", "voc", "--archives", str(archives), "--root", str(tmp_path / "data"),
+                     "--json", str(tar)], tar)  # fmt: skip
+    assert "would overwrite the archive" in line and not (tmp_path / "data" / "voc").exists()
+    line = _refused(["prepare", "voc", "--archives", str(tmp_path / "data" / "voc"), "--root", str(tmp_path / "data")])
+    assert "dataset folder" in line and "contains the archive" in line
+    shapes = tmp_path / "data" / "shapes"
+    shapes.mkdir(parents=True)
+    line = _refused(["prepare", "shapes", "--root", str(tmp_path / "data"), "--json", str(shapes / "meta.json")])
+    assert "is inside the dataset folder" in line and not any(shapes.iterdir())
+
+
+def test_helper_rules(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "labels").mkdir(parents=True)
+    (data / "labels" / "a.png").write_bytes(b"x")
+    os.link(data / "labels" / "a.png", tmp_path / "hard.png")
+    refuse_output_over_inputs({"--json": "-", "--out": None, "--x": ""}, {"in": data})  # stdout/unset: nothing
+    refuse_output_over_inputs({"--out": tmp_path / "elsewhere"}, {"in": data})  # beside: fine
+    cases = {
+        tmp_path / "data": "would overwrite",
+        tmp_path / "data" / "labels": "is inside",
+        tmp_path: "contains",
+        tmp_path / "hard.png": "would overwrite",  # a hard link to an input is the input
+    }
+    for out, words in cases.items():
+        inputs = {"in": [data / "labels" / "a.png"]} if out.name == "hard.png" else {"in": data}
+        with pytest.raises(RefineError, match=words):
+            refuse_output_over_inputs({"--out": out}, inputs)
+    with pytest.raises(RefineError, match="are the same path"):
+        refuse_output_over_inputs({"--out": tmp_path / "o.pt", "--json": tmp_path / "o.pt"}, {})
