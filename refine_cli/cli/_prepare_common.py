@@ -96,11 +96,13 @@ def refuse_prepare_overlaps(
     json_out: str | None,
 ) -> None:
     """Before any download: the dataset folder and --json must not land on the archives or the manifest."""
+    from refine_cli.data.converters import get_converter
     from refine_cli.data.pipeline import prepare_paths
     from refine_cli.guards import refuse_output_over_inputs
 
     paths = prepare_paths(converter, root or default_root(), options, archives, manifest)
-    reads = {"archive": paths.sources, "--manifest": manifest}  # the archives, not the folder holding them
+    kind = "archive" if paths.sources and get_converter(converter).manifest else "source"  # custom: --from etc.
+    reads = {kind: paths.sources, "--manifest": manifest}  # the archives, not the folder holding them
     refuse_output_over_inputs({"--json": json_out, "dataset folder": paths.dataset}, reads)
     refuse_output_over_inputs({"--json": json_out}, {"dataset folder": paths.dataset})
 

@@ -146,6 +146,9 @@ def prepare_paths(
 ) -> PreparePaths:
     """The paths `prepare_dataset` will write and read with these arguments (mirrors `fetch_sources`)."""
     converter = get_converter(converter_name)
+    if not converter.manifest and manifest is None:
+        dataset = Path(root).expanduser() / converter.dataset_name(options)
+        return PreparePaths(dataset=dataset, sources=converter.local_inputs(options))
     loaded = load_manifest(manifest if manifest is not None else converter.manifest)
     downloads = Path(root).expanduser() / "downloads"
     sources: list[Path] = []

@@ -158,3 +158,16 @@ def test_rerun_after_editing_a_mask_converts_again(tmp_path: Path) -> None:
     assert np.array_equal(UnifiedDataset(tmp_path / "data" / "own").read_label("p1"), edited)
     unchanged = prepare(source, tmp_path / "data", "--classes", str(classes))
     assert unchanged.report["reused"] == 2 and unchanged.report["converted"] == 0
+
+
+def test_the_dataset_folder_may_not_be_the_export_it_reads(tmp_path: Path) -> None:
+    """`--root` + NAME pointing at the --from folder would write the dataset into the user's export."""
+    from tests.support.prepare_runner import run_prepare
+
+    export = tmp_path / "exp"
+    (export / "images").mkdir(parents=True)
+    (export / "masks").mkdir()
+    before = sorted(export.rglob("*"))
+    result = run_prepare(["custom", "exp", "--from", str(export), "--root", str(tmp_path)])
+    assert result.exit_code == 2 and "would overwrite the source" in result.output
+    assert sorted(export.rglob("*")) == before

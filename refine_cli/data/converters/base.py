@@ -98,6 +98,14 @@ class Converter(ABC):
     def required_sources(self, options: dict[str, Any]) -> list[str]:
         """Manifest source keys needed for these options (e.g. VOC with --aug also needs SBD)."""
 
+    def dataset_name(self, options: dict[str, Any]) -> str:
+        """The folder name under --root that these options write (the converter's name unless it takes one)."""
+        return self.name
+
+    def local_inputs(self, options: dict[str, Any]) -> list[Path]:
+        """Files and folders a manifest-less converter reads (e.g. --from), so outputs never land on them."""
+        return []
+
     @abstractmethod
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         """Read lists/annotations from the fetched sources (key -> extracted dir or file) and plan the work.

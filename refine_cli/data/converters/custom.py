@@ -115,6 +115,13 @@ class CustomConverter(Converter):
     def required_sources(self, options: dict[str, Any]) -> list[str]:
         return []
 
+    def dataset_name(self, options: dict[str, Any]) -> str:
+        return str(options.get("name") or self.name)
+
+    def local_inputs(self, options: dict[str, Any]) -> list[Path]:
+        named = [*options.get("from", []), options.get("classes"), options.get("images")]
+        return [Path(p).expanduser() for p in named if p]
+
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         paths = [Path(p).expanduser() for p in options["from"]]
         fmt = options.get("format") or "auto"
