@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from refine_cli.errors import RefineError
@@ -89,12 +89,18 @@ def _this_holder(what: str) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def hold_lock(target: str | os.PathLike[str], what: str, wait: float | None = None) -> Iterator[Path]:
+def hold_lock(
+    target: str | os.PathLike[str],
+    what: str,
+    wait: float | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> Iterator[Path]:
     """Hold the exclusive lock on `target` (a folder or file this process is about to write) for the block.
 
     `what` names the target for the user ("dataset folder", "training run"). A busy lock is waited for
     `wait` seconds (default: $REFINE_LOCK_WAIT or 5; negative = for ever), then a RefineError names the
-    holder. Yields the lock file's path. Not re-entrant: a second hold in the same process waits like any other.
+    holder; `announce` (if given) is told once, when the wait starts, so a long wait never looks hung.
+    Yields the lock file's path. Not re-entrant: a second hold in the same process waits like any other.
     """
     from filelock import FileLock, Timeout
 
@@ -103,7 +109,12 @@ def hold_lock(target: str | os.PathLike[str], what: str, wait: float | None = No
     lock = FileLock(lock_path, thread_local=False)
     seconds = default_wait() if wait is None else wait
     try:
-        lock.acquire(timeout=seconds)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if announce is not None:
+                announce(f"waiting: {what} {target} is in use by {describe_holder(read_holder(target))}")
+            lock.acquire(timeout=seconds)
     except Timeout:
         holder = describe_holder(read_holder(target))
         raise RefineError(

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from refine_cli import __version__
-from refine_cli.data.extract import folder_lock
+from refine_cli.data.extract import LOCK_TIMEOUT, wait_note
 from refine_cli.data.limits import RateGuard, Stalled, StallRules
 from refine_cli.data.manifest import Source
 from refine_cli.data.verify import CHUNK, ChecksumError, byte_bar, hash_file, verify_file
 from refine_cli.data.verify import measured_sha256 as measured_sha256  # re-exported: callers import it from here
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, ensure_free_space, is_disk_full
+from refine_cli.locks import hold_lock
 
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
@@ -191,7 +192,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     rules = rules or StallRules.from_env()
     expected = {algo: value.lower() for algo, value in (checksums or {}).items()}
-    with folder_lock(dest.parent / f".{dest.name}.lock", f"downloading {dest.name}"):
+    with hold_lock(dest, "download", wait=LOCK_TIMEOUT, announce=wait_note):
         if _already_there(dest, expected_size, expected):
             return dest
         part = dest.with_name(dest.name + ".part")

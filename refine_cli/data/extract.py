@@ -11,7 +11,6 @@ two `refine prepare` runs share one extraction: the second waits, then reuses th
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -23,42 +22,21 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from refine_cli.data.limits import MAX_EXPANSION_ENV, max_expansion
 from refine_cli.errors import RefineError
 from refine_cli.fileio import DiskFullError, disk_full_error, free_bytes, human_bytes, is_disk_full
+from refine_cli.locks import hold_lock
 
 MARKER_PREFIX = ".extracted-"
 _EXPANSION_FLOOR = 1 << 20  # a tiny archive may always expand to 1 MiB (a small, very regular text file)
 LOCK_TIMEOUT = 3 * 3600.0  # seconds a second process waits for another one's extraction or download
 
 
-@contextlib.contextmanager
-def folder_lock(lock_file: Path, what: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold `lock_file` (filelock: released by the OS if the holder dies) while doing `what`.
-
-    A second process says once that it is waiting, then waits up to `timeout` seconds.
-    """
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(lock_file))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        sys.stderr.write(f"waiting: another process is {what} (lock {lock_file})\n")
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout:
-            raise RefineError(
-                f"another process has been {what} for over {timeout:.0f} s (lock {lock_file})",
-                hint="wait for it to finish or stop it; the lock is freed as soon as that process ends",
-            ) from None
-    try:
-        yield
-    finally:
-        lock.release()
+def wait_note(line: str) -> None:
+    """Where a process waiting for another one's download or extraction says so (stderr, once)."""
+    sys.stderr.write(line + "\n")
 
 
 def _marker_stamp(archive: Path) -> dict[str, object]:
@@ -243,7 +221,7 @@ def extract_archive(archive: Path, target: Path, progress: bool = False) -> Path
     if not archive.is_file():
         raise RefineError(f"archive {archive} does not exist")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with folder_lock(target.parent / f".{target.name}.lock", f"extracting {archive.name} into {target}"):
+    with hold_lock(target, f"extraction of {archive.name} into", wait=LOCK_TIMEOUT, announce=wait_note):
         if is_extracted(archive, target):  # another process finished it while we waited
             return target
         _extract_locked(archive, target, progress)

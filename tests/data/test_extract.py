@@ -17,9 +17,10 @@ import pytest
 from filelock import FileLock
 
 from refine_cli.data import extract as extract_module
-from refine_cli.data.extract import extract_archive, folder_lock, is_extracted
+from refine_cli.data.extract import extract_archive, is_extracted
 from refine_cli.errors import RefineError
 from refine_cli.fileio import DiskFullError
+from refine_cli.locks import hold_lock
 
 
 def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w") -> Path:
@@ -277,11 +278,11 @@ def test_a_second_extraction_waits_for_the_first_and_reuses_it(
         (target / "a.txt").write_bytes(b"first")
     second.join(5)
     assert results == [target] and (target / "a.txt").read_bytes() == b"first"  # reused, not redone
-    assert "waiting: another process is extracting data.zip" in capfd.readouterr().err
+    assert "waiting: extraction of data.zip into" in capfd.readouterr().err
 
 
 def test_lock_wait_is_bounded(tmp_path: Path) -> None:
     lock_file = tmp_path / ".data.lock"
-    with FileLock(str(lock_file)), pytest.raises(RefineError, match="another process has been extracting"):
-        with folder_lock(lock_file, "extracting data.zip", timeout=0.2):
+    with FileLock(str(lock_file)), pytest.raises(RefineError, match="extraction of data.zip into .* is in use by"):
+        with hold_lock(tmp_path / "data", "extraction of data.zip into", wait=0.2):
             pass
