@@ -1,0 +1,92 @@
+"""Shared plumbing for the pictures refine writes (eval report, training curves, bench plot, gallery).
+
+Figures are built with matplotlib's object API on the Agg canvas (`matplotlib.figure.Figure`, never
+pyplot): no display is ever needed, no global figure state leaks between commands or threads, and
+every file is written atomically like every other refine output. matplotlib is imported only when a
+picture is drawn, so no command pays for it unless it asked for a picture.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from refine_cli.errors import RefineError
+from refine_cli.fileio import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of `width` x `height` inches on the Agg canvas (no pyplot, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Render `figure` into `path` atomically; the format follows the suffix (png, svg or pdf)."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in FIGURE_FORMATS:
+        raise RefineError(f"cannot write a figure to {path}", hint="give a file name ending in .png, .svg or .pdf")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=kind, dpi=dpi)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def encode_rgb_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an HxWx3 uint8 RGB array (gallery panels, TensorBoard-free previews)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RefineError(f"could not encode a {rgb.shape} image as PNG")
+    return data.tobytes()
+
+
+def fit_height(array: np.ndarray, height: int, nearest: bool) -> np.ndarray:
+    """Scale `array` to `height` rows (aspect kept): labels with `nearest`; images with area, or blocky when enlarged.
+
+    Small images are enlarged so a 64-pixel sample is as easy to judge as a 2000-pixel one.
+    """
+    import cv2
+
+    if array.shape[0] == height:
+        return array
+    width = max(1, round(array.shape[1] * height / array.shape[0]))
+    blocky = nearest or array.shape[0] < height
+    return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST if blocky else cv2.INTER_AREA)
+
+
+def check_output_folder(folder: str | os.PathLike[str], inputs: list[str | os.PathLike[str] | None]) -> Path:
+    """Refuse an output folder that is (or lies inside) one of the inputs, or that is a file.
+
+    Pictures written into a dataset or a prediction folder would become part of what the next
+    command reads; refusing up front costs nothing, finding out after an hour of evaluation does.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RefineError(f"output folder {folder} is a file", hint="give a folder for the pictures")
+    resolved = folder.resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source_path = Path(source).resolve()
+        if resolved == source_path or (source_path.is_dir() and resolved.is_relative_to(source_path)):
+            raise RefineError(
+                f"output folder {folder} is an input ({source}); its files would be mixed with the pictures",
+                hint="write the pictures to a folder of their own",
+            )
+    return folder
