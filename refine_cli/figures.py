@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A figure of `width` x `height` inches on the Agg canvas (no pyplot, no display)."""
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    """A figure of `width` x `height` inches on the Agg canvas (no pyplot, no display).
+
+    `layout=None` for very large figures, which place their axes themselves: the constrained
+    layout draws the figure twice, which costs seconds with hundreds of tick labels.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(figure)
     return figure
 

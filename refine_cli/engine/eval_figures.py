@@ -58,14 +58,21 @@ def normalised_confusion(matrix: np.ndarray) -> np.ndarray:
 
 
 def confusion_heatmap(matrix: np.ndarray, names: list[str], path: Path) -> Path:
-    """The row-normalised confusion matrix (ground truth rows, prediction columns) with names on both axes."""
+    """The row-normalised confusion matrix (ground truth rows, prediction columns) with names on both axes.
+
+    Each class gets a fixed height (so 150 names stay legible), and the margins are computed from the
+    longest name instead of by a layout engine, which would render the 300 tick labels twice.
+    """
     count = len(names)
     normalised = normalised_confusion(matrix)
-    font = _font_size(count)
-    side = max(5.0, 0.13 * count + 2.5)
-    figure = new_figure(side + 1.2, side)
-    axes = figure.add_subplot()
-    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    font = max(5.0, _font_size(count))
+    cell = max(0.13, font / 55)  # inches per class: a row is a little taller than its name
+    margin = 0.6 + max((len(name) for name in names), default=1) * font * 0.6 / 72  # inches for the tick labels
+    side = max(3.0, cell * count)
+    width, height = margin + side + 1.6, margin + side + 0.6
+    figure = new_figure(width, height, layout=None)
+    axes = figure.add_axes((margin / width, margin / height, side / width, side / height))
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     ticks = np.arange(count)
     axes.set_xticks(ticks, names, rotation=90, fontsize=font)
     axes.set_yticks(ticks, names, fontsize=font)
@@ -78,9 +85,10 @@ def confusion_heatmap(matrix: np.ndarray, names: list[str], path: Path) -> Path:
                 if value >= 0.005:
                     colour = "white" if value > 0.5 else "black"
                     axes.text(col, row, f"{100 * value:.0f}", ha="center", va="center", fontsize=7, color=colour)
-    figure.colorbar(image, ax=axes, fraction=0.04, label="fraction of the ground-truth class's pixels")
+    bar_axes = figure.add_axes(((margin + side + 0.25) / width, margin / height, 0.2 / width, side / height))
+    figure.colorbar(image, cax=bar_axes, label="fraction of the ground-truth class's pixels")
     axes.set_title("confusion matrix, normalised per ground-truth class", fontsize=10)
-    return save_figure(figure, path, dpi=100 if count <= 60 else 130)
+    return save_figure(figure, path)
 
 
 def top_confusions(matrix: np.ndarray, names: list[str], limit: int = 20) -> list[dict[str, object]]:
