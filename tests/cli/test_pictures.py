@@ -106,13 +106,18 @@ def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
     result = _run("train", "--recipe", "demo-shapes", "--data", str(data), "--out", str(run), *fast, "--iters", "2")
     assert result.exit_code == 0, result.output
     assert "tensorboard --logdir" in result.output
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as stale:  # as if the first run had been killed after step 3's log
+        stale.add_scalar("train/loss", 99.0, 3)
     resumed = _run("train", "--resume", str(run), "--iters", "4")
     assert resumed.exit_code == 0, resumed.output
 
     events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
-    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]  # resume redid nothing twice
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4] and losses[2].value != 99.0  # redone steps replace stale ones
     assert {"lr/encoder", "lr/decoder", "val/pixel_acc", "val/mean_acc", "val_iou/000_background"} <= set(
         tags["scalars"]
     )
