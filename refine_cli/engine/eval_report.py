@@ -135,6 +135,11 @@ def write_eval_report(out_dir: Path, report: EvalReport, samples: PerImageScores
     worst, best = samples.worst(), samples.best()
     worst_html = _gallery(worst, "worst", out_dir, dataset, table)
     best_html = _gallery(best, "best", out_dir, dataset, table)
+    current = {f"{kind}_{rank:02d}.png" for kind, items in (("worst", worst), ("best", best))
+               for rank in range(1, len(items) + 1)}  # fmt: skip
+    for stale in (out_dir / "gallery").glob("*_[0-9][0-9].png"):  # from an earlier report into the same folder
+        if stale.name not in current and stale.name.startswith(("worst_", "best_")):
+            stale.unlink()
     write_text_atomic(out_dir / "per_image.csv", _per_image_csv(samples))
     write_text_atomic(out_dir / REPORT_FILE, _page(report, matrix, table, worst_html, best_html))
     return out_dir / REPORT_FILE
