@@ -21,3 +21,14 @@ def http_server() -> Iterator[LoopbackServer]:
     """A started loopback HTTP server; put bytes in `.files[path]` and faults in `.faults[path]`."""
     with LoopbackServer() as server:
         yield server
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test: on a shared 2-core machine, two threads fight (10-20x slower)."""
+    import torch  # not at module level: most test files never need torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from refine_cli.data.unified import UnifiedDataset
 from tests.support.pictures import assert_picture, page_images
 from tests.support.tiny_seg import make_tiny_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
