@@ -37,7 +37,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 0.9em; } td, th { padding: 2px 10px; text-align: left; }
-tr:nth-child(even) { background: #f6f6f6; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) { background: #f6f6f6; } .numbers td:nth-child(n+3) { text-align: right; }
 .swatch { display: inline-block; width: 14px; height: 14px; border: 1px solid #888; vertical-align: middle; }
 .headline { display: flex; gap: 2em; flex-wrap: wrap; } .headline div { font-size: 1.1em; }
 .headline b { display: block; font-size: 1.8em; } .absent { color: #999; }
@@ -55,11 +55,27 @@ def _swatch(colour: np.ndarray) -> str:
     return f'<span class="swatch" style="background: rgb({red},{green},{blue})"></span>'
 
 
+def _setting(key: str, value: Any) -> str:
+    """A setting as a person reads it (the JSON keeps the raw values)."""
+    if key == "scales" and value:
+        return ", ".join(f"{scale:g}" for scale in value)
+    if key == "flip" and value is not None:
+        return "on" if value else "off"
+    if key == "tile":
+        return f"{value[0]}x{value[1]} sliding window" if value else "whole image"
+    if key == "crf":
+        return "off" if not value else ", ".join(f"{k}={v}" for k, v in value.items())
+    return "n/a" if value is None else str(value)
+
+
 def _settings_rows(report: EvalReport) -> list[tuple[str, str]]:
     data = report.to_json()
     keys = ("checkpoint", "model", "predictions", "dataset", "dataset_path", "split", "scales", "flip", "tile", "crf")
-    rows = [(key, "n/a" if data.get(key) is None else str(data[key])) for key in keys]
-    rows.append(("device", str(report.settings.get("device") or "n/a")))
+    if data.get("predictions"):  # scored files: no model, no test-time settings
+        keys = ("predictions", "dataset", "dataset_path", "split")
+    rows = [(key.replace("_", " "), _setting(key, data.get(key))) for key in keys]
+    if report.settings.get("device"):
+        rows.append(("device", str(report.settings["device"])))
     rows.append(("images", f"{report.num_images:,}"))
     rows.append(("pixels scored", f"{report.scores.num_pixels:,}"))
     rows.append(("evaluation time", f"{report.seconds:.1f} s"))
@@ -67,13 +83,16 @@ def _settings_rows(report: EvalReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None, raw: bool = False) -> str:
-    """An HTML table; cells are escaped unless `raw` (for cells built here, e.g. swatches)."""
+def _table(
+    rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None, raw: bool = False, numbers: bool = False
+) -> str:
+    """An HTML table; cells are escaped unless `raw` (cells built here, e.g. swatches); `numbers` right-aligns."""
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{cell if raw else html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
-    return f"<table>{head}{body}</table>"
+    opening = '<table class="numbers">' if numbers else "<table>"
+    return f"{opening}{head}{body}</table>"
 
 
 def _class_rows(report: EvalReport, matrix: np.ndarray, table: np.ndarray) -> list[tuple[str, ...]]:
@@ -89,9 +108,9 @@ def _class_rows(report: EvalReport, matrix: np.ndarray, table: np.ndarray) -> li
                 str(index),
                 _swatch(table[index]),
                 label,
-                f'<span class="num">{_pct(float(scores.iou[index]))}</span>',
-                f'<span class="num">{_pct(float(scores.acc[index]))}</span>',
-                f'<span class="num">{100 * truth_pixels[index] / total:.2f}</span>',
+                _pct(float(scores.iou[index])),
+                _pct(float(scores.acc[index])),
+                f"{100 * truth_pixels[index] / total:.2f}",
             )
         )
     return rows
@@ -190,12 +209,17 @@ def _page(report: EvalReport, matrix: np.ndarray, table: np.ndarray, worst_html:
         "<h2>Per-class scores</h2>",
         skipped_note,
         '<img src="per_class.png" alt="per-class IoU and accuracy">',
-        _table(_class_rows(report, matrix, table), ("#", "colour", "class", "IoU %", "acc %", "pixels %"), raw=True),
+        _table(
+            _class_rows(report, matrix, table),
+            ("#", "colour", "class", "IoU %", "acc %", "pixels %"),
+            raw=True,
+            numbers=True,
+        ),
         "<h2>Confusion matrix</h2>",
         "<p>Rows: ground truth; columns: prediction; each row sums to 100% of that class's labelled pixels.</p>",
         '<img src="confusion.png" alt="normalised confusion matrix">',
         "<h3>Top confusions</h3>",
-        _table(confusion_rows, ("ground truth", "predicted as", "% of its pixels", "pixels"))
+        _table(confusion_rows, ("ground truth", "predicted as", "% of its pixels", "pixels"), numbers=True)
         if confusion_rows
         else "<p>No pixel was confused.</p>",
         "<h2>Worst images by per-image mIoU</h2>",
