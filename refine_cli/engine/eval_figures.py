@@ -33,7 +33,9 @@ def per_class_chart(names: list[str], iou: np.ndarray, acc: np.ndarray, path: Pa
     axes = figure.add_subplot()
     rows = np.arange(count)
     values = np.array([0.0 if math.isnan(iou[i]) else 100 * iou[i] for i in order])
-    axes.barh(rows, values, color="#4878a8", label="IoU %")
+    bars = axes.barh(rows, values, color="#4878a8", label="IoU %")
+    axes.bar_label(bars, labels=["" if i in absent else f"{v:.1f}" for i, v in zip(order, values, strict=True)],
+                   fontsize=max(font - 1, 4), padding=2)  # fmt: skip
     accuracy = np.array([np.nan if math.isnan(acc[i]) else 100 * acc[i] for i in order])
     axes.scatter(accuracy, rows, marker="|", s=60, color="#d0502a", label="accuracy %", zorder=3)
     labels = [f"{names[i]} (absent)" if i in absent else names[i] for i in order]
