@@ -38,6 +38,11 @@ def new_figure(width: float, height: float, layout: str | None = "constrained") 
     return figure
 
 
+def class_font_size(num_classes: int) -> float:
+    """Tick-label size for one label per class: 9 pt for a few classes, down to 6 pt (still legible) for 150."""
+    return float(min(9.0, max(6.0, 300.0 / max(num_classes, 1))))
+
+
 def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Render `figure` into `path` atomically; the format follows the suffix (png, svg or pdf)."""
     path = Path(path)

@@ -20,7 +20,7 @@ from refine_cli.data.check import CheckReport
 from refine_cli.data.palette import overlay, palette_array
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from refine_cli.figures import fit_height, new_figure, save_figure
+from refine_cli.figures import class_font_size, fit_height, new_figure, save_figure
 
 PANEL_HEIGHT = 256
 
@@ -30,7 +30,7 @@ def class_frequency_chart(report: CheckReport, table: np.ndarray, path: Path) ->
     count = len(report.classes)
     total = max(sum(report.class_pixels), 1)
     fractions = [100 * pixels / total for pixels in report.class_pixels]
-    font = min(9.0, max(4.0, 300.0 / max(count, 1)))
+    font = class_font_size(count)
     figure = new_figure(8.0, max(3.0, 0.16 * count + 1.4))
     axes = figure.add_subplot()
     rows = np.arange(count)[::-1]  # class 0 on top, as in the check table

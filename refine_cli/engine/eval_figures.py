@@ -12,14 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from refine_cli.data.palette import colorize
-from refine_cli.figures import fit_height, new_figure, save_figure
+from refine_cli.figures import class_font_size, fit_height, new_figure, save_figure
 
 GALLERY_HEIGHT = 240  # pixels per gallery panel: enough to judge a mask, small enough for 12 rows on a page
 ERROR_COLOR = (230, 25, 25)
-
-
-def _font_size(num_classes: int) -> float:
-    return float(min(9.0, max(4.0, 300.0 / max(num_classes, 1))))
 
 
 def per_class_chart(names: list[str], iou: np.ndarray, acc: np.ndarray, path: Path) -> Path:
@@ -28,7 +24,7 @@ def per_class_chart(names: list[str], iou: np.ndarray, acc: np.ndarray, path: Pa
     absent = [i for i in range(len(names)) if math.isnan(iou[i])]
     order = sorted(present, key=lambda i: iou[i]) + absent[::-1]  # barh draws bottom-up: best ends on top
     count = len(order)
-    font = _font_size(count)
+    font = class_font_size(count)
     figure = new_figure(8.0, max(3.0, 0.16 * count + 1.4))
     axes = figure.add_subplot()
     rows = np.arange(count)
@@ -67,7 +63,7 @@ def confusion_heatmap(matrix: np.ndarray, names: list[str], path: Path) -> Path:
     """
     count = len(names)
     normalised = normalised_confusion(matrix)
-    font = max(5.0, _font_size(count))
+    font = class_font_size(count)
     cell = max(0.13, font / 55)  # inches per class: a row is a little taller than its name
     margin = 0.6 + max((len(name) for name in names), default=1) * font * 0.6 / 72  # inches for the tick labels
     side = max(3.0, cell * count)
