@@ -51,7 +51,11 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) ->
         raise RefineError(f"cannot write a figure to {path}", hint="give a file name ending in .png, .svg or .pdf")
     buffer = io.BytesIO()
     figure.savefig(buffer, format=kind, dpi=dpi)
-    write_bytes_atomic(path, buffer.getvalue())
+    try:
+        write_bytes_atomic(path, buffer.getvalue())
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise RefineError(f"cannot write {path} ({reason})", hint="choose a writable place for the picture") from None
     return path
 
 

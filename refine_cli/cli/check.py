@@ -84,9 +84,11 @@ def register(app: typer.Typer) -> None:
         from refine_cli.data.check import check_dataset
 
         if gallery is not None:
+            from refine_cli.engine.run_files import check_writable_folder
             from refine_cli.figures import check_output_folder
 
             check_output_folder(gallery, [path])
+            check_writable_folder(gallery)
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
         render_check(report)
         if gallery is not None:

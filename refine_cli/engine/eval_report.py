@@ -28,6 +28,7 @@ from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine.eval_figures import confusion_heatmap, gallery_row, per_class_chart, top_confusions
 from refine_cli.engine.evaluator import EvalReport
 from refine_cli.engine.per_image import GalleryItem, PerImageScores
+from refine_cli.errors import RefineError
 from refine_cli.figures import encode_rgb_png
 from refine_cli.fileio import write_bytes_atomic, write_text_atomic
 
@@ -127,6 +128,12 @@ def _gallery(items: list[GalleryItem], kind: str, out_dir: Path, dataset: Unifie
     blocks = []
     for rank, item in enumerate(items, start=1):
         image = item.image if item.image is not None else dataset.read_image(item.sample_id)
+        if image.shape[:2] != item.label.shape:
+            raise RefineError(
+                f"{dataset.image_path(item.sample_id)} is {image.shape[1]}x{image.shape[0]} but its label is "
+                f"{item.label.shape[1]}x{item.label.shape[0]}",
+                hint="the data set is inconsistent; run `refine check` on it",
+            )
         row = gallery_row(image, item.label, item.pred, table, meta.ignore_index)
         name = f"gallery/{kind}_{rank:02d}.png"
         write_bytes_atomic(out_dir / name, encode_rgb_png(row))
