@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -40,3 +41,19 @@ def fill_optional_values(args: Sequence[str]) -> list[str]:
             ):
                 filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
     return filled
+
+
+def check_picture_folder(folder: Path, inputs: list[Any]) -> None:
+    """Refuse a pictures folder (--report, --gallery) that is an input or not writable, before any work.
+
+    The writability probe creates the folder; a folder that did not exist is removed again, so a
+    command that fails later (a wrong checkpoint, a broken dataset) leaves no empty folder behind.
+    """
+    from refine_cli.engine.run_files import check_writable_folder
+    from refine_cli.figures import check_output_folder
+
+    check_output_folder(folder, inputs)
+    existed = folder.exists()
+    check_writable_folder(folder)
+    if not existed:
+        folder.rmdir()

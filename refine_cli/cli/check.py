@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, err, out
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, check_picture_folder
 from refine_cli.errors import RefineError
 
 WorkersOpt = Annotated[
@@ -84,11 +84,7 @@ def register(app: typer.Typer) -> None:
         from refine_cli.data.check import check_dataset
 
         if gallery is not None:
-            from refine_cli.engine.run_files import check_writable_folder
-            from refine_cli.figures import check_output_folder
-
-            check_output_folder(gallery, [path])
-            check_writable_folder(gallery)
+            check_picture_folder(gallery, [path])
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
         render_check(report)
         if gallery is not None:

@@ -21,7 +21,7 @@ from refine_cli.cli._inference_opts import (
     resolve_crf,
     resolve_tta,
 )
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, check_picture_folder
 
 _EXAMPLES = """
 Examples:
@@ -143,11 +143,8 @@ def _report_collector(report_dir: Path | None, dataset, inputs: list) -> Any:  #
     if report_dir is None:
         return None
     from refine_cli.engine.per_image import PerImageScores
-    from refine_cli.engine.run_files import check_writable_folder
-    from refine_cli.figures import check_output_folder
 
-    check_output_folder(report_dir, inputs)
-    check_writable_folder(report_dir)
+    check_picture_folder(report_dir, inputs)
     return PerImageScores(dataset.meta.num_classes, dataset.meta.ignore_index)
 
 

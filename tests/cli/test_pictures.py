@@ -81,13 +81,15 @@ def test_eval_report_for_a_checkpoint_and_for_saved_predictions(workspace: dict[
     assert (tmp_path / "p" / "per_image.csv").read_text() == (tmp_path / "ck" / "per_image.csv").read_text()
 
 
-def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path]) -> None:
+def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
     data = str(workspace["data"])
     line = _one_line_error(
         _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--report", f"{data}/report")
     )
     assert "is an input" in line
     assert not (workspace["data"] / "report").exists()
+    failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
+    assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
 
 
 def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
