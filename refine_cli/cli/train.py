@@ -193,7 +193,6 @@ class _RichProgress:
         self.progress = None
         self.task = None
         self.loss: float | None = None
-        self.best: float | None = None
 
     def __enter__(self) -> _RichProgress:
         from rich.progress import (
@@ -247,12 +246,10 @@ class _RichProgress:
     def on_validation(self, step: int, row: dict[str, Any]) -> None:
         if self.progress is not None:
             miou = row.get("miou")
-            if miou is not None and (self.best is None or miou > self.best):
-                self.best = miou
             shown = f"{miou:.4f}" if miou is not None else "n/a"
             self.progress.console.print(
                 f"step {step} (epoch {row['epoch']:.2f}): val mIoU {shown}, pixel acc {_fmt(row.get('pixel_acc'))}, "
-                f"best mIoU {_fmt(self.best)}"
+                f"mean acc {_fmt(row.get('mean_acc'))}"
             )
             if self.task is not None:
                 self.progress.update(self.task, stats=f"val mIoU {shown}")
