@@ -25,8 +25,8 @@ def http_server() -> Iterator[LoopbackServer]:
 
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
-    """Run the test with one torch thread (tests share a 2-core machine); restores the count after."""
-    import torch
+    """torch on one thread for the test: on a shared 2-core machine, two threads fight (10-20x slower)."""
+    import torch  # not at module level: most test files never need torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

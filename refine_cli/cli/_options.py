@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -59,3 +60,22 @@ def fill_optional_values(args: Sequence[str]) -> list[str]:
                 )
             filled.append(OPTIONAL_VALUE_DEFAULTS[arg])
     return filled
+
+
+def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> None:
+    """Refuse a pictures folder (--report, --gallery) that is, holds or sits in an input, or is not writable.
+
+    Checked before any work. The writability probe creates the folder; a folder that did not exist is
+    removed again, so a command that fails later (a wrong checkpoint, a broken dataset) leaves no empty
+    folder behind.
+    """
+    from refine_cli.engine.run_files import check_writable_folder
+    from refine_cli.guards import refuse_output_over_inputs
+
+    if folder.exists() and not folder.is_dir():
+        raise RefineError(f"{flag} {folder} is a file", hint="give a folder for the pictures")
+    refuse_output_over_inputs({flag: folder}, inputs)
+    existed = folder.exists()
+    check_writable_folder(folder)
+    if not existed:
+        folder.rmdir()

@@ -34,6 +34,10 @@ def bench_command(
     ),
     cudnn_benchmark: bool = typer.Option(False, "--cudnn-benchmark", help="Let cuDNN pick algorithms per shape."),
     num_classes: int = typer.Option(21, "--num-classes", help="Classes of the --model heads."),
+    plot: str | None = typer.Option(
+        None, "--plot", help="Also draw latency against GMACs (or --plot-x params) into FILE.png (.svg, .pdf)."
+    ),
+    plot_x: str = typer.Option("gmacs", "--plot-x", help="x axis of --plot: gmacs or params."),
     json_out: JsonOpt = None,
 ) -> None:
     """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
@@ -42,6 +46,14 @@ def bench_command(
 
     refuse_output_over_inputs({"--json": json_out}, {"--checkpoint": checkpoint})
     height, width = parse_size(size)
+    if plot is not None:
+        from refine_cli.engine.bench_plot import PLOT_AXES, check_plot_path
+
+        check_plot_path(plot, [checkpoint])
+        if plot_x not in PLOT_AXES:
+            from refine_cli.errors import RefineError
+
+            raise RefineError(f"unknown --plot-x {plot_x!r}", hint="use gmacs or params")
     settings = BenchSettings(
         height=height,
         width=width,
@@ -62,6 +74,10 @@ def bench_command(
     results = run_benchmarks(
         list(model), settings, checkpoint=checkpoint, on_start=lambda name: err.print(f"benchmarking {name} ...")
     )
+    if plot is not None:
+        from refine_cli.engine.bench_plot import plot_benchmarks
+
+        err.print(f"wrote {plot_benchmarks(results, plot, plot_x)}")
     if json_out is not None:
         emit_json(results, json_out)
         if json_out == "-":
@@ -133,6 +149,7 @@ def register(app: typer.Typer) -> None:
     epilog = (
         "Examples:\n\n  refine bench -m lw-refinenet-50 -m tv:deeplabv3_resnet50 --precision bf16 --channels-last\n"
         "  refine bench --checkpoint best.pt --size 468x625 --warmup 20 --iters 200 --json bench.json\n"
-        "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2"
+        "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2\n"
+        "  refine bench -m lw-refinenet-50 -m lw-refinenet-mobilenetv2 -m tv:lraspp_mobilenet_v3_large --plot speed.png"
     )
     app.command("bench", epilog=epilog)(bench_command)

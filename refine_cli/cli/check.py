@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, err, out
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, check_picture_folder
 from refine_cli.errors import RefineError
 
 WorkersOpt = Annotated[
@@ -59,7 +59,10 @@ def problems_error(report) -> RefineError:  # noqa: ANN001 - a CheckReport
 
 
 def register(app: typer.Typer) -> None:
-    examples = "Examples:\n\n  refine check data/voc\n  refine check data/voc --full --json check.json"
+    examples = (
+        "Examples:\n\n  refine check data/voc\n  refine check data/voc --full --json check.json\n"
+        "  refine check data/voc --gallery pictures/voc   (class_frequency.png, samples.png)"
+    )
 
     @app.command("check", epilog=examples)
     def check(
@@ -68,6 +71,13 @@ def register(app: typer.Typer) -> None:
         full: Annotated[
             bool, typer.Option("--full", help="Also decode every image (slower; finds corrupt files).")
         ] = False,
+        gallery: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option("--gallery", help="Also draw the class-frequency chart and random labelled samples into DIR."),
+        ] = None,
+        gallery_samples: Annotated[
+            int, typer.Option("--gallery-samples", min=1, max=64, help="Samples in the --gallery grid.")
+        ] = 16,
         json_out: JsonOpt = None,
     ) -> None:
         """Validate a unified dataset: sizes, label values, splits and counts; print the class histogram."""
@@ -75,8 +85,15 @@ def register(app: typer.Typer) -> None:
         from refine_cli.guards import refuse_output_over_inputs
 
         refuse_output_over_inputs({"--json": json_out}, {"dataset": path})
+        if gallery is not None:
+            check_picture_folder(gallery, "--gallery", {"dataset": path})
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
         render_check(report)
+        if gallery is not None:
+            from refine_cli.data.gallery import write_gallery
+
+            for picture in write_gallery(report, gallery, samples=gallery_samples):
+                err.print(f"wrote {picture}")
         if json_out:
             emit_json(report.to_dict(), json_out)
         if not report.ok:

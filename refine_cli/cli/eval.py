@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -21,7 +21,7 @@ from refine_cli.cli._inference_opts import (
     resolve_crf,
     resolve_tta,
 )
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, check_picture_folder
 
 _EXAMPLES = """
 Examples:
@@ -29,6 +29,7 @@ Examples:
   refine eval --checkpoint runs/voc/best.pt --data data/voc --split val
   refine eval --checkpoint best.pt --data voc --msc --flip --json report.json
   refine eval --pred my_predictions/ --data data/voc --split val
+  refine eval --checkpoint best.pt --data voc --report reports/voc-val   (then open reports/voc-val/report.html)
 """
 
 
@@ -72,6 +73,13 @@ def eval_command(
         Optional[int],  # noqa: UP045
         typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
     ] = None,
+    report_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--report",
+            help="Also write DIR/report.html: per-class chart, confusion heatmap, worst/best images (opens offline).",
+        ),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Evaluate on a dataset split: mIoU, pixel accuracy, mean accuracy, FWIoU and per-class IoU at label size."""
@@ -86,14 +94,16 @@ def eval_command(
         {"--checkpoint": checkpoint, "--pred": pred, "--data": dataset.path},
     )
     header = err if json_out == "-" else out  # keep stdout pure JSON with --json -
+    inputs = {"--data": dataset.path, "--pred": pred, "--checkpoint": checkpoint, "--save-pred": save_pred}
+    samples = _report_collector(report_dir, dataset, inputs)
     if pred is not None:
         if msc is not None or flip or tile or crf or save_pred is not None:
             raise RefineError("--msc/--flip/--tile/--crf/--save-pred need --checkpoint, not --pred")
         from refine_cli.engine.evaluator import score_predictions
 
         header.print(f"Scoring predictions in [bold]{pred}[/bold] against {dataset.path} split {split}")
-        report = score_predictions(pred, dataset, split, progress=err.is_terminal, limit=limit)
-        _finish(report, json_out)
+        report = score_predictions(pred, dataset, split, progress=err.is_terminal, limit=limit, on_sample=samples)
+        _finish(report, json_out, report_dir, samples, dataset)
         return
     scales, tile_size = resolve_tta(msc, tile)
     crf_params = resolve_crf(crf, crf_param)
@@ -127,13 +137,32 @@ def eval_command(
         progress=err.is_terminal,
         limit=limit,
         settings={"checkpoint": str(checkpoint), "model": loaded.model},
+        on_sample=samples,
     )
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")
-    _finish(report, json_out)
+    _finish(report, json_out, report_dir, samples, dataset)
 
 
-def _finish(report, json_out: str | None) -> None:  # noqa: ANN001 - an EvalReport
+def _report_collector(report_dir: Path | None, dataset, inputs: dict[str, Any]) -> Any:  # noqa: ANN001
+    """The per-image callback for --report (None without it); the folder is checked before any work."""
+    if report_dir is None:
+        return None
+    from refine_cli.engine.per_image import PerImageScores
+
+    check_picture_folder(report_dir, "--report", inputs)
+    return PerImageScores(dataset.meta.num_classes, dataset.meta.ignore_index)
+
+
+def _finish(report, json_out: str | None, report_dir: Path | None, samples, dataset) -> None:  # noqa: ANN001
+    if report_dir is not None:
+        import time
+
+        from refine_cli.engine.eval_report import write_eval_report
+
+        start = time.perf_counter()
+        page = write_eval_report(report_dir, report, samples, dataset)
+        err.print(f"wrote {page} ({time.perf_counter() - start:.1f} s)")
     if json_out is not None:
         emit_json(report.to_json(), json_out)
         if json_out == "-":

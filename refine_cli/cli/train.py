@@ -303,12 +303,17 @@ def _get(config: dict[str, Any], dotted: str) -> Any:
 
 
 class _RichProgress:
-    """A Rich progress bar on stderr: step, loss, learning rate, img/s, elapsed and ETA; validation lines."""
+    """A Rich progress bar on stderr: steps, smoothed loss, img/s, lr, epoch, elapsed and ETA; validation lines.
+
+    The loss shown is an exponential moving average (one step's loss jumps with every batch); the
+    ETA is Rich's estimate from the recent steps/second.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.progress = None
         self.task = None
+        self.loss: float | None = None
 
     def __enter__(self) -> _RichProgress:
         from rich.progress import (
@@ -348,7 +353,11 @@ class _RichProgress:
 
     def on_step(self, step: int, stats: dict[str, Any]) -> None:
         if self.progress is not None and self.task is not None:
-            text = f"ep {stats['epoch']:.1f} loss {stats['loss']:.4f} lr {stats['lr']:.2e} {stats['img_s']:.1f} img/s"
+            loss = float(stats["loss"])
+            self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss
+            text = (
+                f"loss {self.loss:.4f} | {stats['img_s']:.1f} img/s | lr {stats['lr']:.2e} | epoch {stats['epoch']:.2f}"
+            )
             self.progress.update(self.task, completed=step, stats=text)
 
     def on_validation_start(self, step: int) -> None:
@@ -359,7 +368,10 @@ class _RichProgress:
         if self.progress is not None:
             miou = row.get("miou")
             shown = f"{miou:.4f}" if miou is not None else "n/a"
-            self.progress.console.print(f"step {step} (epoch {row['epoch']:.2f}): val mIoU {shown}")
+            self.progress.console.print(
+                f"step {step} (epoch {row['epoch']:.2f}): val mIoU {shown}, pixel acc {_fmt(row.get('pixel_acc'))}, "
+                f"mean acc {_fmt(row.get('mean_acc'))}"
+            )
             if self.task is not None:
                 self.progress.update(self.task, stats=f"val mIoU {shown}")
 
@@ -380,7 +392,11 @@ def _print_summary(summary: TrainSummary) -> None:
         ("best val mIoU", best),
         ("last val mIoU", _fmt((summary.last_val or {}).get("miou"))),
         ("training time", f"{summary.train_seconds:.1f} s ({summary.images_per_second:.1f} img/s)"),
+        ("TensorBoard", f"tensorboard --logdir {Path(summary.out_dir).parent}"),
     ]
+    curves = Path(summary.out_dir) / "curves.png"
+    if curves.is_file():
+        rows.append(("curves", str(curves)))
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)

@@ -8,7 +8,7 @@ label's ORIGINAL resolution and accumulated in `metrics.ConfusionMatrix`; labels
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,10 @@ from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic
 from refine_cli.metrics import ConfusionMatrix, Scores
+
+# on_sample(sample_id, image_rgb, label, pred): called once per scored image with HxW uint8 arrays at label
+# size (image_rgb HxWx3, or None when scoring saved predictions, where the image is never decoded).
+SampleCallback = Callable[[str, np.ndarray | None, np.ndarray, np.ndarray], None]
 
 # Always present in EvalReport.to_json() (null where not applicable, e.g. scales when scoring files).
 _SETTING_KEYS = (
@@ -138,6 +142,7 @@ def evaluate(
     limit: int | None = None,
     settings: dict[str, Any] | None = None,
     distributed: bool = False,
+    on_sample: SampleCallback | None = None,
 ) -> EvalReport:
     """Score `model` on `split`; the model is put in eval mode (callers in training restore train mode).
 
@@ -145,6 +150,7 @@ def evaluate(
     the checkpoint path) are merged into the report's settings. With `distributed` and an
     initialised process group, each rank scores every world_size-th image and the matrices are
     summed, so every rank returns the same full-split report and no image is counted twice.
+    `on_sample` sees every image this rank scores (for per-image reports; it costs a host copy each).
     """
     meta = dataset.meta
     model_classes = getattr(model, "num_classes", None)
@@ -173,13 +179,16 @@ def evaluate(
             )
         return image, label
 
-    def record(sample_id: str, pred: torch.Tensor | np.ndarray, label: np.ndarray) -> None:
+    def record(sample_id: str, pred: torch.Tensor | np.ndarray, label: np.ndarray, image: np.ndarray) -> None:
         try:
             matrix.update(pred, torch.from_numpy(label).to(device))
         except RefineError as error:
             raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
-        if save_pred_dir is not None:
+        if save_pred_dir is not None or on_sample is not None:
             pred_np = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
+        if on_sample is not None:
+            on_sample(sample_id, image, label, pred_np.astype(np.uint8))
+        if save_pred_dir is not None:
             write_bytes_atomic(
                 Path(save_pred_dir) / f"{sample_id}.png", encode_label_png(pred_np.astype(np.uint8), table)
             )
@@ -195,14 +204,14 @@ def evaluate(
     bar = _progress_bar(len(ids), f"eval {meta.name}/{split}", progress)
     try:
         if crf is None:
-            for (sample_id, _, label), probs in predictions():
-                record(sample_id, probs.argmax(0), label)
+            for (sample_id, image, label), probs in predictions():
+                record(sample_id, probs.argmax(0), label, image)
                 bar.update(1)
         else:
             with CRFPool(crf, workers) as pool:
                 stream = ((item, probs.float().cpu().numpy()) for item, probs in predictions())
-                for ((sample_id, _, label), _), refined in pool.map_ordered(stream, lambda x: (x[0][1], x[1])):
-                    record(sample_id, refined, label)
+                for ((sample_id, image, label), _), refined in pool.map_ordered(stream, lambda x: (x[0][1], x[1])):
+                    record(sample_id, refined, label, image)
                     bar.update(1)
     finally:
         bar.close()
@@ -223,7 +232,13 @@ def evaluate(
 
 
 def score_predictions(
-    pred_dir: Path, dataset: UnifiedDataset, split: str, *, progress: bool = True, limit: int | None = None
+    pred_dir: Path,
+    dataset: UnifiedDataset,
+    split: str,
+    *,
+    progress: bool = True,
+    limit: int | None = None,
+    on_sample: SampleCallback | None = None,
 ) -> EvalReport:
     """Score saved label PNGs `pred_dir/<id>.png` (from refine or any other tool) against `split`.
 
@@ -274,6 +289,8 @@ def score_predictions(
                 matrix.update(pred, label)
             except RefineError as error:
                 raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
+            if on_sample is not None:
+                on_sample(sample_id, None, label, pred)
             bar.update(1)
     finally:
         bar.close()

@@ -28,6 +28,7 @@ from refine_cli.engine import run_files
 from refine_cli.engine.distributed import DistContext
 from refine_cli.engine.inference import preferred_memory_format
 from refine_cli.engine.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train_log import TrainLog
 from refine_cli.engine.train_setup import build_model, check_classes, open_dataset
 from refine_cli.engine.train_step import NonFiniteLoss, TrainStep
 from refine_cli.errors import RefineError
@@ -81,6 +82,7 @@ class Trainer:
         self.ctx = ctx or dist_utils.init_distributed(cfg.train.device)
         self.metrics = run_files.MetricsLog(self.out_dir, enabled=self.ctx.is_main)
         self.save_schedule = run_files.SaveSchedule(cfg.train.save_every_steps, cfg.train.save_every_minutes)
+        self.log = TrainLog(self.out_dir, enabled=self.ctx.is_main)  # TensorBoard + curves.png
         self.notes: list[str] = []
 
     # ----------------------------------------------------------------- setup
@@ -221,6 +223,7 @@ class Trainer:
                 raise
             return self._loop()
         finally:
+            self.log.close()
             dist_utils.shutdown(self.ctx)
 
     def _is_val_point(self, step: int) -> bool:
@@ -259,6 +262,7 @@ class Trainer:
                     self.callbacks.on_step(self.step, stats)
                     if self.step % cfg.train.log_every == 0:
                         self.metrics.append(self._row("train", **{**stats, "loss": window_loss / window_steps}))
+                        self.log.train(self.step, window_loss / window_steps, self.optimizer)
                         window_loss, window_steps, window_start = 0.0, 0, now
                 val_point = self._is_val_point(self.step)
                 if val_point or self.save_schedule.due(self.step, self._agree):
@@ -268,6 +272,7 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
         self.elapsed += time.perf_counter() - run_start
+        self.log.finish(self.metrics.rows)
         done = self.step - start_step
         return TrainSummary(
             out_dir=str(self.out_dir),
@@ -318,9 +323,11 @@ class Trainer:
                 device=self.ctx.device,
                 progress=False,
                 distributed=self.ctx.enabled,
+                on_sample=self.log.sample_keeper(),
             )
         finally:
             torch.backends.cudnn.benchmark = autotune
+        self.log.validation(self.step, report, self.source.meta)
         self.model.train()
         if self.cfg.model.freeze_bn:
             freeze_batchnorm_stats(self.model)

@@ -10,7 +10,6 @@ result on this model, so a command that silently ignores the option fails.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +31,7 @@ from tests.support.tiny_seg import make_tiny_dataset
 MODEL = "lw-refinenet-mobilenetv2"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
 def _run(*args: str):  # noqa: ANN202 - click Result

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
@@ -17,12 +16,7 @@ FAST = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--batch", "4", "
 FAST += ["--set", "data.min_short_side=null"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
 def _run(*args: str):

@@ -95,6 +95,7 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     assert summary["steps"] == 2 and summary["epochs"] == 1.0  # 8 samples = 2 steps of 2 per rank x 2 ranks
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows if r["kind"] == "val"] == ["val"]  # written once, by rank 0
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # TensorBoard too: rank 0 only
     # the sharded validation equals a single-process evaluation of the saved weights (no double counting)
     from refine_cli.data.unified import UnifiedDataset
     from refine_cli.engine.evaluator import evaluate

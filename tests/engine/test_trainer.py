@@ -23,13 +23,7 @@ from tests.support.tiny_seg import make_tiny_dataset
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # a shared 2-core machine: several intra-op threads fighting other processes are 10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,144 @@
+"""Pictures opened after the CLI wrote them: eval --report, train TensorBoard + curves, bench --plot, check gallery."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.data.unified import UnifiedDataset
+from tests.support.pictures import assert_picture, page_images
+from tests.support.tiny_seg import make_tiny_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from refine_cli.models import create_model
+    from refine_cli.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("pictures")
+    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "10", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    meta = UnifiedDataset(root / "shapes").meta
+    torch.manual_seed(0)
+    checkpoint = root / "tiny.pt"
+    model = create_model("lw-refinenet-mobilenetv2", 6)
+    save_checkpoint(checkpoint, model_name="lw-refinenet-mobilenetv2", model=model, num_classes=6,
+                    classes=meta.classes, palette=meta.palette)  # fmt: skip
+    return {"root": root, "data": root / "shapes", "ck": checkpoint}
+
+
+def _run(*args: str):  # noqa: ANN202 - click Result
+    return CliRunner().invoke(app, list(args))
+
+
+def _one_line_error(result) -> str:  # noqa: ANN001
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Traceback" not in result.output and len(lines) == 1, result.output
+    return lines[0]
+
+
+def _check_report(folder: Path, class_names: list[str]) -> str:
+    page = folder / "report.html"
+    text = page.read_text(encoding="utf-8")
+    images, links = page_images(page)
+    assert {path.name for path in images} >= {"per_class.png", "confusion.png", "worst_01.png"}
+    for image in images:
+        assert_picture(image)
+    assert all(link.is_file() for link in links)
+    for name in class_names:
+        assert f">{name}" in text  # in the per-class table (after its colour swatch)
+    assert "rgb(" in text and "Top confusions" in text
+    return text
+
+
+def test_eval_report_for_a_checkpoint_and_for_saved_predictions(workspace: dict[str, Path], tmp_path: Path) -> None:
+    data, names = str(workspace["data"]), UnifiedDataset(workspace["data"]).meta.classes
+    result = _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--device", "cpu", "--report",
+                  str(tmp_path / "ck"), "--save-pred", str(tmp_path / "pred"),
+                  "--json", str(tmp_path / "e.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = _check_report(tmp_path / "ck", names)
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert f"<b>{100 * scores['miou']:.2f}</b>mIoU" in text and str(workspace["ck"]) in text and "flip" in text
+    with open(tmp_path / "ck" / "per_image.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == scores["num_images"] and [float(r["miou"]) for r in rows] == sorted(
+        float(r["miou"]) for r in rows
+    )
+
+    rescored = _run("eval", "--pred", str(tmp_path / "pred"), "--data", data, "--report", str(tmp_path / "p"))
+    assert rescored.exit_code == 0, rescored.output
+    _check_report(tmp_path / "p", names)
+    # the same predictions give the same per-image scores either way
+    assert (tmp_path / "p" / "per_image.csv").read_text() == (tmp_path / "ck" / "per_image.csv").read_text()
+
+
+def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
+    data = str(workspace["data"])
+    line = _one_line_error(
+        _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--report", f"{data}/report")
+    )
+    assert "is an input" in line
+    assert not (workspace["data"] / "report").exists()
+    failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
+    assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
+
+
+def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = make_tiny_dataset(tmp_path, train=4, val=2, size=(40, 48))
+    run = tmp_path / "runs" / "tiny"
+    fast = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--batch", "2", "--workers", "0", "--device", "cpu",
+            "--set", "data.min_short_side=null", "--set", "train.log_every=1", "--val-every", "2"]  # fmt: skip
+    result = _run("train", "--recipe", "demo-shapes", "--data", str(data), "--out", str(run), *fast, "--iters", "2")
+    assert result.exit_code == 0, result.output
+    assert "tensorboard --logdir" in result.output
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run)) as stale:  # as if the first run had been killed after step 3's log
+        stale.add_scalar("train/loss", 99.0, 3)
+    resumed = _run("train", "--resume", str(run), "--iters", "4")
+    assert resumed.exit_code == 0, resumed.output
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4] and losses[2].value != 99.0  # redone steps replace stale ones
+    assert {"lr/encoder", "lr/decoder", "val/pixel_acc", "val/mean_acc", "val_iou/000_background"} <= set(
+        tags["scalars"]
+    )
+    miou = events.Scalars("val/miou")
+    assert [e.step for e in miou] == [2, 4] and all(0 <= e.value <= 1 for e in miou)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert miou[-1].value == pytest.approx([row for row in metrics if row["kind"] == "val"][-1]["miou"])
+    assert len(tags["images"]) == 2 and events.Images(tags["images"][0])[-1].step == 4
+    assert_picture(run / "curves.png")
+
+
+def test_bench_plot(tmp_path: Path) -> None:
+    plot = tmp_path / "speed.png"
+    result = _run("bench", "-m", "lw-refinenet-mobilenetv2", "-m", "tv:lraspp_mobilenet_v3_large", "--size", "32",
+                  "--iters", "2", "--warmup", "0", "--device", "cpu", "--plot", str(plot))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert_picture(plot)
+    assert "cannot write a plot" in _one_line_error(_run("bench", "-m", "lw-refinenet-mobilenetv2", "--plot", "x.jpg"))
+
+
+def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
+    result = _run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"), "--gallery-samples", "4")
+    assert result.exit_code == 0, result.output
+    frequency = assert_picture(tmp_path / "g" / "class_frequency.png", min_colours=6)
+    samples = assert_picture(tmp_path / "g" / "samples.png", min_colours=50)
+    assert frequency.shape[0] > 200 and samples.shape[1] > 800
+    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(workspace["data"])))
+    assert "is an input" in line
