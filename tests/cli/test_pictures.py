@@ -86,7 +86,7 @@ def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_pat
     line = _one_line_error(
         _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--report", f"{data}/report")
     )
-    assert "is an input" in line
+    assert "--report" in line and "is inside the --data" in line
     assert not (workspace["data"] / "report").exists()
     failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
@@ -141,4 +141,4 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
     samples = assert_picture(tmp_path / "g" / "samples.png", min_colours=50)
     assert frequency.shape[0] > 200 and samples.shape[1] > 800
     line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(workspace["data"])))
-    assert "is an input" in line
+    assert "would overwrite the dataset" in line
