@@ -43,6 +43,7 @@ class TwoScaleResNet(nn.Module):
     """
 
     scales = (1.2, 0.6)
+    scale_tenths = (12, 6)  # the same scales as integers, so the resize sizes stay exportable (ONNX)
 
     def __init__(self, depth: int) -> None:
         super().__init__()
@@ -52,8 +53,10 @@ class TwoScaleResNet(nn.Module):
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         height, width = x.shape[-2:]
         outputs = []
-        for trunk, scale in zip((self.large, self.small), self.scales, strict=True):
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        for trunk, tenths in zip((self.large, self.small), self.scale_tenths, strict=True):
+            # round(side * tenths / 10) in integer arithmetic (no ties: side * tenths is even), which
+            # torch.export can trace with symbolic sizes where Python's round() of a float cannot
+            size = (max(1, (height * tenths + 5) // 10), max(1, (width * tenths + 5) // 10))
             outputs.append(trunk(F.interpolate(x, size=size, mode="bilinear", align_corners=False)))
         return [list(level) for level in zip(*outputs, strict=True)]
 
