@@ -61,7 +61,7 @@ def export_module(
     import onnx
 
     height, width = static or (64, 64)
-    example = torch.randn(1, 3, height, width)
+    example = torch.randn(2, 3, height, width)  # batch 2: an example batch of 1 would pin the batch size
     dynamic = torch.export.Dim.DYNAMIC
     axes = {0: dynamic} if static else {0: dynamic, 2: dynamic, 3: dynamic}
     chatter = io.StringIO()

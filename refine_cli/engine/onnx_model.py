@@ -124,8 +124,8 @@ def providers_for(device: str) -> list[str]:
     return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
 
 
-def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):  # noqa: ANN201
-    """(OnnxModelCard, onnxruntime.InferenceSession) for a refine ONNX file; one clear line if it is not one."""
+def create_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):  # noqa: ANN201
+    """An onnxruntime.InferenceSession for any ONNX file (`threads` intra-op threads); one line if unreadable."""
     require_onnx("onnxruntime")
     import onnxruntime as ort
 
@@ -136,7 +136,7 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the failure is reported as one line below
     if threads:
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers_for(device))
     except Exception as error:  # noqa: BLE001 - ORT raises several private exception types for bad files
@@ -146,5 +146,11 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
             f"{path} is not a readable ONNX model ({reason})",
             hint="the file is damaged (e.g. cut off during a copy) or not ONNX; export it again",
         ) from None
-    card = OnnxModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map), path)
+    return session
+
+
+def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int | None = None):  # noqa: ANN201
+    """(OnnxModelCard, onnxruntime.InferenceSession) for a refine ONNX file; one clear line if it is not one."""
+    session = create_session(path, device, threads)
+    card = OnnxModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map), Path(path))
     return card, session
