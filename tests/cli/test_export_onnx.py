@@ -166,3 +166,18 @@ def test_evaluate_on_sample_sees_every_image_with_its_prediction(exported: dict,
         assert shape == (*label.shape, 3) and pred.dtype == np.uint8
         np.testing.assert_array_equal(label, dataset.read_label(sample_id))
         np.testing.assert_array_equal(pred, np.array(Image.open(tmp_path / f"{sample_id}.png")))
+
+
+def test_bench_times_both_runtimes_in_one_table() -> None:
+    args = ["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "torch", "--runtime", "onnxruntime",
+            "--size", "64", "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "3"]  # fmt: skip
+    result = _run([*args, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout[result.stdout.index("[") :])
+    assert [row["runtime"] for row in rows] == ["torch", "onnxruntime"]
+    assert rows[0]["onnxruntime"] is None and rows[1]["onnxruntime"]["providers"][0] == "CPUExecutionProvider"
+    assert all(row["latency_ms"]["mean"] > 0 and row["bn_folded"] > 0 for row in rows)
+    refused = _run([*args, "--precision", "bf16"])
+    assert refused.exit_code == 2 and "--runtime onnxruntime times fp32" in refused.output
+    unknown = _run(["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "tensorrt", "--size", "64"])
+    assert unknown.exit_code == 2 and "unknown runtime 'tensorrt'" in unknown.output
