@@ -174,20 +174,21 @@ def predict_images(
     return summary
 
 
-def label_id_map_of(checkpoint: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:
+def label_id_map_of(model: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:
     """The class index -> source id map (Cityscapes trainId -> labelId) for `predict --label-ids`.
 
-    Taken from the unified dataset at `dataset_dir` when given, else from the dataset facts a
-    `refine train` checkpoint records; a clear error when neither has one.
+    Taken from the unified dataset at `dataset_dir` when given, else from the loaded model (the dataset
+    facts a `refine train` checkpoint records, or an export's metadata); a clear error when neither has one.
     """
     if dataset_dir is not None:
         from refine_cli.data.unified import UnifiedDataset
 
-        extra, source = UnifiedDataset(Path(dataset_dir)).meta.extra, f"{dataset_dir}/meta.json"
+        id_map, source = (
+            UnifiedDataset(Path(dataset_dir)).meta.extra.get("train_id_to_label_id"),
+            f"{dataset_dir}/meta.json",
+        )
     else:
-        extra = {"train_id_to_label_id": getattr(checkpoint, "label_id_map", None)}
-        source = f"checkpoint {getattr(checkpoint, 'path', '')}"
-    id_map = extra.get("train_id_to_label_id")
+        id_map, source = getattr(model, "label_id_map", None), f"checkpoint {getattr(model, 'path', '')}"
     if not id_map:
         raise RefineError(
             f"{source} has no class-index -> label-id map (train_id_to_label_id)",

@@ -120,7 +120,7 @@ def load_model(path: str | os.PathLike[str], device: str = "auto", compile_model
 
         if compile_model:
             raise RefineError("--compile is for PyTorch checkpoints, not ONNX files", hint="drop --compile")
-        card, session = open_session(path, "cpu" if device == "cpu" else device, threads=torch.get_num_threads())
+        card, session = open_session(path, device, threads=torch.get_num_threads())
         backend: Backend = OnnxBackend(session, card, path)
         return InferenceModel(
             backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path
