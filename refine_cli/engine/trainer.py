@@ -370,10 +370,7 @@ class Trainer:
             metrics=self.last_val,
             # The dataset's own facts travel with the weights, e.g. Cityscapes' trainId -> labelId map
             # that `refine predict --label-ids` needs for benchmark-server submissions.
-            extra={
-                **extra,
-                "dataset": {"name": meta.name, "ignore_index": meta.ignore_index, "extra": dict(meta.extra)},
-            },
+            extra={**extra, "dataset": {"name": meta.name, "extra": dict(meta.extra)}},
         )
         self.callbacks.on_checkpoint(self.step, path)
 

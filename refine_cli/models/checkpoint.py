@@ -71,7 +71,7 @@ class Checkpoint:
 
     @property
     def ignore_index(self) -> int:
-        """The label value that marks unlabelled pixels (255 unless the dataset said otherwise)."""
+        """The label value that marks unlabelled pixels: 255, the unified format's, unless recorded otherwise."""
         return int(self.dataset_facts.get("ignore_index", 255))
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
