@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-_COMMAND_MODULES: list[str] = ["prepare", "check", "models", "convert", "bench", "eval", "predict", "train"]
+_COMMAND_MODULES: list[str] = ["prepare", "check", "models", "convert", "bench", "export", "eval", "predict", "train"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -42,6 +42,10 @@ WorkersOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option("--workers", "-j", min=1, help="CRF worker processes (default: CPU count - 1)."),
 ]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (PyTorch checkpoints; pays off on long runs).")
+]
+CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime)."
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 
 

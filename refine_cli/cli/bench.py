@@ -38,6 +38,9 @@ def bench_command(
         None, "--plot", help="Also draw latency against GMACs (or --plot-x params) into FILE.png (.svg, .pdf)."
     ),
     plot_x: str = typer.Option("gmacs", "--plot-x", help="x axis of --plot: gmacs or params."),
+    runtime: list[str] = typer.Option(
+        ["torch"], "--runtime", help="torch or onnxruntime (repeatable: one row per model and runtime)."
+    ),
     json_out: JsonOpt = None,
 ) -> None:
     """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
@@ -72,7 +75,11 @@ def bench_command(
         num_classes=num_classes,
     )
     results = run_benchmarks(
-        list(model), settings, checkpoint=checkpoint, on_start=lambda name: err.print(f"benchmarking {name} ...")
+        list(model),
+        settings,
+        checkpoint=checkpoint,
+        on_start=lambda name: err.print(f"benchmarking {name} ..."),
+        runtimes=runtime,
     )
     if plot is not None:
         from refine_cli.engine.bench_plot import plot_benchmarks
@@ -100,6 +107,8 @@ def _print_report(results: list[dict[str, Any]]) -> None:
     columns = ["model", "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"]
     if not full:
         columns = ["model", "GMACs", "mean ms", "p99", "FPS", "peak MiB"]
+    if any(row["runtime"] != "torch" for row in results):
+        columns.insert(1, "runtime")
     if first["compile"]:
         columns.append("compile s")
     for column in columns:
@@ -108,6 +117,7 @@ def _print_report(results: list[dict[str, Any]]) -> None:
         lat = row["latency_ms"]
         cells = {
             "model": row["model"],
+            "runtime": row["runtime"],
             "params": f"{row['params'] / 1e6:.2f}M",
             "GMACs": f"{row['gmacs']:.2f}",
             "mean ms": f"{lat['mean']:.2f}",
@@ -129,6 +139,11 @@ def _print_report(results: list[dict[str, Any]]) -> None:
         versions += f" (commit {env['git']['commit'][:10]}{', modified' if env['git']['dirty'] else ''})"
     if env.get("cuda"):
         versions += f", CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env.get('driver') or 'unknown'}"
+    ort = next((row["onnxruntime"] for row in results if row["onnxruntime"]), None)
+    if ort:
+        import onnxruntime
+
+        versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}, opset {ort['opset']})"
     out.print(f"{hardware}; {versions}; {first['threads']} CPU threads")
     out.print(
         f"timed: {first['timed']} ({first['timer']}); warm-up {first['warmup']}, {first['iters']} iterations; "
@@ -150,6 +165,7 @@ def register(app: typer.Typer) -> None:
         "Examples:\n\n  refine bench -m lw-refinenet-50 -m tv:deeplabv3_resnet50 --precision bf16 --channels-last\n"
         "  refine bench --checkpoint best.pt --size 468x625 --warmup 20 --iters 200 --json bench.json\n"
         "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2\n"
-        "  refine bench -m lw-refinenet-50 -m lw-refinenet-mobilenetv2 -m tv:lraspp_mobilenet_v3_large --plot speed.png"
+        "  refine bench -m lw-refinenet-50 -m lw-refinenet-mobilenetv2 -m tv:lraspp_mobilenet_v3_large --plot s.png\n"
+        "  refine bench -m lw-refinenet-50 --runtime torch --runtime onnxruntime --channels-last --threads 2"
     )
     app.command("bench", epilog=epilog)(bench_command)

@@ -10,6 +10,8 @@ import typer
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._inference_opts import (
     BatchOpt,
+    CheckpointHelp,
+    CompileOpt,
     CrfOpt,
     CrfParamOpt,
     DeviceOpt,
@@ -50,7 +52,7 @@ def eval_command(
     data: Annotated[str, typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")],
     checkpoint: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--checkpoint", "-c", help="refine checkpoint to evaluate."),
+        typer.Option("--checkpoint", "-c", help=CheckpointHelp),
     ] = None,
     pred: Annotated[
         Optional[Path],  # noqa: UP045
@@ -69,6 +71,7 @@ def eval_command(
     device: DeviceOpt = "auto",
     batch: BatchOpt = 1,
     workers: WorkersOpt = None,
+    compile_model: CompileOpt = False,
     limit: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
@@ -108,9 +111,9 @@ def eval_command(
     scales, tile_size = resolve_tta(msc, tile)
     crf_params = resolve_crf(crf, crf_param)
     from refine_cli.engine.evaluator import evaluate
-    from refine_cli.engine.predictor import load_for_inference
+    from refine_cli.engine.runner import load_model
 
-    loaded, model = load_for_inference(checkpoint, device)
+    loaded = load_model(checkpoint, device, compile_model)
     if loaded.num_classes != dataset.meta.num_classes:
         raise RefineError(
             f"checkpoint {checkpoint} has {loaded.num_classes} classes, dataset {dataset.meta.name} has "
@@ -121,10 +124,10 @@ def eval_command(
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
         f"Evaluating [bold]{checkpoint}[/bold] ({loaded.model}) on {dataset.path} split {split}\n"
-        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {next(model.parameters()).device}"
+        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {loaded.describe_device()}"
     )
     report = evaluate(
-        model,
+        loaded.backend,
         dataset,
         split,
         scales=scales,
@@ -136,7 +139,7 @@ def eval_command(
         save_pred_dir=save_pred,
         progress=err.is_terminal,
         limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model},
+        settings={"checkpoint": str(checkpoint), "model": loaded.model, "runtime": loaded.runtime},
         on_sample=samples,
     )
     if save_pred is not None:

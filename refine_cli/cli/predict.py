@@ -10,6 +10,8 @@ import typer
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._inference_opts import (
     BatchOpt,
+    CheckpointHelp,
+    CompileOpt,
     CrfOpt,
     CrfParamOpt,
     DeviceOpt,
@@ -34,7 +36,7 @@ _MAX_LISTED_FAILURES = 10
 
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their images) or glob patterns.")],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="refine checkpoint to predict with.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help=CheckpointHelp)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     msc: MscOpt = None,
     flip: FlipOpt = False,
@@ -62,10 +64,12 @@ def predict_command(
     batch: BatchOpt = 1,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = None,
+    compile_model: CompileOpt = False,
     json_out: JsonOpt = None,
 ) -> None:
     """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
-    from refine_cli.engine.predictor import expand_inputs, label_id_map_of, load_for_inference, predict_images
+    from refine_cli.engine.predictor import expand_inputs, label_id_map_of, predict_images
+    from refine_cli.engine.runner import load_model
     from refine_cli.errors import RefineError
     from refine_cli.guards import refuse_output_over_inputs
 
@@ -82,14 +86,14 @@ def predict_command(
         {"--out": [out_dir / f"{path.stem}{suffix}" for path in paths for suffix in suffixes], "--json": json_out},
         {"input image": paths, "--checkpoint": checkpoint, "--label-map": label_map},
     )
-    loaded, model = load_for_inference(checkpoint, device)
+    loaded = load_model(checkpoint, device, compile_model)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     err.print(
-        f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {next(model.parameters()).device}: "
+        f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}: "
         f"{describe_settings(scales, flip, tile_size, crf_params)}"
     )
     summary = predict_images(
-        model,
+        loaded.backend,
         paths,
         out_dir,
         palette=loaded.palette,
@@ -111,7 +115,16 @@ def predict_command(
     if len(summary.failed) > _MAX_LISTED_FAILURES:
         warn(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more skipped input(s)")
     if json_out is not None:
-        emit_json({**summary.to_json(), "checkpoint": str(checkpoint), "scales": list(scales), "flip": flip}, json_out)
+        emit_json(
+            {
+                **summary.to_json(),
+                "checkpoint": str(checkpoint),
+                "runtime": loaded.runtime,
+                "scales": list(scales),
+                "flip": flip,
+            },
+            json_out,
+        )
     if not summary.processed:
         raise RefineError(
             f"none of the {len(paths) + len(problems)} input(s) could be processed", hint="see the warnings above"

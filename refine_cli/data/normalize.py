@@ -14,18 +14,24 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def normalize_image(image: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+def normalize_image(
+    image: np.ndarray,
+    device: torch.device | str | None = None,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> torch.Tensor:
     """HxWx3 uint8 RGB -> (3, H, W) float32 tensor, (x/255 - mean) / std.
 
     The uint8 -> float conversion happens on `device`, so only a quarter of the bytes cross PCIe.
+    `mean`/`std` default to ImageNet's; an exported ONNX file states its own.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device=device)
     tensor = tensor.permute(2, 0, 1).to(torch.float32).div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=tensor.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=tensor.device).view(3, 1, 1)
-    return tensor.sub_(mean).div_(std)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=tensor.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=tensor.device).view(3, 1, 1)
+    return tensor.sub_(mean_t).div_(std_t)
 
 
 def denormalize_image(tensor: torch.Tensor) -> np.ndarray:

@@ -15,7 +15,7 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,10 +32,10 @@ from refine_cli.engine.inference import (
     tf32_mode,
 )
 from refine_cli.engine.memory import PeakMemory
-from refine_cli.engine.peers import create_peer, is_peer, peer_info
 from refine_cli.errors import RefineError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+RUNTIMES = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,6 @@ def time_steps(step: Callable[[], object], iters: int, device: torch.device) -> 
 
 def build_model(name: str, num_classes: int) -> nn.Module:
     """A registered refine model or a `tv:` peer, randomly initialised (nothing downloaded)."""
-    if is_peer(name):
-        return create_peer(name, num_classes=num_classes)
     from refine_cli.models import create_model
 
     return create_model(name, num_classes=num_classes)
@@ -168,49 +166,59 @@ def benchmark_one(
     counter: Callable[[], nn.Module] | None = None,
     checkpoint: str | None = None,
     num_classes: int | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
-    """Benchmark the model that `builder` returns; return one JSON-ready result.
+    """Benchmark the model that `builder` returns under `runtime`; return one JSON-ready result.
 
     `counter` builds the same architecture without weights (for MAC counting on the meta device).
+    Under onnxruntime the BN-folded model is exported (dynamic HxW, as `refine export`) and the
+    timed step is session.run plus the same upsample + argmax.
     """
     complexity = measure(counter or builder, settings.height, settings.width)
     memory = PeakMemory(device)
     memory.start()
-    model, folded = prepare_for_inference(
-        builder(), device, fold_bn=settings.fold_bn, channels_last=settings.channels_last
-    )
-    x = torch.randn(settings.batch, 3, settings.height, settings.width, device=device)
-    if settings.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    compile_time = None
-    if settings.compile:
-        torch.compiler.reset()
-        model = torch.compile(model, mode=settings.compile_mode)
-    step = _make_step(model, x, settings, device)
-    memory.reset_peak()
-    if settings.compile:  # the first call compiles: timed separately, never part of the latency
-        begin = time.perf_counter()
-        step()
-        _sync(device)
-        compile_time = time.perf_counter() - begin
+    compile_time, runtime_info = None, None
+    if runtime == "onnxruntime":
+        from refine_cli.engine.bench_onnx import onnxruntime_step
+
+        step, folded, runtime_info = onnxruntime_step(builder(), settings, device, _make_step)
+        memory.reset_peak()
+    else:
+        model, folded = prepare_for_inference(
+            builder(), device, fold_bn=settings.fold_bn, channels_last=settings.channels_last
+        )
+        x = torch.randn(settings.batch, 3, settings.height, settings.width, device=device)
+        if settings.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if settings.compile:
+            torch.compiler.reset()
+            model = torch.compile(model, mode=settings.compile_mode)
+        step = _make_step(model, x, settings, device)
+        memory.reset_peak()
+        if settings.compile:  # the first call compiles: timed separately, never part of the latency
+            begin = time.perf_counter()
+            step()
+            _sync(device)
+            compile_time = time.perf_counter() - begin
+    timer_device = device if runtime == "torch" else torch.device("cpu")  # session.run returns host arrays
     for _ in range(settings.warmup):
         step()
-    _sync(device)
-    times = time_steps(step, settings.iters, device)
+    _sync(timer_device)
+    times = time_steps(step, settings.iters, timer_device)
     stats = latency_stats(times)
     notes = []
     memory_fields = memory.result_mib()
+    threads = runtime_info["threads"] if runtime_info else torch.get_num_threads()
     if device.type == "cpu":
         notes.append(
-            f"CPU run ({torch.get_num_threads()} threads, perf_counter timing): not a CUDA benchmark, "
-            "do not compare with GPU numbers"
+            f"CPU run ({threads} threads, perf_counter timing): not a CUDA benchmark, do not compare with GPU numbers"
         )
         if settings.threads and settings.threads > (os.cpu_count() or 1):
             notes.append(
                 f"--threads {settings.threads} exceeds the {os.cpu_count()} CPUs: threads wait for each other; "
                 "use at most one per core"
             )
-        if not settings.channels_last:
+        if not settings.channels_last and runtime == "torch":
             notes.append(
                 "NCHW layout: on the CPU --channels-last is usually several times faster for these models "
                 "(refine predict/eval/train use it there by default)"
@@ -223,9 +231,11 @@ def benchmark_one(
             )
     if memory.note:
         notes.append(memory.note)
-    del model, step, x
+    del step
     return {
         "model": name,
+        "runtime": runtime,
+        "onnxruntime": runtime_info,
         "checkpoint": checkpoint,
         "num_classes": num_classes or settings.num_classes,
         "params": complexity.params,
@@ -238,16 +248,16 @@ def benchmark_one(
         "precision": settings.precision,
         "batch": settings.batch,
         "size": [settings.height, settings.width],
-        "channels_last": settings.channels_last,
-        "compile": settings.compile,
+        "channels_last": settings.channels_last and runtime == "torch",
+        "compile": settings.compile and runtime == "torch",
         "compile_mode": settings.compile_mode if settings.compile else None,
         "compile_time_s": None if compile_time is None else round(compile_time, 3),
         "bn_folded": folded,
         "timed": "forward + upsample to input + argmax" if settings.postprocess else "forward only",
-        "timer": "cuda events, synchronised per iteration" if device.type == "cuda" else "time.perf_counter",
+        "timer": "cuda events, synchronised per iteration" if timer_device.type == "cuda" else "time.perf_counter",
         "warmup": settings.warmup,
         "iters": settings.iters,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "notes": notes,
     }
 
@@ -257,17 +267,18 @@ def run_benchmarks(
     settings: BenchSettings,
     checkpoint: str | None = None,
     on_start: Callable[[str], None] | None = None,
+    runtimes: Sequence[str] = ("torch",),
 ) -> list[dict[str, Any]]:
-    """Benchmark every model in `names` (and the checkpoint's model first, if given) under `settings`."""
+    """Benchmark every model in `names` (and the checkpoint's model first, if given) under `settings`,
+    once per runtime in `runtimes` (torch, onnxruntime): one row per model and runtime."""
     from refine_cli.envinfo import environment
+    from refine_cli.models import model_info
 
     device = resolve_device(settings.device)
     validate(settings, device)
+    runtimes = _check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
-        if is_peer(name):
-            peer_info(name)
-        else:
-            _check_model_name(name)
+        model_info(name)
     jobs: list[dict[str, Any]] = []
     if checkpoint:
         from refine_cli.models import create_model
@@ -295,12 +306,16 @@ def run_benchmarks(
         env = environment(str(device))
         # CUDA events record on the *current* device's stream: make it the benchmarked GPU (cuda:N too)
         on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-        with on_device, tf32_mode(settings.precision == "tf32"):
+        with tf32_mode(settings.precision == "tf32"):
             cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
-            for job in jobs:
+        for job in jobs:
+            for runtime in runtimes:
                 if on_start:
-                    on_start(job["name"])
-                result = benchmark_one(settings=settings, device=device, **job)
+                    on_start(job["name"] + ("" if runtimes == ["torch"] else f" ({runtime})"))
+                # TF32 switches only around PyTorch rows: the ONNX exporter refuses half-set TF32 flags
+                tf32 = tf32_mode(settings.precision == "tf32") if runtime == "torch" else contextlib.nullcontext()
+                with on_device, tf32:
+                    result = benchmark_one(settings=settings, device=device, runtime=runtime, **job)
                 result.update({"cuda_flags": cuda_flags or None, "settings": asdict(settings), "env": env})
                 results.append(result)
     finally:
@@ -313,9 +328,21 @@ def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:
     return lambda: build_model(name, num_classes)
 
 
-def _check_model_name(name: str) -> None:
-    from refine_cli.models import list_models
+def _check_runtimes(runtimes: Sequence[str], settings: BenchSettings) -> list[str]:
+    """Known runtimes, each once; onnxruntime only with settings it can honour (fp32, no torch.compile)."""
+    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or ["torch"]
+    for runtime in chosen:
+        if runtime not in RUNTIMES:
+            raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch and/or --runtime onnxruntime")
+    if "onnxruntime" in chosen:
+        from refine_cli.engine.onnx_model import require_onnx
 
-    known = list_models()
-    if name not in known:
-        raise RefineError(f"unknown model {name!r}", hint="choose one of: " + ", ".join(known) + " (or a tv: peer)")
+        require_onnx("onnx", "onnxruntime", "onnxscript")
+        if settings.precision != "fp32":
+            raise RefineError(
+                f"--precision {settings.precision} is a PyTorch autocast mode; --runtime onnxruntime times fp32",
+                hint="use --precision fp32 (or `refine export --fp16` and time the file with predict)",
+            )
+        if not settings.fold_bn:
+            raise RefineError("--runtime onnxruntime times the exported (BN-folded) graph", hint="drop --no-fold-bn")
+    return chosen

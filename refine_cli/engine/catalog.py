@@ -6,22 +6,19 @@ import re
 from typing import Any
 
 from refine_cli.engine.complexity import MAC_UNIT_NOTE, measure
-from refine_cli.engine.peers import create_peer, list_peers, peer_info
 
 
 def describe_models(height: int = 512, width: int = 512, num_classes: int = 21) -> list[dict[str, Any]]:
     """One row per registered model, then the torchvision peers: params and GMACs at height x width."""
     from refine_cli.models import create_model, list_models, model_info
+    from refine_cli.models.registry import is_peer
 
     rows = []
-    for name in sorted(list_models(), key=_natural_key):
+    names = sorted(list_models(), key=_natural_key) + [n for n in list_models(include_peers=True) if is_peer(n)]
+    for name in names:
         info = model_info(name)
         cost = measure(lambda name=name: create_model(name, num_classes=num_classes), height, width)
-        rows.append(_row(name, info.family, info.backbone, info.variant, info.description, False, cost))
-    for name in list_peers():
-        info = peer_info(name)
-        cost = measure(lambda name=name: create_peer(name, num_classes=num_classes), height, width)
-        rows.append(_row(name, info["family"], info["backbone"], "peer", info["description"], True, cost))
+        rows.append(_row(name, info.family, info.backbone, info.variant, info.description, is_peer(name), cost))
     for row in rows:
         row.update({"num_classes": num_classes, "size": [height, width], "mac_unit": MAC_UNIT_NOTE})
     return rows

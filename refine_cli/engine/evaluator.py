@@ -8,8 +8,7 @@ label's ORIGINAL resolution and accumulated in `metrics.ConfusionMatrix`; labels
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ import torch
 from torch import nn
 
 from refine_cli.data.imageio import encode_label_png, read_label
-from refine_cli.data.normalize import normalize_image
 from refine_cli.data.palette import palette_array
 from refine_cli.data.unified import UnifiedDataset
-from refine_cli.engine.crf import CRFParams, CRFPool
-from refine_cli.engine.tta import predict_batch_probs
+from refine_cli.engine.crf import CRFParams
+from refine_cli.engine.runner import Backend, as_backend, prefetch, run_inference
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic
 from refine_cli.metrics import ConfusionMatrix, Scores
@@ -83,34 +81,6 @@ def _split_ids(dataset: UnifiedDataset, split: str, limit: int | None) -> list[s
     return ids
 
 
-def _prefetch(function: Any, items: Sequence[str], depth: int = 4) -> Iterator[tuple[str, Any]]:
-    """Yield (item, function(item)) in order while a few threads decode ahead (OpenCV/PIL release the GIL)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(function, item) for item in items[:depth]]
-        for index, item in enumerate(items):
-            if index + depth < len(items):
-                futures.append(pool.submit(function, items[index + depth]))
-            yield item, futures[index].result()
-            futures[index] = None  # type: ignore[call-overload] - free the decoded arrays early
-
-
-def _batches(samples: Iterator[tuple[str, Any]], batch_size: int) -> Iterator[list[tuple[str, Any]]]:
-    """Group consecutive samples whose images have the same shape (so they stack), up to batch_size."""
-    group: list[tuple[str, Any]] = []
-    for sample in samples:
-        if group and (len(group) >= batch_size or group[0][1][0].shape != sample[1][0].shape):
-            yield group
-            group = []
-        group.append(sample)
-    if group:
-        yield group
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def _rank_and_world() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -125,8 +95,11 @@ def _progress_bar(total: int, desc: str, enabled: bool):  # noqa: ANN202 - a tqd
     return tqdm(total=total, desc=desc, unit=" img", disable=not enabled, leave=False)
 
 
+SampleCallback = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
+
+
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Backend,
     dataset: UnifiedDataset,
     split: str,
     *,
@@ -144,16 +117,23 @@ def evaluate(
     distributed: bool = False,
     on_sample: SampleCallback | None = None,
 ) -> EvalReport:
-    """Score `model` on `split`; the model is put in eval mode (callers in training restore train mode).
+    """Score `model` (an nn.Module or a runner backend, e.g. ONNX Runtime) on `split`.
 
-    `workers` sets the CRF worker processes (None = one per spare core). `settings` entries (e.g.
-    the checkpoint path) are merged into the report's settings. With `distributed` and an
-    initialised process group, each rank scores every world_size-th image and the matrices are
-    summed, so every rank returns the same full-split report and no image is counted twice.
-    `on_sample` sees every image this rank scores (for per-image reports; it costs a host copy each).
+    An nn.Module is put in eval mode (callers in training restore train mode). `workers` sets the
+    CRF worker processes (None = one per spare core). `settings` entries (e.g. the checkpoint path)
+    are merged into the report's settings. With `distributed` and an initialised process group, each
+    rank scores every world_size-th image and the matrices are summed, so every rank returns the
+    same full-split report and no image is counted twice.
+
+    `on_sample(sample_id, image_rgb, label, pred)` is called once per image, in split order, on the
+    calling thread, right after the image is scored (and its PNG saved): image_rgb HxWx3 uint8,
+    label HxW uint8 as stored (ignore pixels included), pred HxW uint8 class indices (after TTA and
+    CRF), all NumPy at the label's resolution. With `distributed`, each rank sees only its own images.
+    An exception from it stops the evaluation.
     """
     meta = dataset.meta
-    model_classes = getattr(model, "num_classes", None)
+    backend = as_backend(model)
+    model_classes = backend.num_classes
     if model_classes is not None and int(model_classes) != meta.num_classes:
         raise RefineError(
             f"the model predicts {model_classes} classes but {meta.name} has {meta.num_classes}",
@@ -162,8 +142,7 @@ def evaluate(
     all_ids = _split_ids(dataset, split, limit)
     rank, world = _rank_and_world() if distributed else (0, 1)
     ids = all_ids[rank::world]
-    device = torch.device(device) if device is not None else _model_device(model)
-    model.eval()
+    device = torch.device(device) if device is not None else backend.device
     matrix = ConfusionMatrix(meta.num_classes, meta.ignore_index, device=device)
     table = palette_array(meta.palette, meta.num_classes, meta.ignore_index)
     if save_pred_dir is not None:
@@ -184,35 +163,24 @@ def evaluate(
             matrix.update(pred, torch.from_numpy(label).to(device))
         except RefineError as error:
             raise RefineError(f"{dataset.label_path(sample_id)}: {error.message}", hint=error.hint) from None
-        if save_pred_dir is not None or on_sample is not None:
-            pred_np = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
-        if on_sample is not None:
-            on_sample(sample_id, image, label, pred_np.astype(np.uint8))
+        if save_pred_dir is None and on_sample is None:
+            return
+        pred_np = (pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred).astype(np.uint8, copy=False)
         if save_pred_dir is not None:
-            write_bytes_atomic(
-                Path(save_pred_dir) / f"{sample_id}.png", encode_label_png(pred_np.astype(np.uint8), table)
-            )
-
-    def predictions() -> Iterator[tuple[tuple[str, np.ndarray, np.ndarray], torch.Tensor]]:
-        for group in _batches(_prefetch(load, ids), max(1, batch_size)):
-            images = torch.stack([normalize_image(image, device) for _, (image, _) in group])
-            probs = predict_batch_probs(model, images, scales=scales, flip=flip, tile=tile)
-            for (sample_id, (image, label)), sample_probs in zip(group, probs, strict=True):
-                yield (sample_id, image, label), sample_probs
+            write_bytes_atomic(Path(save_pred_dir) / f"{sample_id}.png", encode_label_png(pred_np, table))
+        if on_sample is not None:
+            on_sample(sample_id, image, label, pred_np)
 
     start = time.perf_counter()
     bar = _progress_bar(len(ids), f"eval {meta.name}/{split}", progress)
+    samples = (((sample_id, label), image) for sample_id, (image, label) in prefetch(load, ids))
     try:
-        if crf is None:
-            for (sample_id, image, label), probs in predictions():
-                record(sample_id, probs.argmax(0), label, image)
-                bar.update(1)
-        else:
-            with CRFPool(crf, workers) as pool:
-                stream = ((item, probs.float().cpu().numpy()) for item, probs in predictions())
-                for ((sample_id, image, label), _), refined in pool.map_ordered(stream, lambda x: (x[0][1], x[1])):
-                    record(sample_id, refined, label, image)
-                    bar.update(1)
+        for prediction in run_inference(
+            backend, samples, scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers
+        ):
+            sample_id, label = prediction.key
+            record(sample_id, prediction.label, label, prediction.image)
+            bar.update(1)
     finally:
         bar.close()
     if world > 1:
@@ -272,7 +240,7 @@ def score_predictions(
     start = time.perf_counter()
     bar = _progress_bar(len(ids), f"score {pred_dir.name}", progress)
     try:
-        for sample_id, (pred, label) in _prefetch(load, ids):
+        for sample_id, (pred, label) in prefetch(load, ids):
             path = pred_dir / f"{sample_id}.png"
             if pred.shape != label.shape:
                 raise RefineError(

@@ -11,21 +11,17 @@ import io
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from refine_cli.data.imageio import ImageReadError, encode_label_png, read_rgb
-from refine_cli.data.normalize import normalize_image
 from refine_cli.data.palette import overlay, palette_array
-from refine_cli.engine.crf import CRFParams, CRFPool
-from refine_cli.engine.inference import preferred_memory_format, prepare_for_inference
+from refine_cli.engine.crf import CRFParams
 from refine_cli.engine.run_files import check_writable_folder
-from refine_cli.engine.tta import predict_batch_probs
+from refine_cli.engine.runner import Backend, prefetch, run_inference
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic
 
@@ -77,21 +73,16 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[tuple[str, st
     return unique, problems
 
 
-def _decoded(paths: list[Path]) -> Iterator[tuple[Path, np.ndarray | str]]:
-    """(path, RGB image or error text) in order, decoded two threads ahead."""
-
-    def load(path: Path) -> np.ndarray | str:
-        try:
-            return read_rgb(path)
-        except ImageReadError as error:
-            return error.one_line()
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield from zip(paths, pool.map(load, paths), strict=True)
+def _read_or_reason(path: Path) -> np.ndarray | str:
+    """The RGB image, or the one-line reason it cannot be used (predict skips such files)."""
+    try:
+        return read_rgb(path)
+    except ImageReadError as error:
+        return error.one_line()
 
 
 def predict_images(
-    model: nn.Module,
+    model: nn.Module | Backend,
     paths: list[Path],
     out_dir: Path,
     *,
@@ -132,8 +123,6 @@ def predict_images(
     if label_id_map is not None:
         id_lut = np.zeros(256, dtype=np.uint8)
         id_lut[: len(label_id_map)] = np.asarray(label_id_map, dtype=np.uint8)
-    device = next(model.parameters()).device
-    model.eval()
     start = time.perf_counter()
     bar = tqdm(total=len(paths), desc="predict", unit=" img", disable=not progress, leave=False)
 
@@ -158,74 +147,51 @@ def predict_images(
         summary.processed.append(path)
         bar.update(1)
 
-    def model_outputs() -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
-        group: list[tuple[Path, np.ndarray]] = []
-        for path, image in _decoded(paths):
+    def decoded() -> Iterator[tuple[Path, np.ndarray]]:
+        for path, image in prefetch(_read_or_reason, paths):
             if isinstance(image, str):
                 summary.failed.append((str(path), image))
                 bar.update(1)
-                continue
-            if group and (len(group) >= batch_size or group[0][1].shape != image.shape):
-                yield from _run(group)
-                group = []
-            group.append((path, image))
-        if group:
-            yield from _run(group)
-
-    def _run(group: list[tuple[Path, np.ndarray]]) -> Iterator[tuple[Path, np.ndarray, torch.Tensor]]:
-        batch = torch.stack([normalize_image(image, device) for _, image in group])
-        probs = predict_batch_probs(model, batch, scales=scales, flip=flip, tile=tile)
-        for (path, image), sample_probs in zip(group, probs, strict=True):
-            yield path, image, sample_probs
+            else:
+                yield path, image
 
     try:
-        if crf is None:
-            for path, image, probs in model_outputs():
-                label = probs.argmax(0).to(torch.uint8).cpu().numpy()
-                write(path, image, label, probs.float().cpu().numpy() if save_probs else None)
-        else:
-            with CRFPool(crf, workers) as pool:
-                stream = ((path, image, probs.float().cpu().numpy()) for path, image, probs in model_outputs())
-                for (path, image, _), refined in pool.map_ordered(
-                    stream, lambda item: (item[1], item[2]), labels_only=not save_probs
-                ):
-                    label = refined if refined.ndim == 2 else refined.argmax(0).astype(np.uint8)
-                    write(path, image, label, refined if refined.ndim == 3 else None)
+        for prediction in run_inference(
+            model,
+            decoded(),
+            scales=scales,
+            flip=flip,
+            tile=tile,
+            crf=crf,
+            batch_size=batch_size,
+            workers=workers,
+            want_probs=save_probs,
+        ):
+            write(prediction.key, prediction.image, prediction.label_array(), prediction.probs)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def label_id_map_of(checkpoint: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:
+def label_id_map_of(model: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:
     """The class index -> source id map (Cityscapes trainId -> labelId) for `predict --label-ids`.
 
-    Taken from the unified dataset at `dataset_dir` when given, else from the dataset facts a
-    `refine train` checkpoint records; a clear error when neither has one.
+    Taken from the unified dataset at `dataset_dir` when given, else from the loaded model (the dataset
+    facts a `refine train` checkpoint records, or an export's metadata); a clear error when neither has one.
     """
     if dataset_dir is not None:
         from refine_cli.data.unified import UnifiedDataset
 
-        extra, source = UnifiedDataset(Path(dataset_dir)).meta.extra, f"{dataset_dir}/meta.json"
+        id_map, source = (
+            UnifiedDataset(Path(dataset_dir)).meta.extra.get("train_id_to_label_id"),
+            f"{dataset_dir}/meta.json",
+        )
     else:
-        extra = ((getattr(checkpoint, "extra", None) or {}).get("dataset") or {}).get("extra") or {}
-        source = f"checkpoint {getattr(checkpoint, 'path', '')}"
-    id_map = extra.get("train_id_to_label_id")
+        id_map, source = getattr(model, "label_id_map", None), f"checkpoint {getattr(model, 'path', '')}"
     if not id_map:
         raise RefineError(
             f"{source} has no class-index -> label-id map (train_id_to_label_id)",
             hint="--label-ids is for datasets such as Cityscapes; pass the dataset with --label-map DATA/cityscapes",
         )
     return [int(v) for v in id_map]
-
-
-def load_for_inference(checkpoint: str | os.PathLike[str], device: str = "auto") -> tuple[object, nn.Module]:
-    """(Checkpoint, model in eval mode on the resolved device) for eval/predict."""
-    from refine_cli.engine.distributed import resolve_device
-    from refine_cli.models.checkpoint import load_checkpoint
-
-    resolved = resolve_device(device)
-    loaded = load_checkpoint(checkpoint)
-    channels_last = preferred_memory_format(resolved) == torch.channels_last
-    model, _ = prepare_for_inference(loaded.build_model("cpu"), resolved, fold_bn=True, channels_last=channels_last)
-    return loaded, model

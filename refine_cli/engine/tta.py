@@ -3,6 +3,7 @@
 Every view's logits are brought back to the ORIGINAL image resolution and turned into softmax
 probabilities before averaging (mmseg `SegTTAModel` / DeepLab convention, docs/evaluation.md 2): averaging
 probabilities, not logits or labels, keeps each view's confidence comparable across scales.
+The model is any callable images -> logits: a PyTorch module or a runner backend (ONNX Runtime).
 The `--msc` default scale set is DEFAULT_MSC_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5): the mmseg/DeepLab
 ratios without 1.75, which costs the most and gains the least on VOC-sized images.
 """
@@ -10,16 +11,16 @@ ratios without 1.75, which costs the most and gains the least on VOC-sized image
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from refine_cli.errors import RefineError
 
 DEFAULT_MSC_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
 DEFAULT_TILE_OVERLAP = 1.0 / 3.0
+Logits = Callable[[torch.Tensor], torch.Tensor]  # (N,3,H,W) normalised images -> (N,C,h,w) logits
 
 
 def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...]:
@@ -87,14 +88,14 @@ def tile_windows(
     ]
 
 
-def _forward_probs(model: nn.Module, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _forward_probs(model: Logits, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Softmax probabilities of `images` at `size` (the model returns reduced-resolution logits)."""
     logits = model(images)
     return torch.softmax(resize_logits(logits.float(), size), dim=1)
 
 
 def _tiled_probs(
-    model: nn.Module, images: torch.Tensor, tile: tuple[int, int], overlap: float, tile_batch: int
+    model: Logits, images: torch.Tensor, tile: tuple[int, int], overlap: float, tile_batch: int
 ) -> torch.Tensor:
     """Average of per-window probabilities over overlapping windows, at the input's resolution."""
     batch, _, height, width = images.shape
@@ -117,7 +118,7 @@ def _tiled_probs(
 
 @torch.inference_mode()
 def predict_batch_probs(
-    model: nn.Module,
+    model: Logits,
     images: torch.Tensor,
     scales: Iterable[float] = (1.0,),
     flip: bool = False,
@@ -154,7 +155,7 @@ def predict_batch_probs(
 
 
 def predict_probs(
-    model: nn.Module,
+    model: Logits,
     image: torch.Tensor,
     scales: Iterable[float] = (1.0,),
     flip: bool = False,

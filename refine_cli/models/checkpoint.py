@@ -110,6 +110,22 @@ class Checkpoint:
             path=path,
         )
 
+    @property
+    def dataset_facts(self) -> dict[str, Any]:
+        """What `refine train` recorded about its dataset (name, ignore index, extra meta), or {}."""
+        return dict((self.extra or {}).get("dataset") or {})
+
+    @property
+    def label_id_map(self) -> list[int] | None:
+        """Class index -> source id (Cityscapes trainId -> labelId) if the training data had one."""
+        id_map = (self.dataset_facts.get("extra") or {}).get("train_id_to_label_id")
+        return [int(v) for v in id_map] if id_map else None
+
+    @property
+    def ignore_index(self) -> int:
+        """The label value that marks unlabelled pixels: 255, the unified format's, unless recorded otherwise."""
+        return int(self.dataset_facts.get("ignore_index", 255))
+
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """Create the architecture and load the weights strictly (every key, every shape)."""
         from refine_cli.models import create_model

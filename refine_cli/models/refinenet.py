@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refine_cli.models.backbones import ResNetEncoder
-from refine_cli.models.blocks import RefineBlock, SegmentationModel, conv, logits_size
+from refine_cli.models.blocks import RefineBlock, SegmentationModel, conv
 from refine_cli.models.registry import ModelInfo
 
 RESNET_LATERAL_WIDTHS = (256, 256, 256, 512)
@@ -43,6 +43,7 @@ class TwoScaleResNet(nn.Module):
     """
 
     scales = (1.2, 0.6)
+    scale_tenths = (12, 6)  # the same scales as integers, so the resize sizes stay exportable (ONNX)
 
     def __init__(self, depth: int) -> None:
         super().__init__()
@@ -52,8 +53,10 @@ class TwoScaleResNet(nn.Module):
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         height, width = x.shape[-2:]
         outputs = []
-        for trunk, scale in zip((self.large, self.small), self.scales, strict=True):
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        for trunk, tenths in zip((self.large, self.small), self.scale_tenths, strict=True):
+            # round(side * tenths / 10) in integer arithmetic (no ties: side * tenths is even), which
+            # torch.export can trace with symbolic sizes where Python's round() of a float cannot
+            size = (max(1, (height * tenths + 5) // 10), max(1, (width * tenths + 5) // 10))
             outputs.append(trunk(F.interpolate(x, size=size, mode="bilinear", align_corners=False)))
         return [list(level) for level in zip(*outputs, strict=True)]
 
@@ -123,7 +126,9 @@ class RefineNet(SegmentationModel):
         for group, block in zip(self.groups, self.blocks, strict=True):
             out = block([t for index in group for t in taps[index]], out)
         logits = self.classifier(self.head_dropout(out))
-        target = logits_size(x.shape[-2], x.shape[-1])
+        # = logits_size(H, W), written with positive floor divisions: ONNX's integer Div truncates, so the
+        # exported -(-H // 4) gives floor(H/4) (one row short at odd sizes); (H + 3) // 4 is exact in both
+        target = ((x.shape[-2] + 3) // 4, (x.shape[-1] + 3) // 4)
         if tuple(logits.shape[-2:]) != target:  # only the 2-scale model: its finest map is 1/4 of x1.2
             logits = F.interpolate(logits, size=target, mode="bilinear", align_corners=False)
         return logits

@@ -25,9 +25,9 @@ class ModelInfo:
     """What a registered model is; `family` picks the builder module."""
 
     name: str
-    family: str  # "refinenet" | "lw-refinenet"
-    backbone: str  # "resnet50" | "resnet101" | "resnet152" | "mobilenetv2"
-    variant: str  # "cascade4" | "cascade2" | "single" | "2scale" | "lw"
+    family: str  # "refinenet" | "lw-refinenet" | "torchvision" (peers)
+    backbone: str  # "resnet50" | "resnet101" | "resnet152" | "mobilenetv2" | a torchvision backbone
+    variant: str  # "cascade4" | "cascade2" | "single" | "2scale" | "lw" | "peer"
     description: str
 
 
@@ -68,16 +68,41 @@ def _table() -> dict[str, ModelInfo]:
 
 
 MODELS: dict[str, ModelInfo] = _table()
-_BUILDERS = {"refinenet": "refine_cli.models.refinenet", "lw-refinenet": "refine_cli.models.lw_refinenet"}
+PEER_PREFIX = "tv:"
+# torchvision segmentation models for comparison (`refine models`, `refine bench`): name -> backbone, description
+PEERS: dict[str, ModelInfo] = {
+    name: ModelInfo(name, "torchvision", backbone, "peer", description)
+    for name, backbone, description in (
+        ("tv:deeplabv3_resnet50", "resnet50", "DeepLabV3, dilated ResNet-50 (output stride 8)"),
+        ("tv:deeplabv3_mobilenet_v3_large", "mobilenet_v3_large", "DeepLabV3, dilated MobileNetV3-Large"),
+        ("tv:lraspp_mobilenet_v3_large", "mobilenet_v3_large", "Lite R-ASPP, MobileNetV3-Large"),
+        ("tv:fcn_resnet50", "resnet50", "FCN, dilated ResNet-50 (output stride 8)"),
+    )
+}
+_BUILDERS = {
+    "refinenet": "refine_cli.models.refinenet",
+    "lw-refinenet": "refine_cli.models.lw_refinenet",
+    "torchvision": "refine_cli.models.peers",
+}
 
 
-def list_models() -> list[str]:
-    """All registered model names, sorted."""
-    return sorted(MODELS)
+def list_models(include_peers: bool = False) -> list[str]:
+    """All registered RefineNet-family model names, sorted; then the `tv:` peers with `include_peers`."""
+    return sorted(MODELS) + (list(PEERS) if include_peers else [])
+
+
+def is_peer(name: str) -> bool:
+    """True for `tv:...` names (torchvision comparison models)."""
+    return name.startswith(PEER_PREFIX)
 
 
 def model_info(name: str) -> ModelInfo:
     """The registry entry for `name`; RefineError (with the closest valid name) when unknown."""
+    if isinstance(name, str) and is_peer(name.strip().lower()):
+        peer = PEERS.get(name.strip().lower())
+        if peer is None:
+            raise RefineError(f"unknown torchvision peer {name!r}", hint="choose one of: " + ", ".join(PEERS))
+        return peer
     info = MODELS.get(name.strip().lower()) if isinstance(name, str) else None
     if info is None:
         close = difflib.get_close_matches(str(name).lower(), list_models(), n=1, cutoff=0.5)
@@ -101,6 +126,8 @@ def create_model(
     info = model_info(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise RefineError(f"num_classes must be a positive integer, not {num_classes!r}", hint="e.g. 21 for VOC")
+    if info.family == "torchvision" and (pretrained_backbone or backbone_weights is not None):
+        raise RefineError(f"{name} is a comparison peer: it is built without weights", hint="drop the backbone weights")
     if pretrained_backbone and backbone_weights is not None:
         raise RefineError(
             "both pretrained_backbone and backbone_weights were given",

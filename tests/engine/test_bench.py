@@ -10,9 +10,9 @@ import torch
 from refine_cli.engine.bench import BenchSettings, latency_stats, parse_size, resolve_device, time_steps, validate
 from refine_cli.engine.complexity import count_macs, measure
 from refine_cli.engine.inference import autocast_context, check_precision, fold_batchnorm, prepare_for_inference
-from refine_cli.engine.peers import create_peer
 from refine_cli.errors import RefineError
 from refine_cli.models import create_model
+from refine_cli.models.peers import create_peer
 
 CPU = torch.device("cpu")
 
