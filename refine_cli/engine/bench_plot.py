@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from refine_cli.engine.peers import is_peer
 from refine_cli.errors import RefineError
 from refine_cli.figures import FIGURE_FORMATS, new_figure, save_figure
+from refine_cli.models.registry import is_peer
 
 PLOT_AXES = ("gmacs", "params")
 
