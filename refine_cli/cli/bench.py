@@ -47,12 +47,12 @@ def bench_command(
     from refine_cli.engine.bench import BenchSettings, parse_size, run_benchmarks
     from refine_cli.guards import refuse_output_over_inputs
 
-    refuse_output_over_inputs({"--json": json_out}, {"--checkpoint": checkpoint})
+    refuse_output_over_inputs({"--json": json_out, "--plot": plot}, {"--checkpoint": checkpoint})
     height, width = parse_size(size)
     if plot is not None:
         from refine_cli.engine.bench_plot import PLOT_AXES, check_plot_path
 
-        check_plot_path(plot, [checkpoint])
+        check_plot_path(plot)
         if plot_x not in PLOT_AXES:
             from refine_cli.errors import RefineError
 

@@ -16,16 +16,13 @@ from refine_cli.models.registry import is_peer
 PLOT_AXES = ("gmacs", "params")
 
 
-def check_plot_path(path: str | Path, inputs: list[str | None]) -> Path:
-    """Refuse a plot file name refine cannot write, or one that names an input, before any timing."""
+def check_plot_path(path: str | Path) -> Path:
+    """Refuse a plot file name refine cannot write (format, a folder) before any timing."""
     path = Path(path)
     if path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise RefineError(f"cannot write a plot to {path}", hint="give a file name ending in .png, .svg or .pdf")
     if path.is_dir():
         raise RefineError(f"plot file {path} is a folder", hint="give a file name, e.g. bench.png")
-    for source in inputs:
-        if source is not None and Path(source).resolve() == path.resolve():
-            raise RefineError(f"plot file {path} is an input", hint="give another file name")
     return path
 
 
@@ -51,18 +48,23 @@ def plot_benchmarks(results: list[dict[str, Any]], path: str | Path, x_axis: str
     axes = figure.add_subplot()
     seen: set[str] = set()
     xs = []
+    several_runtimes = len({row.get("runtime", "torch") for row in results}) > 1
     for row in results:
         peer = is_peer(row["model"])
-        kind = "peer (torchvision)" if peer else "refine"
+        runtime = row.get("runtime", "torch")
+        kind = ("peer (torchvision)" if peer else "refine") + (f", {runtime}" if several_runtimes else "")
         x = row["gmacs"] if x_axis == "gmacs" else row["params"] / 1e6
         latency = row["latency_ms"]
+        colour = "#888888" if peer else "#2a6fb0"
         axes.errorbar(
             x, latency["mean"], yerr=latency["std"], fmt="s" if peer else "o", capsize=3, markersize=7,
-            color="#888888" if peer else "#2a6fb0", label=None if kind in seen else kind,
+            color=colour, markerfacecolor="white" if runtime == "onnxruntime" else colour,
+            label=None if kind in seen else kind,
         )  # fmt: skip
         seen.add(kind)
         xs.append(x)
         name = row["model"] + (" (checkpoint)" if row.get("checkpoint") else "")
+        name += f" [{runtime}]" if several_runtimes else ""
         axes.annotate(name, (x, latency["mean"]), textcoords="offset points", xytext=(6, 5), fontsize=8)
     positive = [value for value in xs if value > 0]
     if positive and max(positive) / min(positive) > 20:
