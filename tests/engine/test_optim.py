@@ -95,6 +95,13 @@ def test_overrides_win_and_are_type_checked() -> None:
     assert parse_assignment("optim.poly_power=1.0") == ("optim.poly_power", 1.0)
 
 
+def test_a_binary_recipe_file_is_one_line(tmp_path) -> None:
+    binary = tmp_path / "best.pt"  # `train --recipe best.pt`: a checkpoint where YAML belongs
+    binary.write_bytes(b"PK\x03\x04\x80\xff" * 40)
+    with pytest.raises(RefineError, match="not a text"):
+        load_recipe(str(binary))
+
+
 def test_config_yaml_round_trip() -> None:
     cfg = resolve_config("lw-voc", overrides={"data.root": "/data/voc"})
     again = TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml()))
