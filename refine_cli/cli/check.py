@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from refine_cli.data.check import check_dataset
         from refine_cli.guards import refuse_output_over_inputs
 
-        refuse_output_over_inputs({"--json": json_out}, {"dataset": path})
+        refuse_output_over_inputs({"--json": json_out, "--gallery": gallery}, {"dataset": path})
         if gallery is not None:
             check_picture_folder(gallery, "--gallery", {"dataset": path})
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)

@@ -142,3 +142,6 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
     assert frequency.shape[0] > 200 and samples.shape[1] > 800
     line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(workspace["data"])))
     assert "would overwrite the dataset" in line
+    same = tmp_path / "same"  # --json and --gallery one new path: refused before the work, nothing left behind
+    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(same), "--json", str(same)))
+    assert "are the same path" in line and not same.exists()
