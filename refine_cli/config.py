@@ -130,6 +130,10 @@ class LoopConfig:
             self.class_weights is None or all(math.isfinite(w) and w >= 0 for w in self.class_weights),
             "train.class_weights must be finite and non-negative",
         )
+        _check(  # all zero: every loss is 0 and the run trains nothing, silently
+            self.class_weights is None or any(w > 0 for w in self.class_weights),
+            "train.class_weights must give at least one class a weight above 0",
+        )
 
 
 @dataclass

@@ -90,6 +90,9 @@ def test_overrides_win_and_are_type_checked() -> None:
         resolve_config(overrides={"optim.lr": 1.0})
     with pytest.raises(RefineError, match="unknown recipe 'nope'"):
         load_recipe("nope")
+    with pytest.raises(RefineError, match="at least one class a weight above 0"):
+        resolve_config(overrides={"train.class_weights": [0.0, 0.0]})  # would train nothing, silently
+    assert resolve_config(overrides={"train.class_weights": [0.0, 2.0]}).train.class_weights == [0.0, 2.0]
     with pytest.raises(RefineError, match="one more entry"):
         resolve_config(overrides={"optim.milestones": [0.5]})
     assert parse_assignment("optim.poly_power=1.0") == ("optim.poly_power", 1.0)
