@@ -90,6 +90,9 @@ def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_pat
     assert not (workspace["data"] / "report").exists()
     failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
+    nested = tmp_path / "new" / "sub" / "r"
+    failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(nested))
+    assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "new").exists()
 
 
 def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
