@@ -148,3 +148,7 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
     same = tmp_path / "same"  # --json and --gallery one new path: refused before the work, nothing left behind
     line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(same), "--json", str(same)))
     assert "are the same path" in line and not same.exists()
+    before = (tmp_path / "g" / "samples.png").read_bytes()  # was: the JSON replaced the picture, exit 0
+    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"),
+                                "--json", str(tmp_path / "g" / "samples.png")))  # fmt: skip
+    assert "are the same path" in line and (tmp_path / "g" / "samples.png").read_bytes() == before
