@@ -130,6 +130,10 @@ class LoopConfig:
             self.class_weights is None or all(math.isfinite(w) and w >= 0 for w in self.class_weights),
             "train.class_weights must be finite and non-negative",
         )
+        _check(  # all zero: every loss is 0 and the run trains nothing, silently
+            self.class_weights is None or any(w > 0 for w in self.class_weights),
+            "train.class_weights must give at least one class a weight above 0",
+        )
 
 
 @dataclass
@@ -181,7 +185,10 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
     if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise RefineError(f"config file not found: {name_or_path}", "check the path")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # `--recipe best.pt`: a binary file given where YAML belongs
+            raise RefineError(f"recipe {name_or_path} is not a text (YAML) file", "give a recipe .yaml") from None
     else:
         shipped = resources.files("refine_cli") / "recipes" / f"{name_or_path}.yaml"
         if not shipped.is_file():

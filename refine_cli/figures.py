@@ -59,16 +59,6 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) ->
     return path
 
 
-def encode_rgb_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an HxWx3 uint8 RGB array (gallery panels, TensorBoard-free previews)."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RefineError(f"could not encode a {rgb.shape} image as PNG")
-    return data.tobytes()
-
-
 def fit_height(array: np.ndarray, height: int, nearest: bool) -> np.ndarray:
     """Scale `array` to `height` rows (aspect kept): labels with `nearest`; images with area, or blocky when enlarged.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import sys
@@ -49,11 +50,12 @@ def default_wait() -> float:
     if not text:
         return DEFAULT_WAIT_S
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        raise RefineError(
-            f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds", hint="e.g. 60, or -1 for ever"
-        ) from None
+        seconds = math.nan
+    if math.isnan(seconds):  # 'nan' would make filelock wait for ever without saying so
+        raise RefineError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds", hint="e.g. 60, or -1 for ever")
+    return seconds
 
 
 def read_holder(target: str | os.PathLike[str]) -> dict[str, object] | None:

@@ -118,3 +118,14 @@ def test_second_train_on_a_busy_run_folder_is_refused(tmp_path: Path, processes:
     second.send_signal(signal.SIGSTOP)
     line = _one_line(CliRunner().invoke(app, ["train", "--resume", str(run)], env=env))
     assert f"is in use by pid {second.pid}" in line and f"train --resume {run}" in line
+
+
+@pytest.mark.parametrize("value", ["soon", "nan"])
+def test_a_lock_wait_that_is_no_number_is_one_line(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from refine_cli.locks import default_wait
+
+    monkeypatch.setenv("REFINE_LOCK_WAIT", value)  # nan: filelock would wait for ever, silently
+    with pytest.raises(RefineError, match="is not a number of seconds"):
+        default_wait()
+    monkeypatch.setenv("REFINE_LOCK_WAIT", "-1")
+    assert default_wait() == -1.0

@@ -75,7 +75,7 @@ def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> Non
     if folder.exists() and not folder.is_dir():
         raise RefineError(f"{flag} {folder} is a file", hint="give a folder for the pictures")
     refuse_output_over_inputs({flag: folder}, inputs)
-    existed = folder.exists()
+    created = [path for path in (folder, *folder.absolute().parents) if not path.exists()]  # deepest first
     check_writable_folder(folder)
-    if not existed:
-        folder.rmdir()
+    for path in created:  # the probe made them all (`--report new/sub/dir`): none is left behind
+        path.rmdir()

@@ -82,9 +82,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a unified dataset: sizes, label values, splits and counts; print the class histogram."""
         from refine_cli.data.check import check_dataset
+        from refine_cli.data.gallery import GALLERY_FILES
         from refine_cli.guards import refuse_output_over_inputs
 
-        refuse_output_over_inputs({"--json": json_out}, {"dataset": path})
+        pictures = [gallery, *(gallery / name for name in GALLERY_FILES)] if gallery is not None else None
+        refuse_output_over_inputs({"--json": json_out, "--gallery": pictures}, {"dataset": path})
         if gallery is not None:
             check_picture_folder(gallery, "--gallery", {"dataset": path})
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)

@@ -233,6 +233,7 @@ def _refuse_overlaps(
 ) -> None:
     """The run folder and --json must not land on the dataset, recipe, --init or backbone weights (or a run file)."""
     from refine_cli.engine import run_files
+    from refine_cli.engine.train_log import CURVES_FILE
     from refine_cli.guards import refuse_output_over_inputs
 
     inputs = {
@@ -250,6 +251,7 @@ def _refuse_overlaps(
         run_files.CONFIG_FILE,
         run_files.METRICS_JSONL,
         run_files.METRICS_CSV,
+        CURVES_FILE,
     )
     refuse_output_over_inputs({"--json": json_out}, {"run's file": [out_dir / name for name in run_file_names]})
 

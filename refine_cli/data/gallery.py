@@ -23,6 +23,7 @@ from refine_cli.errors import RefineError
 from refine_cli.figures import class_font_size, fit_height, new_figure, save_figure
 
 PANEL_HEIGHT = 256
+GALLERY_FILES = ("class_frequency.png", "samples.png")  # what write_gallery writes into its folder
 
 
 def class_frequency_chart(report: CheckReport, table: np.ndarray, path: Path) -> Path:
@@ -95,7 +96,7 @@ def write_gallery(report: CheckReport, out_dir: Path, samples: int = 16, seed: i
     table = palette_array(meta.palette, meta.num_classes, meta.ignore_index)
     ids = sorted(set(dataset.label_ids()) & set(dataset.image_files()))
     chosen = sorted(random.Random(seed).sample(ids, min(samples, len(ids))))
-    written = [class_frequency_chart(report, table, Path(out_dir) / "class_frequency.png")]
+    written = [class_frequency_chart(report, table, Path(out_dir) / GALLERY_FILES[0])]
     if chosen:
-        written.append(sample_grid(dataset, chosen, table, Path(out_dir) / "samples.png")[0])
+        written.append(sample_grid(dataset, chosen, table, Path(out_dir) / GALLERY_FILES[1])[0])
     return written

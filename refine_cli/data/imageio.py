@@ -57,7 +57,7 @@ def max_pixels() -> int:
         return DEFAULT_MAX_PIXELS
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'lots', 'nan', 'inf'
         raise RefineError(
             f"{MAX_PIXELS_ENV}={text!r} is not a number", hint="give a pixel count such as 100000000, or 0 for none"
         ) from None

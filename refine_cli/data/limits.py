@@ -12,6 +12,7 @@ size is refused before extraction (zip bombs); `refine prepare --max-expansion N
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -56,6 +57,8 @@ def env_number(name: str, default: float, positive: bool = False) -> float:
         return default
     try:
         value = float(text)
+        if not math.isfinite(value):  # nan passes every comparison below; inf is no number of seconds
+            raise ValueError(text)
     except ValueError:
         raise RefineError(
             f"{name}={text!r} is not a number", hint=f"unset it or give a number such as {default:g}"

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from refine_cli.data.imageio import encode_image_png
 from refine_cli.data.palette import palette_array
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine.eval_figures import confusion_heatmap, gallery_row, per_class_chart, top_confusions
 from refine_cli.engine.evaluator import EvalReport
 from refine_cli.engine.per_image import GalleryItem, PerImageScores
 from refine_cli.errors import RefineError
-from refine_cli.figures import encode_rgb_png
 from refine_cli.fileio import write_bytes_atomic, write_text_atomic
 
 REPORT_FILE = "report.html"
@@ -136,7 +136,7 @@ def _gallery(items: list[GalleryItem], kind: str, out_dir: Path, dataset: Unifie
             )
         row = gallery_row(image, item.label, item.pred, table, meta.ignore_index)
         name = f"gallery/{kind}_{rank:02d}.png"
-        write_bytes_atomic(out_dir / name, encode_rgb_png(row))
+        write_bytes_atomic(out_dir / name, encode_image_png(row))
         caption = (
             f"{kind} #{rank}: <b>{html.escape(item.sample_id)}</b>, mIoU {_pct(item.miou)}%, "
             f"pixel accuracy {_pct(item.pixel_acc)}%"

@@ -66,7 +66,7 @@ def parse_class_weights(text: str, source: UnifiedDataset, split: str) -> list[f
     if len(weights) != source.meta.num_classes or any(not math.isfinite(w) or w < 0 for w in weights):
         raise RefineError(
             f"--class-weights needs {source.meta.num_classes} non-negative numbers (one per class of "
-            f"{source.meta.name}), got {len(weights)}",
+            f"{source.meta.name}), got {text!r}",
             hint="or use --class-weights auto",
         )
     return weights

@@ -136,6 +136,9 @@ def test_convert_bench_train_refuse_outputs_over_inputs(ws: dict[str, Path], tmp
     line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), *fast,
                      "--json", str(tmp_path / "r" / "last.pt")])  # fmt: skip
     assert "would overwrite the run's file" in line
+    curves = tmp_path / "r" / "curves.png"  # was: the JSON replaced the picture, exit 0
+    line = _refused(["train", "--data", str(ws["data"]), "--out", str(tmp_path / "r"), *fast, "--json", str(curves)])
+    assert "would overwrite the run's file" in line and "curves.png" in line
 
 
 def test_prepare_refuses_json_on_an_archive_and_in_the_dataset(ws: dict[str, Path], tmp_path: Path) -> None:

@@ -90,6 +90,9 @@ def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_pat
     assert not (workspace["data"] / "report").exists()
     failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
+    nested = tmp_path / "new" / "sub" / "r"
+    failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(nested))
+    assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "new").exists()
 
 
 def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
@@ -142,3 +145,10 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
     assert frequency.shape[0] > 200 and samples.shape[1] > 800
     line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(workspace["data"])))
     assert "would overwrite the dataset" in line
+    same = tmp_path / "same"  # --json and --gallery one new path: refused before the work, nothing left behind
+    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(same), "--json", str(same)))
+    assert "are the same path" in line and not same.exists()
+    before = (tmp_path / "g" / "samples.png").read_bytes()  # was: the JSON replaced the picture, exit 0
+    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"),
+                                "--json", str(tmp_path / "g" / "samples.png")))  # fmt: skip
+    assert "are the same path" in line and (tmp_path / "g" / "samples.png").read_bytes() == before

@@ -144,3 +144,25 @@ def test_annotations_that_are_not_coco_2017_are_refused(tmp_path: Path) -> None:
     sources = {"annotations": folder, "train2017": tmp_path, "val2017": tmp_path}
     with pytest.raises(RefineError, match="category 62 is 'bed', COCO 2017 calls it 'chair'"):
         get_converter("coco").plan(sources, {})
+
+
+def test_lying_polygons_and_runs_are_refused_before_pycocotools() -> None:
+    """A vertex at 1e308 made pycocotools allocate until the process was killed; runs longer than the
+    mask are decoded without bounds checks. Both are a bad segmentation (ValueError -> SampleError)."""
+    from pycocotools import mask as mask_utils
+
+    far = [[1.0, 1.0, 4.0, 1.0, 1e5, 4.0]]  # 1e5 stays cheap here; 1e308 and NaN take the same path
+    for segmentation, words in (
+        (far, "not a number near"),
+        ([[1.0, 1.0, 4.0, 1.0, "x", 4.0]], "not a number near"),
+        ({"size": [6, 5], "counts": [10]}, "add up to 10"),
+        ({"size": [6, 5], "counts": [31]}, "add up to 31"),
+        ({"size": [6, 5], "counts": [-1, 31]}, "non-negative"),
+        ({"size": [6, 5], "counts": "9"}, "add up to 9"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            decode_segmentation(segmentation, 6, 5)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the Python reading of compressed strings agrees with pycocotools' own runs
+        mask = np.asfortranarray((rng.random((7, 9)) < rng.random()).astype(np.uint8))
+        assert np.array_equal(decode_segmentation(mask_utils.encode(mask), 7, 9), mask.astype(bool))

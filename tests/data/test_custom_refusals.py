@@ -171,3 +171,14 @@ def test_the_dataset_folder_may_not_be_the_export_it_reads(tmp_path: Path) -> No
     result = run_prepare(["custom", "exp", "--from", str(export), "--root", str(tmp_path)])
     assert result.exit_code == 2 and "would overwrite the source" in result.output
     assert sorted(export.rglob("*")) == before
+
+
+def test_a_dataset_name_with_a_path_in_it_is_refused(tmp_path: Path) -> None:
+    """NAME `../x` or `a/b` would write (and lock) outside --root: one line, nothing created anywhere."""
+    source, classes = folder(tmp_path)
+    root = tmp_path / "deep" / "data"
+    root.mkdir(parents=True)
+    for name in ("../escaped", "a/b"):
+        failed = prepare(source, root, "--classes", str(classes), name=name)
+        assert failed.exit_code == 2 and "is not a plain folder name" in one_line_error(failed.output)
+    assert list(root.iterdir()) == [] and sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["data"]

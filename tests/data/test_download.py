@@ -246,9 +246,10 @@ def test_stall_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("REFINE_MIN_RATE", "0")
     monkeypatch.setenv("REFINE_STALL_TIMEOUT", "5")
     assert StallRules.from_env() == StallRules(5.0, 0.0, 20.0)
-    monkeypatch.setenv("REFINE_STALL_TIMEOUT", "soon")
-    with pytest.raises(RefineError, match="REFINE_STALL_TIMEOUT='soon' is not a number"):
-        StallRules.from_env()
+    for word in ("soon", "nan", "inf"):
+        monkeypatch.setenv("REFINE_STALL_TIMEOUT", word)
+        with pytest.raises(RefineError, match=f"REFINE_STALL_TIMEOUT='{word}' is not a number"):
+            StallRules.from_env()
 
 
 def test_free_space_is_checked_before_the_first_byte(

@@ -90,9 +90,19 @@ def test_overrides_win_and_are_type_checked() -> None:
         resolve_config(overrides={"optim.lr": 1.0})
     with pytest.raises(RefineError, match="unknown recipe 'nope'"):
         load_recipe("nope")
+    with pytest.raises(RefineError, match="at least one class a weight above 0"):
+        resolve_config(overrides={"train.class_weights": [0.0, 0.0]})  # would train nothing, silently
+    assert resolve_config(overrides={"train.class_weights": [0.0, 2.0]}).train.class_weights == [0.0, 2.0]
     with pytest.raises(RefineError, match="one more entry"):
         resolve_config(overrides={"optim.milestones": [0.5]})
     assert parse_assignment("optim.poly_power=1.0") == ("optim.poly_power", 1.0)
+
+
+def test_a_binary_recipe_file_is_one_line(tmp_path) -> None:
+    binary = tmp_path / "best.pt"  # `train --recipe best.pt`: a checkpoint where YAML belongs
+    binary.write_bytes(b"PK\x03\x04\x80\xff" * 40)
+    with pytest.raises(RefineError, match="not a text"):
+        load_recipe(str(binary))
 
 
 def test_config_yaml_round_trip() -> None:

@@ -76,8 +76,47 @@ def group_annotations(doc: dict[str, Any]) -> dict[int, list[tuple[int, int, Any
     return per_image
 
 
+def _check_polygon(polygon: list[Any], height: int, width: int) -> None:
+    """pycocotools walks every polygon edge in 1/5-pixel steps: one vertex at 1e308 (or NaN) made it
+    allocate until the kernel killed the process. Vertices must be numbers near the image."""
+    reach = 2 * max(height, width) + 16  # CVAT polygons may overshoot the border a little
+    for value in polygon:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -reach <= value <= reach:
+            raise ValueError(f"polygon coordinate {value!r} is not a number near the {width}x{height} image")
+
+
+def _string_counts(text: bytes) -> list[int]:
+    """The run lengths of a compressed RLE string (pycocotools' rleFrString, in Python, to check them)."""
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(text):
+                raise ValueError("compressed RLE counts end in the middle of a number")
+            char = text[position] - 48
+            value |= (char & 0x1F) << shift
+            more = bool(char & 0x20)
+            position, shift = position + 1, shift + 5
+            if not more and char & 0x10:
+                value |= -1 << shift
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+    return counts
+
+
+def _check_counts(counts: list[Any], height: int, width: int) -> None:
+    """pycocotools decodes runs without bounds checks: runs that add up to more than HxW write past the mask."""
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise ValueError("RLE counts must be non-negative whole numbers")
+    if sum(counts) != height * width:
+        raise ValueError(f"RLE counts add up to {sum(counts)} pixels, not the {width}x{height} = {height * width}")
+
+
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """An instance mask (HxW bool) from polygons, uncompressed RLE (crowd) or compressed RLE."""
+    """An instance mask (HxW bool) from polygons, uncompressed RLE (crowd) or compressed RLE.
+
+    Polygon vertices and RLE run lengths are checked first: pycocotools trusts them (ValueError if bad).
+    """
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):
@@ -85,15 +124,22 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
         polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
         if not polygons:
             return np.zeros((height, width), dtype=bool)
+        for polygon in polygons:
+            _check_polygon(polygon, height, width)
         rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
             raise ValueError(f"RLE size {segmentation['size']} differs from the image size {[height, width]}")
         counts = segmentation["counts"]
         if isinstance(counts, list):
+            _check_counts(counts, height, width)
             rle = mask_utils.frPyObjects(segmentation, height, width)
         else:
-            rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+            text = counts.encode("ascii") if isinstance(counts, str) else counts
+            if not isinstance(text, bytes):
+                raise ValueError(f"RLE counts must be a list or a string, not {type(counts).__name__}")
+            _check_counts(_string_counts(text), height, width)
+            rle = {"size": [height, width], "counts": text}
     else:
         raise ValueError(f"unknown segmentation type {type(segmentation).__name__}")
     with warnings.catch_warnings():  # pycocotools' numpy-2 "copy keyword" DeprecationWarning, harmless

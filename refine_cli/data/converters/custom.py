@@ -27,6 +27,7 @@ from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetS
 from refine_cli.data.custom.classes import Color, LabelTable, read_class_file
 from refine_cli.data.custom.coco import scan_coco
 from refine_cli.data.custom.layout import coco_files_in, detect_format, scan_folder, scan_voc
+from refine_cli.data.unified import validate_sample_id
 from refine_cli.errors import RefineError
 
 FORMATS = ("auto", "folder", "voc", "coco")
@@ -116,7 +117,15 @@ class CustomConverter(Converter):
         return []
 
     def dataset_name(self, options: dict[str, Any]) -> str:
-        return str(options.get("name") or self.name)
+        """NAME becomes <root>/NAME: a path in it (`../x`, `a/b`) would write (and lock) outside --root."""
+        name = str(options.get("name") or self.name)
+        try:
+            return validate_sample_id(name)
+        except ValueError:
+            raise RefineError(
+                f"dataset name {name!r} is not a plain folder name",
+                hint="use letters, digits and _-.+=,@ (no '/', no '..'); --root chooses where it goes",
+            ) from None
 
     def local_inputs(self, options: dict[str, Any]) -> list[Path]:
         named = [*options.get("from", []), options.get("classes"), options.get("images")]
