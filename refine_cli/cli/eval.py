@@ -93,9 +93,10 @@ def eval_command(
         raise RefineError("give exactly one of --checkpoint and --pred", hint="see `refine eval --help`")
     dataset = resolve_dataset(data)
     refuse_output_over_inputs(
-        {"--json": json_out, "--save-pred": save_pred},
+        {"--json": json_out, "--save-pred": save_pred, "--report": report_dir},
         {"--checkpoint": checkpoint, "--pred": pred, "--data": dataset.path},
     )
+    refuse_output_over_inputs({"--json": json_out}, {"--report": report_dir})  # the report's own files
     header = err if json_out == "-" else out  # keep stdout pure JSON with --json -
     inputs = {"--data": dataset.path, "--pred": pred, "--checkpoint": checkpoint, "--save-pred": save_pred}
     samples = _report_collector(report_dir, dataset, inputs)

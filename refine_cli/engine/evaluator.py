@@ -95,9 +95,6 @@ def _progress_bar(total: int, desc: str, enabled: bool):  # noqa: ANN202 - a tqd
     return tqdm(total=total, desc=desc, unit=" img", disable=not enabled, leave=False)
 
 
-SampleCallback = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
-
-
 def evaluate(
     model: nn.Module | Backend,
     dataset: UnifiedDataset,

@@ -152,3 +152,15 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
     line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"),
                                 "--json", str(tmp_path / "g" / "samples.png")))  # fmt: skip
     assert "are the same path" in line and (tmp_path / "g" / "samples.png").read_bytes() == before
+
+
+def test_eval_json_may_not_land_in_the_report_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """--json onto the report's own files (per_image.csv) or onto the folder itself: refused before any work."""
+    report = tmp_path / "r"
+    report.mkdir()
+    (report / "per_image.csv").write_text("an earlier report\n")
+    base = ["eval", "--checkpoint", str(workspace["ck"]), "--data", str(workspace["data"]), "--report", str(report)]
+    line = _one_line_error(_run(*base, f"--json={report / 'per_image.csv'}"))
+    assert "--json" in line and "is inside the --report" in line
+    assert "is a folder" in _one_line_error(_run(*base, f"--json={report}"))  # before any evaluation
+    assert (report / "per_image.csv").read_text() == "an earlier report\n"
