@@ -78,6 +78,9 @@ def check_class_names(value: Any, num_classes: int, field: str, where: str, hint
         raise RefineError(f"{where}: {field} must be a list of class names", hint=hint)
     if len(value) != num_classes:
         raise RefineError(f"{where}: {field} has {len(value)} names for {num_classes} classes", hint=hint)
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    if repeated:
+        raise RefineError(f"{where}: {field} names {', '.join(map(repr, repeated))} more than once", hint=hint)
     return list(value)
 
 

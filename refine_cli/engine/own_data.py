@@ -104,10 +104,12 @@ def imagenet_weights_available(model: str) -> bool:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if cached.is_file():
         return True
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(cached), progress=True)
-    except Exception:  # noqa: BLE001 - offline, proxy, disk: the caller trains from scratch and says so
+    from refine_cli.data.download import download
+    from refine_cli.errors import RefineError
+
+    try:  # refine's download core: resumable, atomic, and a stalled network is given up in seconds, not hours
+        download(url, cached, retries=1, progress=True)
+    except (RefineError, OSError):  # offline, proxy, disk: the caller trains from scratch and says so
         return False
     return cached.is_file()
 

@@ -75,6 +75,7 @@ def test_damaged_checkpoint(workspace: dict[str, Path], tmp_path: Path, changes:
         ({"palette": [[0, 0, 0]] * 5 + [[0, 0, 256]]}, "palette[5] must be [r, g, b] with integers 0..255"),
         ({"num_classes": 0, "classes": []}, "num_classes is 0: it defines no classes"),
         ({"ignore_index": "x"}, "ignore_index must be an integer 0..255"),
+        ({"classes": ["background", "circle", "circle", "a", "b", "c"]}, "names 'circle' more than once"),
     ],
 )
 def test_damaged_meta_json(workspace: dict[str, Path], tmp_path: Path, changes: dict, expected: str) -> None:
