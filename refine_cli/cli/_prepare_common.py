@@ -97,7 +97,7 @@ def refuse_prepare_overlaps(
 ) -> None:
     """Before any download: the dataset folder and --json must not land on the archives or the manifest."""
     from refine_cli.data.converters import get_converter
-    from refine_cli.data.pipeline import prepare_paths
+    from refine_cli.data.sources import prepare_paths
     from refine_cli.guards import refuse_output_over_inputs
 
     paths = prepare_paths(converter, root or default_root(), options, archives, manifest)
