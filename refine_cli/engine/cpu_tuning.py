@@ -1,8 +1,8 @@
 """Keep glibc from handing activation buffers back to the kernel after every forward pass.
 
 glibc serves large blocks with mmap and trims the heap top as soon as a few tens of MiB are free, so
-every forward pass of a segmentation model faults its activations in again page by page (~44,000
-minor page faults per LW-50 forward at 512x512, ~29,000 for LW-MobileNetV2). Raising the mmap
+every forward pass of a segmentation model faults its activations in again page by page (40,000 to
+70,000 minor page faults per LW-50 or LW-MobileNetV2 forward at 512x512). Raising the mmap
 threshold to its maximum (32 MiB) and the trim threshold to 512 MiB keeps the freed blocks for the
 next pass: no page faults at all at batch 1, for a little more resident memory (docs/benchmarks.md,
 "CPU levers").
