@@ -8,6 +8,7 @@ map in `official.py` translates between the two.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -67,8 +68,8 @@ def separable_max_pool5(x: Tensor) -> Tensor:
 
     A 5x5 max is the max of the five row maxima, so the result equals the pooled one for every
     value (NaN included); only the sign of a zero maximum may differ (-0.0 == 0.0). On the CPU it
-    is 5-50x faster than ATen's pool, which runs a slow NCHW kernel and, in channels_last, fills an
-    unused int64 index buffer twice the size of the activation.
+    was 2-90x faster than ATen's pool (docs/benchmarks.md, "CPU levers"), which runs a slow NCHW
+    kernel and, in channels_last, fills an unused int64 index buffer twice the size of the activation.
     """
     return _running_max(_running_max(x, x.dim() - 1), x.dim() - 2)
 
@@ -89,7 +90,8 @@ class MaxPool5x5(nn.Module):
 
 def _capturing() -> bool:
     """True while a graph is captured (torch.compile, jit trace, ONNX export): keep standard ops."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    onnx = sys.modules.get("torch.onnx")  # not imported yet = not exporting (and no 20 ms lazy import)
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
 
 
 class ChainedResidualPool(nn.Module):

@@ -60,3 +60,10 @@ def test_module_uses_the_fast_path_only_without_autograd() -> None:
 def test_crp_has_no_pool_parameters_or_buffers() -> None:
     crp = ChainedResidualPool(4, stages=2, kernel_size=1)
     assert sorted(crp.state_dict()) == ["convs.0.weight", "convs.1.weight"]
+
+
+def test_tracing_keeps_the_standard_operator() -> None:
+    with torch.no_grad():  # no autograd, yet a captured graph must hold the exportable pool
+        traced = torch.jit.trace(MaxPool5x5(), torch.randn(1, 2, 8, 8))
+    graph = str(traced.graph)
+    assert "max_pool2d" in graph and "maximum" not in graph
