@@ -10,7 +10,9 @@ skipped); a class that is only predicted scores IoU 0 and counts.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +87,25 @@ def _flat_index(label: torch.Tensor, pred: torch.Tensor, num: int, bins: int) ->
     return index
 
 
+@contextlib.contextmanager
+def single_threaded(device: torch.device) -> Iterator[None]:
+    """Run the enclosed CPU tensor ops on one thread, then restore the thread count.
+
+    Scoring is memory-bound: a second thread gains little on an idle machine and, when the cores
+    are busy, makes each op wait for the slowest thread (4-12x slower). The count is process-wide,
+    so this is only for short stretches on the thread that also runs the model, as scoring is.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ConfusionMatrix:
     """A C x C int64 confusion matrix (rows = label, columns = prediction), accumulated over a data set.
 
@@ -129,6 +150,10 @@ class ConfusionMatrix:
         label_t = label_t.to(matrix.device).reshape(-1)
         if pred_t.numel() == 0:
             return
+        with single_threaded(matrix.device):
+            self._accumulate(matrix, pred_t, label_t)
+
+    def _accumulate(self, matrix: torch.Tensor, pred_t: torch.Tensor, label_t: torch.Tensor) -> None:
         num = self.num_classes
         pred_lo, pred_hi = (int(v) for v in torch.aminmax(pred_t))
         if pred_lo < 0 or pred_hi >= num:

@@ -22,6 +22,8 @@ from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
 
 _DEBUG = {"on": os.environ.get("REFINE_DEBUG", "") not in ("", "0")}
+# Commands that run models: glibc's allocator is tuned for them before the first tensor exists.
+MODEL_COMMANDS = frozenset({"bench", "predict", "eval", "train"})
 
 
 def _report(line: str) -> None:
@@ -124,6 +126,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (same as REFINE_DEBUG=1)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     max_pixels: int | None = typer.Option(
@@ -140,6 +143,10 @@ def _root(
         from refine_cli.data.imageio import set_max_pixels
 
         set_max_pixels(max_pixels)
+    if ctx.invoked_subcommand in MODEL_COMMANDS:
+        from refine_cli.engine.cpu_tuning import tune_allocator
+
+        tune_allocator()
 
 
 def _register_commands() -> None:

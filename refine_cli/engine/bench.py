@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from refine_cli.engine.complexity import MAC_UNIT_NOTE, measure
+from refine_cli.engine.cpu_tuning import allocator_tuned
 from refine_cli.engine.distributed import resolve_device
 from refine_cli.engine.inference import (
     autocast_context,
@@ -258,6 +259,7 @@ def benchmark_one(
         "warmup": settings.warmup,
         "iters": settings.iters,
         "threads": threads,
+        "malloc_tuned": allocator_tuned(),
         "notes": notes,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def test_bench_json_fields_and_consistency() -> None:
         assert row["peak_memory_mb"] is None or row["peak_memory_mb"] >= 0
         assert row["env"]["torch"] == torch.__version__ and row["env"]["torch_threads"] >= 1
         assert any("not a CUDA benchmark" in note for note in row["notes"])
+        assert row["malloc_tuned"] is (platform.libc_ver()[0] == "glibc")  # the CLI tunes glibc before a model runs
     assert rows[0]["params"] == 3_284_565
     assert rows[0]["gmacs"] == pytest.approx(8.584 / 64, rel=0.01)  # MACs scale with the pixel count
 

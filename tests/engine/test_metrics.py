@@ -125,3 +125,24 @@ def test_reduce_distributed_sums_over_ranks_once() -> None:
     single = ConfusionMatrix(3)
     single.update(np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.uint8))
     assert single.reduce_distributed().to_numpy()[0, 0] == 2
+
+
+def test_scoring_runs_on_one_thread_and_restores_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    bincount = torch.bincount
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+        seen.append(torch.get_num_threads())
+        return bincount(*args, **kwargs)
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(torch, "bincount", spy)
+        label = torch.tensor([[0, 1], [2, 255]], dtype=torch.uint8)
+        matrix = ConfusionMatrix(3)
+        matrix.update(torch.tensor([[0, 2], [2, 0]]), label)
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert matrix.to_numpy().tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 1]]
+    finally:
+        torch.set_num_threads(saved)
