@@ -235,7 +235,7 @@ class SegmentationModel(nn.Module):
 
 def logits_size(height: int, width: int) -> tuple[int, int]:
     """The logits size every model produces: ceil(H/4) x ceil(W/4), as three 'same' stride-2 ops give."""
-    return (-(-height // 4), -(-width // 4))
+    return ((height + 3) // 4, (width + 3) // 4)  # not -(-h // 4): ONNX exports that as a truncating division
 
 
 __all__ = [
