@@ -31,9 +31,11 @@ def export_command(
     from refine_cli.engine.bench import parse_size
     from refine_cli.engine.export import export_checkpoint
     from refine_cli.errors import RefineError
+    from refine_cli.guards import refuse_output_over_inputs
 
     if format_.lower() != "onnx":
         raise RefineError(f"unknown export format {format_!r}", hint="use --format onnx")
+    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"checkpoint": checkpoint})
     static_size = parse_size(static) if static else None
     err.print(f"exporting {checkpoint} to ONNX (torch.onnx dynamo exporter; this takes a few seconds) ...")
     report = export_checkpoint(checkpoint, out_path, opset=opset, static=static_size, fp16=fp16, tolerance=tolerance)

@@ -121,6 +121,10 @@ def test_convert_bench_train_refuse_outputs_over_inputs(ws: dict[str, Path], tmp
     assert "--out" in line and "would overwrite the source checkpoint" in line
     line = _refused(["bench", "--checkpoint", str(ck), "--json", str(ck), "--device", "cpu"], ck)
     assert "would overwrite the --checkpoint" in line
+    line = _refused(["export", str(ck), "--format", "onnx", "--out", str(ck)], ck)  # was: ONNX over the .pt
+    assert "--out" in line and "would overwrite the checkpoint" in line
+    line = _refused(["export", str(ck), "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--json", str(ck)], ck)
+    assert "--json" in line and not (tmp_path / "m.onnx").exists()
     fast = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--workers", "0", "--device", "cpu", "--iters", "1"]
     line = _refused(["train", "--data", str(ws["data"]), "--out", str(ws["data"] / "run"), *fast], ws["data"])
     assert "--out" in line and "is inside the dataset" in line
