@@ -28,6 +28,7 @@ from refine_cli.engine.distributed import resolve_device
 from refine_cli.engine.inference import (
     autocast_context,
     check_precision,
+    compile_for_inference,
     prepare_for_inference,
     tf32_flags,
     tf32_mode,
@@ -193,7 +194,7 @@ def benchmark_one(
             x = x.contiguous(memory_format=torch.channels_last)
         if settings.compile:
             torch.compiler.reset()
-            model = torch.compile(model, mode=settings.compile_mode)
+            model = compile_for_inference(model, settings.compile_mode)
         step = _make_step(model, x, settings, device)
         memory.reset_peak()
         if settings.compile:  # the first call compiles: timed separately, never part of the latency

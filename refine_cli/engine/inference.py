@@ -151,6 +151,20 @@ def tf32_mode(enabled: bool) -> Iterator[None]:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved_flags
 
 
+def compile_for_inference(model: nn.Module, mode: str = "default") -> nn.Module:
+    """torch.compile for a model whose weights never change again (bench, eval, predict; never training).
+
+    Inductor's "freezing" treats the weights as constants: it folds them into the graph and pre-packs
+    them for oneDNN instead of reordering them on every call. Measured on the 2-core CPU at 512x512
+    (forward + upsample + argmax, 2 threads): LW-RefineNet-50 188 -> 172 ms p50, LW-MobileNetV2 81 -> 78
+    ms, labels unchanged. It sets a process-wide inductor option, so training code must not call it.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    return torch.compile(model, mode=mode)
+
+
 def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
     """channels_last on the CPU, PyTorch's default layout elsewhere.
 

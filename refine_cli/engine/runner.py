@@ -21,6 +21,7 @@ from torch import nn
 
 from refine_cli.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 from refine_cli.engine.crf import CRFParams, CRFPool
+from refine_cli.engine.inference import compile_for_inference
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 
@@ -48,7 +49,7 @@ class TorchBackend:
         self.device = parameter.device if parameter is not None else torch.device("cpu")
         self.num_classes = getattr(model, "num_classes", None)
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model) if compile_model else model
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = compile_for_inference(model) if compile_model else model
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self._forward(images)
