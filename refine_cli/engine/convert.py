@@ -42,6 +42,7 @@ def convert_official(
 
     Returns a summary (model, num_classes, params, keys, source sha256, out).
     """
+    from refine_cli.guards import refuse_output_over_inputs
     from refine_cli.models import create_model, model_info
     from refine_cli.models.official import import_official_state_dict
 
@@ -49,8 +50,7 @@ def convert_official(
     model_name = model_info(model_name).name
     if out.exists() and not overwrite:
         raise RefineError(f"{out} already exists", hint="choose another --out or pass --force to replace it")
-    if src.resolve() == out.resolve():
-        raise RefineError("--out must differ from the source file", hint="write the converted checkpoint elsewhere")
+    refuse_output_over_inputs({"--out": out}, {"source checkpoint": src})  # also for library callers
     obj = read_torch_file(src)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         raise RefineError(f"{src} is already a refine checkpoint", hint="use it directly with --checkpoint")

@@ -167,3 +167,19 @@ def test_convert_library_lw50_plain_state_dict(tmp_path: Path) -> None:
     assert summary["params"] == expected_params and summary["num_classes"] == 21
     assert summary["source_keys"] == len(shapes)
     assert load_checkpoint(tmp_path / "lw50_refine.pt").model == "lw-refinenet-50"
+
+
+def test_convert_library_refuses_out_that_is_the_source(tmp_path: Path) -> None:
+    """The one output guard also protects library callers, hard links included (a plain path compare missed them)."""
+    import os
+
+    from refine_cli.engine.convert import convert_official
+    from refine_cli.errors import RefineError
+
+    src = tmp_path / "official.pth"
+    torch.save({"w": torch.zeros(1)}, src)
+    before = src.read_bytes()
+    os.link(src, tmp_path / "alias.pth")
+    with pytest.raises(RefineError, match="would overwrite the source checkpoint"):
+        convert_official(src, "lw-refinenet-mobilenetv2", tmp_path / "alias.pth", overwrite=True)
+    assert src.read_bytes() == before
