@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import socket
 import sys
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from refine_cli.envvars import env_number
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_json_atomic
 
@@ -46,16 +46,8 @@ def holder_file_for(target: str | os.PathLike[str]) -> Path:
 
 def default_wait() -> float:
     """Seconds to wait for a busy lock: $REFINE_LOCK_WAIT, else 5 (negative = wait for ever)."""
-    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
-    if not text:
-        return DEFAULT_WAIT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if math.isnan(seconds):  # 'nan' would make filelock wait for ever without saying so
-        raise RefineError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds", hint="e.g. 60, or -1 for ever")
-    return seconds
+    hint = "e.g. 60, or -1 for ever"
+    return env_number(LOCK_WAIT_ENV, DEFAULT_WAIT_S, allow_negative=True, what="a number of seconds", hint=hint)
 
 
 def read_holder(target: str | os.PathLike[str]) -> dict[str, object] | None:

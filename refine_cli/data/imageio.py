@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from refine_cli.envvars import env_number
 from refine_cli.errors import RefineError
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -56,18 +57,8 @@ class ImageHeader:
 
 def max_pixels() -> int:
     """The pixel limit in force: REFINE_MAX_PIXELS if set (0 means no limit), else the default."""
-    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):  # 'lots', 'nan', 'inf'
-        raise RefineError(
-            f"{MAX_PIXELS_ENV}={text!r} is not a number", hint="give a pixel count such as 100000000, or 0 for none"
-        ) from None
-    if value < 0:
-        raise RefineError(f"{MAX_PIXELS_ENV}={text!r} is negative", hint="give a pixel count, or 0 for no limit")
-    return value
+    hint = "give a pixel count such as 100000000, or 0 for no limit"
+    return int(env_number(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, hint=hint))
 
 
 def set_max_pixels(value: int) -> None:

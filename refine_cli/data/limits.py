@@ -12,13 +12,12 @@ size is refused before extraction (zip bombs); `refine prepare --max-expansion N
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from refine_cli.errors import RefineError
+from refine_cli.envvars import env_number
 
 STALL_TIMEOUT_ENV = "REFINE_STALL_TIMEOUT"
 MIN_RATE_ENV = "REFINE_MIN_RATE"
@@ -48,24 +47,6 @@ class StallRules:
             min_rate=env_number(MIN_RATE_ENV, default.min_rate / 1000) * 1000,
             window=env_number(RATE_WINDOW_ENV, default.window, positive=True),
         )
-
-
-def env_number(name: str, default: float, positive: bool = False) -> float:
-    """A non-negative number from the environment (or `default`), with one clear line when it is not."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-        if not math.isfinite(value):  # nan passes every comparison below; inf is no number of seconds
-            raise ValueError(text)
-    except ValueError:
-        raise RefineError(
-            f"{name}={text!r} is not a number", hint=f"unset it or give a number such as {default:g}"
-        ) from None
-    if value < 0 or (positive and value == 0):
-        raise RefineError(f"{name}={text!r} must be {'above' if positive else 'at least'} 0", hint="unset it")
-    return value
 
 
 def set_stall_rules(stall_seconds: float | None = None, min_rate_kbs: float | None = None) -> None:
