@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refine_cli.classes import check_class_names, check_num_classes, check_palette
 from refine_cli.errors import RefineError
 
 FORMAT = "refine-onnx"
@@ -31,6 +32,9 @@ def require_onnx(*modules: str) -> None:
             importlib.import_module(name)
         except ImportError:
             raise RefineError(f"{name} is not installed", hint=INSTALL_HINT) from None
+
+
+_REEXPORT = "export it again with `refine export CK --format onnx`"
 
 
 @dataclass
@@ -87,11 +91,12 @@ class OnnxModelCard:
             def load(key: str, default: Any = None) -> Any:
                 return json.loads(values[key]) if key in values else default
 
+            num_classes = check_num_classes(load("num_classes"), "num_classes", str(path), _REEXPORT)
             card = cls(
                 model=values["model"],
-                num_classes=int(load("num_classes")),
-                classes=[str(c) for c in load("classes")],
-                palette=[[int(v) for v in rgb] for rgb in load("palette")],
+                num_classes=num_classes,
+                classes=check_class_names(load("classes"), num_classes, "classes", str(path), _REEXPORT),
+                palette=check_palette(load("palette"), num_classes, "palette", str(path), _REEXPORT),
                 mean=[float(v) for v in load("mean")],
                 std=[float(v) for v in load("std")],
                 output_stride=int(load("output_stride", 4)),
@@ -103,10 +108,8 @@ class OnnxModelCard:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise RefineError(
-                f"{path} has damaged refine metadata ({type(error).__name__}: {error})", hint="export it again"
+                f"{path} has damaged refine metadata ({type(error).__name__}: {error})", hint=_REEXPORT
             ) from None
-        if len(card.classes) != card.num_classes or len(card.palette) != card.num_classes:
-            raise RefineError(f"{path} has damaged refine metadata (class list and palette do not match)")
         return card
 
 

@@ -125,11 +125,17 @@ def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_pa
     truncated.write_bytes(data[: len(data) // 2])
     garbage.write_bytes(b"this is not a model at all" * 10)
     proto = onnx.load(str(exported["onnx"]))
+    for entry in proto.metadata_props:  # a colour channel of 300: checked like a checkpoint's palette
+        if entry.key.endswith("palette"):
+            entry.value = json.dumps([[300, 0, 0]] + json.loads(entry.value)[1:])
+    bad_palette = tmp_path / "palette.onnx"
+    onnx.save(proto, str(bad_palette))
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
     image = next((exported["data"] / "images").iterdir())
     for path, reason in ((truncated, "not a readable ONNX model"), (garbage, "not a readable ONNX model"),
-                         (foreign, "ONNX file without refine metadata")):  # fmt: skip
+                         (foreign, "ONNX file without refine metadata"),
+                         (bad_palette, "palette[0] must be [r, g, b] with integers 0..255")):  # fmt: skip
         for args in (["predict", str(image), "--out", str(tmp_path / "o")], ["eval", "--data", str(exported["data"])]):
             result = _run([*args, "--checkpoint", str(path), "--device", "cpu"])
             assert result.exit_code == 2, result.output
