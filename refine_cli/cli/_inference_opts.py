@@ -45,6 +45,14 @@ WorkersOpt = Annotated[
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (PyTorch checkpoints; pays off on long runs).")
 ]
+PrecisionOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--precision",
+        help="fp32 (default, strict: TF32 off), tf32 (CUDA), bf16 (CPUs with AVX512-BF16/AMX, CUDA) or fp16 (CUDA) "
+        "autocast; logits, TTA and CRF stay fp32. An .onnx file keeps its export precision.",
+    ),
+]
 CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime)."
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 
@@ -56,6 +64,23 @@ def resolve_tta(msc: str | None, tile: str | None) -> tuple[tuple[float, ...], t
     if msc is not None and not msc.strip():
         msc = DEFAULT_MSC
     return parse_scales(msc), parse_tile(tile)
+
+
+def resolve_precision(value: str | None) -> str | None:
+    """--precision as the engine spells it (lower case); None = the model file's own precision."""
+    return None if value is None else value.strip().lower()
+
+
+def warn_if_slow_precision(precision: str, device: object) -> None:
+    """One warning line when the chosen precision is valid but will be slow here (bf16 on an old CPU)."""
+    import torch
+
+    from refine_cli.cli._console import warn
+    from refine_cli.engine.inference import slow_precision_warning
+
+    note = slow_precision_warning(precision, torch.device(str(device)))
+    if note:
+        warn(note)
 
 
 def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - CRFParams | None, lazily imported

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._inference_opts import warn_if_slow_precision
 from refine_cli.cli._options import JsonOpt
 
 
@@ -81,6 +82,7 @@ def bench_command(
         on_start=lambda name: err.print(f"benchmarking {name} ..."),
         runtimes=runtime,
     )
+    warn_if_slow_precision(results[0]["precision"], results[0]["device"])
     if plot is not None:
         from refine_cli.engine.bench_plot import plot_benchmarks
 

@@ -17,11 +17,14 @@ from refine_cli.cli._inference_opts import (
     DeviceOpt,
     FlipOpt,
     MscOpt,
+    PrecisionOpt,
     TileOpt,
     WorkersOpt,
     describe_settings,
     resolve_crf,
+    resolve_precision,
     resolve_tta,
+    warn_if_slow_precision,
 )
 from refine_cli.cli._options import JsonOpt, check_picture_folder
 
@@ -72,6 +75,7 @@ def eval_command(
     batch: BatchOpt = 1,
     workers: WorkersOpt = None,
     compile_model: CompileOpt = False,
+    precision: PrecisionOpt = None,
     limit: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
@@ -114,7 +118,8 @@ def eval_command(
     from refine_cli.engine.evaluator import evaluate
     from refine_cli.engine.runner import load_model
 
-    loaded = load_model(checkpoint, device, compile_model)
+    loaded = load_model(checkpoint, device, compile_model, resolve_precision(precision))
+    warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
     if loaded.num_classes != dataset.meta.num_classes:
         raise RefineError(
             f"checkpoint {checkpoint} has {loaded.num_classes} classes, dataset {dataset.meta.name} has "
@@ -125,7 +130,8 @@ def eval_command(
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
         f"Evaluating [bold]{checkpoint}[/bold] ({loaded.model}) on {dataset.path} split {split}\n"
-        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {loaded.describe_device()}"
+        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {loaded.describe_device()}, "
+        f"{loaded.backend.precision}"
     )
     report = evaluate(
         loaded.backend,
@@ -140,7 +146,12 @@ def eval_command(
         save_pred_dir=save_pred,
         progress=err.is_terminal,
         limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model, "runtime": loaded.runtime},
+        settings={
+            "checkpoint": str(checkpoint),
+            "model": loaded.model,
+            "runtime": loaded.runtime,
+            "precision": loaded.backend.precision,
+        },
         on_sample=samples,
     )
     if save_pred is not None:

@@ -17,11 +17,14 @@ from refine_cli.cli._inference_opts import (
     DeviceOpt,
     FlipOpt,
     MscOpt,
+    PrecisionOpt,
     TileOpt,
     WorkersOpt,
     describe_settings,
     resolve_crf,
+    resolve_precision,
     resolve_tta,
+    warn_if_slow_precision,
 )
 from refine_cli.cli._options import JsonOpt
 
@@ -65,6 +68,7 @@ def predict_command(
     device: DeviceOpt = "auto",
     workers: WorkersOpt = None,
     compile_model: CompileOpt = False,
+    precision: PrecisionOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
@@ -86,10 +90,12 @@ def predict_command(
         {"--out": [out_dir / f"{path.stem}{suffix}" for path in paths for suffix in suffixes], "--json": json_out},
         {"input image": paths, "--checkpoint": checkpoint, "--label-map": label_map},
     )
-    loaded = load_model(checkpoint, device, compile_model)
+    loaded = load_model(checkpoint, device, compile_model, resolve_precision(precision))
+    warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     err.print(
-        f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}: "
+        f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}, "
+        f"{loaded.backend.precision}: "
         f"{describe_settings(scales, flip, tile_size, crf_params)}"
     )
     summary = predict_images(
@@ -120,6 +126,7 @@ def predict_command(
                 **summary.to_json(),
                 "checkpoint": str(checkpoint),
                 "runtime": loaded.runtime,
+                "precision": loaded.backend.precision,
                 "scales": list(scales),
                 "flip": flip,
             },

@@ -113,6 +113,31 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Everything `--precision` means around one PyTorch forward: autocast, and TF32 on or strictly off on CUDA.
+
+    fp32 is strict IEEE on CUDA too (PyTorch's default lets cuDNN use TF32), so fp32 runs on any device
+    give the same labels up to summation order.
+    """
+    stack = contextlib.ExitStack()
+    if device.type == "cuda":
+        stack.enter_context(tf32_mode(precision == "tf32"))
+    stack.enter_context(autocast_context(precision, device))
+    return stack
+
+
+def slow_precision_warning(precision: str, device: torch.device) -> str | None:
+    """Why a precision that is valid here will still be slow: bf16 on a CPU without bf16 instructions."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return (
+        "this CPU has no bf16 instructions (AVX512-BF16 or AMX): bf16 is emulated and likely slower than fp32; "
+        "use --precision fp32"
+    )
+
+
 def _has_new_tf32_api() -> bool:
     return hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision")
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from refine_cli.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 from refine_cli.engine.crf import CRFParams, CRFPool
-from refine_cli.engine.inference import compile_for_inference
+from refine_cli.engine.inference import check_precision, compile_for_inference, precision_context
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 
@@ -31,6 +31,7 @@ class Backend(Protocol):
 
     runtime: str
     device: torch.device
+    precision: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
     num_classes: int | None
@@ -39,20 +40,29 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A PyTorch model in eval mode (BN folded and channels_last on the CPU by `load_model`), optionally compiled."""
+    """A PyTorch model in eval mode (BN folded and channels_last on the CPU by `load_model`), optionally compiled.
+
+    `precision` (fp32, tf32, bf16, fp16; see `engine.inference.PRECISIONS`) wraps each forward in
+    autocast / the TF32 switches; the logits always leave as float32, so TTA averaging, softmax and
+    the CRF run in full precision whatever the forward used.
+    """
 
     runtime = "torch"
 
-    def __init__(self, model: nn.Module, compile_model: bool = False) -> None:
+    def __init__(self, model: nn.Module, compile_model: bool = False, precision: str = "fp32") -> None:
         self.model = model.eval()
         parameter = next(model.parameters(), None)
         self.device = parameter.device if parameter is not None else torch.device("cpu")
+        check_precision(precision, self.device)
+        self.precision = precision
         self.num_classes = getattr(model, "num_classes", None)
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self._forward: Callable[[torch.Tensor], torch.Tensor] = compile_for_inference(model) if compile_model else model
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self._forward(images)
+        with precision_context(self.precision, self.device):
+            logits = self._forward(images)
+        return logits.float()
 
 
 class OnnxBackend:
@@ -66,6 +76,7 @@ class OnnxBackend:
         self.num_classes = card.num_classes
         self.mean, self.std = tuple(card.mean), tuple(card.std)
         self.providers = list(session.get_providers())
+        self.precision = card.precision
         self._input = session.get_inputs()[0].name
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -113,8 +124,14 @@ def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def load_model(path: str | os.PathLike[str], device: str = "auto", compile_model: bool = False) -> InferenceModel:
-    """Open a checkpoint (.pt: PyTorch, BN folded, channels_last on the CPU) or an export (.onnx: ONNX Runtime)."""
+def load_model(
+    path: str | os.PathLike[str], device: str = "auto", compile_model: bool = False, precision: str | None = None
+) -> InferenceModel:
+    """Open a checkpoint (.pt: PyTorch, BN folded, channels_last on the CPU) or an export (.onnx: ONNX Runtime).
+
+    `precision` None means the file's own: fp32 for a checkpoint, what an .onnx was exported with.
+    An .onnx file cannot change precision at run time, so a different one is refused.
+    """
     path = Path(path)
     if is_onnx_file(path):
         from refine_cli.engine.onnx_model import open_session
@@ -122,6 +139,12 @@ def load_model(path: str | os.PathLike[str], device: str = "auto", compile_model
         if compile_model:
             raise RefineError("--compile is for PyTorch checkpoints, not ONNX files", hint="drop --compile")
         card, session = open_session(path, device, threads=torch.get_num_threads())
+        if precision is not None and precision != card.precision:
+            raise RefineError(
+                f"{path} was exported in {card.precision}; an ONNX file runs at the precision it was exported with, "
+                f"not --precision {precision}",
+                hint="drop --precision, or run the .pt checkpoint (or `refine export --fp16` for an fp16 file)",
+            )
         backend: Backend = OnnxBackend(session, card, path)
         return InferenceModel(
             backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path
@@ -134,7 +157,7 @@ def load_model(path: str | os.PathLike[str], device: str = "auto", compile_model
     loaded = load_checkpoint(path)
     channels_last = preferred_memory_format(resolved) == torch.channels_last
     model, _ = prepare_for_inference(loaded.build_model("cpu"), resolved, fold_bn=True, channels_last=channels_last)
-    backend = TorchBackend(model, compile_model)
+    backend = TorchBackend(model, compile_model, precision or "fp32")
     return InferenceModel(
         backend, loaded.model, loaded.num_classes, list(loaded.classes), loaded.palette, loaded.label_id_map, path
     )
