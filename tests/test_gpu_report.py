@@ -44,6 +44,7 @@ def _fake_run(out: Path) -> None:
     train = {"model": "lw-refinenet-50", "steps": 60, "train_seconds": 12.5, "images_per_second": 76.8}
     (out / "train.json").write_text(json.dumps(train))
     (out / "eval.json").write_text(json.dumps({"miou": 0.8123, "num_images": 40, "seconds": 3.2}))
+    (out / "eval_bf16.json").write_text(json.dumps({"miou": 0.8119, "num_images": 40, "seconds": 2.1}))
     steps = "bench-eager-b1\t0\t40\t\ntrain-amp\t1\t30\tCUDA error\nddp-2gpu\t0\t0\tskipped: 1 GPU(s), needs 2\n"
     (out / "steps.tsv").write_text(steps)
 
@@ -61,6 +62,7 @@ def test_report_tables_and_json(tmp_path: Path) -> None:
     assert "### Batch 16" in markdown and "| lw-refinenet-50 | 20.00 (800) |" in markdown
     assert "lw-refinenet-50 bf16 reduce-overhead 42 s" in markdown  # compile time, apart from the latency
     assert "60 steps in 12.5 s, 76.8 images/s" in markdown and "mIoU 0.8123, 40 images" in markdown
+    assert "## Eval (bf16 autocast)\n\nmIoU 0.8119, 40 images in 2.1 s" in markdown
     assert "| train-amp | FAILED (exit 1) | 30 | CUDA error |" in markdown
     assert "| ddp-2gpu | skipped | 0 |" in markdown
 

@@ -4,9 +4,11 @@
 
 Rows: LW-RefineNet-50 and LW-MobileNetV2 run the official way (tools/bench_cpu_levers.py `official`:
 NCHW eager, BN not folded, ATen max-pool, glibc defaults, each in its own process), then `refine bench`
-with `--runtime torch --runtime onnxruntime` for both models and two torchvision peers, all in this one
-invocation. Timed: forward + upsample to the input + argmax, batch 1. The 1-minute load average is
-recorded before and after, so a busy machine shows in the table.
+for both models and two torchvision peers, all in this one invocation: fp32 with `--runtime torch
+--runtime onnxruntime`, fp32 with `--compile` (refine models only), and `--precision bf16` eager and
+compiled (bf16 is not bit-exact: it is reported in columns of its own, and the ratios are given for the
+fastest exact fp32 path and for the fastest path of all). Timed: forward + upsample to the input +
+argmax, batch 1. The 1-minute load average is recorded before and after, so a busy machine shows.
 """
 
 from __future__ import annotations
@@ -31,35 +33,51 @@ def official(model: str, threads: int, iters: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def refine_bench(threads: int, iters: int, size: int) -> list[dict]:
+# (column title, extra `refine bench` arguments, models it runs, exact fp32?)
+COLUMNS = (
+    ("refine, PyTorch", ["--runtime", "torch"], (*MODELS, *PEERS), True),
+    ("refine, ONNX Runtime", ["--runtime", "onnxruntime"], (*MODELS, *PEERS), True),
+    ("refine, PyTorch --compile", ["--compile"], MODELS, True),
+    ("refine, PyTorch bf16", ["--precision", "bf16"], (*MODELS, *PEERS), False),
+    ("refine, PyTorch bf16 --compile", ["--precision", "bf16", "--compile"], MODELS, False),
+)
+
+
+def refine_bench(threads: int, iters: int, size: int, extra: list[str], models: tuple[str, ...]) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "bench.json"
         command = [str(Path(sys.executable).parent / "refine"), "bench", "--device", "cpu", "--channels-last"]
         command += ["--threads", str(threads), "--size", str(size), "--warmup", "3", "--iters", str(iters)]
-        command += ["--runtime", "torch", "--runtime", "onnxruntime", "--json", str(report)]
-        for model in (*MODELS, *PEERS):
+        command += [*extra, "--json", str(report)]
+        for model in models:
             command += ["-m", model]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         data = json.loads(report.read_text())
     return data["results"] if isinstance(data, dict) else data
 
 
-def table(official_rows: dict[str, dict], bench_rows: list[dict], loads: tuple[float, float]) -> str:
+def _cell(ms: dict | None) -> str:
+    return f"{ms['p50']:.1f} ({ms['min']:.1f})" if ms else "-"
+
+
+def table(official_rows: dict[str, dict], columns: dict[str, dict[str, dict]], loads: tuple[float, float]) -> str:
+    """`columns`: column title -> model -> latency_ms."""
+    exact = [title for title, _, _, is_exact in COLUMNS if is_exact]
+    titles = ["official way (NCHW eager)", *columns, "official / fastest exact", "official / fastest"]
     lines = [
         f"1-minute load average {loads[0]:.2f} before, {loads[1]:.2f} after (2 vCPUs); ms per image, p50 (min)",
         "",
-        "| model | official way (NCHW eager) | refine, PyTorch | refine, ONNX Runtime | official / fastest refine |",
-        "|---|---|---|---|---|",
+        "| model | " + " | ".join(titles) + " |",
+        "|---" * (len(titles) + 1) + "|",
     ]
-    by_key = {(row["model"], row.get("runtime", "torch")): row["latency_ms"] for row in bench_rows}
     for model in (*MODELS, *PEERS):
-        torch_ms, ort_ms = by_key.get((model, "torch")), by_key.get((model, "onnxruntime"))
-        cells = [f"{ms['p50']:.1f} ({ms['min']:.1f})" if ms else "-" for ms in (torch_ms, ort_ms)]
         base = official_rows.get(model)
-        base_cell = f"{base['wall_ms_p50']:.1f} ({base['wall_ms_min']:.1f})" if base else "-"
-        fastest = min(ms["p50"] for ms in (torch_ms, ort_ms) if ms)
-        ratio = f"**{base['wall_ms_p50'] / fastest:.1f}x**" if base else "-"
-        lines.append(f"| {model} | {base_cell} | {cells[0]} | {cells[1]} | {ratio} |")
+        cells = [f"{base['wall_ms_p50']:.1f} ({base['wall_ms_min']:.1f})" if base else "-"]
+        cells += [_cell(by_model.get(model)) for by_model in columns.values()]
+        for titles_in in (exact, list(columns)):
+            times = [columns[t][model]["p50"] for t in titles_in if model in columns.get(t, {})]
+            cells.append(f"**{base['wall_ms_p50'] / min(times):.1f}x**" if base and times else "-")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -72,8 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     before = os.getloadavg()[0]
     official_rows = {model: official(model, args.threads, args.iters) for model in MODELS}
-    bench_rows = refine_bench(args.threads, args.iters, args.size)
-    text = table(official_rows, bench_rows, (before, os.getloadavg()[0]))
+    columns: dict[str, dict[str, dict]] = {}
+    for title, extra, models, _ in COLUMNS:
+        rows = refine_bench(args.threads, args.iters, args.size, extra, models)
+        columns[title] = {row["model"]: row["latency_ms"] for row in rows}
+    text = table(official_rows, columns, (before, os.getloadavg()[0]))
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -99,6 +99,8 @@ plan prepare-shapes "$REFINE" prepare shapes --root "$DATA" --n 200 --size 384
 plan train-amp "$REFINE" "${TRAIN[@]}" --out "$RUN" --json "$OUT/train.json"
 plan eval "$REFINE" eval --checkpoint "$RUN/last.pt" --data "$DATA/shapes" --split val --batch 16 --device cuda \
     --json "$OUT/eval.json"
+plan eval-bf16 "$REFINE" eval --checkpoint "$RUN/last.pt" --data "$DATA/shapes" --split val --batch 16 --device cuda \
+    --precision bf16 --json "$OUT/eval_bf16.json"
 plan predict "$REFINE" predict --checkpoint "$RUN/last.pt" --out "$OUT/predictions" --batch 8 --device cuda \
     --json "$OUT/predict.json" "$DATA/shapes/images"
 if ((GPUS >= 2)); then

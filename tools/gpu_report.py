@@ -3,7 +3,7 @@
     .venv/bin/python tools/gpu_report.py OUT_DIR [--json PATH] [--md PATH]
 
 OUT_DIR holds what gpu_check.sh wrote: bench/*.json (each a list of `refine bench --json` rows),
-train.json, eval.json, predict.json, ddp.json (any may be missing: a failed or skipped step) and
+train.json, eval.json, eval_bf16.json, predict.json, ddp.json (any may be missing: a failed or skipped step) and
 steps.tsv (one line per step: name, exit status, seconds, note). The markdown has one latency table
 per batch size (rows: model; columns: precision x compile mode), then the other steps.
 """
@@ -82,7 +82,7 @@ def build_report(out_dir: Path) -> dict[str, Any]:
         first = read_json(bench_dir / rows[0]["source"])[0]
         env = first.get("env")
     report: dict[str, Any] = {"env": env, "bench": rows, "steps": read_steps(out_dir / "steps.tsv")}
-    for name in ("train", "eval", "predict", "ddp"):
+    for name in ("train", "eval", "eval_bf16", "predict", "ddp"):
         path = out_dir / f"{name}.json"
         report[name] = read_json(path) if path.is_file() else None
     return report
@@ -153,7 +153,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{train.get('images_per_second')} images/s",
             "",
         ]
-    for name, title in (("eval", "Eval"), ("predict", "Predict")):
+    for name, title in (("eval", "Eval (fp32)"), ("eval_bf16", "Eval (bf16 autocast)"), ("predict", "Predict")):
         data = report.get(name)
         if data:
             detail = f"mIoU {data['miou']:.4f}, " if data.get("miou") is not None else ""
