@@ -221,13 +221,14 @@ def run_inference(
     `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W).
     """
     backend = as_backend(model)
+    labels_only = crf is None and not want_probs  # then one view needs no softmax (see predict_batch_probs)
 
     def forward() -> Iterator[tuple[Any, np.ndarray, torch.Tensor]]:
         for group in same_size_batches(samples, max(1, batch_size)):
             images = torch.stack(
                 [normalize_image(image, backend.device, backend.mean, backend.std) for _, image in group]
             )
-            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=tile)
+            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=tile, labels_only=labels_only)
             for (key, image), sample_probs in zip(group, probs, strict=True):
                 yield key, image, sample_probs
 

@@ -13,6 +13,7 @@ from refine_cli.engine.tta import (
     parse_tile,
     predict_batch_probs,
     predict_probs,
+    softmax_channels,
     tile_windows,
 )
 from refine_cli.errors import RefineError
@@ -40,6 +41,34 @@ def test_single_scale_equals_plain_upsampled_softmax() -> None:
     assert torch.allclose(probs, expected, atol=1e-6)
     assert torch.equal(probs.argmax(0), expected.argmax(0))
     assert torch.allclose(probs.sum(0), torch.ones(45, 61), atol=1e-5)
+
+
+def test_softmax_channels_matches_torch_softmax_in_both_layouts() -> None:
+    logits = torch.randn(2, 21, 33, 47) * 8
+    expected = torch.softmax(logits, 1)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        probs = softmax_channels(logits.contiguous(memory_format=layout))
+        assert probs.shape == expected.shape and torch.allclose(probs, expected, atol=1e-6)
+        assert torch.equal(probs.argmax(1), expected.argmax(1))
+
+
+def test_labels_only_skips_the_softmax_for_a_single_view_and_keeps_the_labels() -> None:
+    model = _QuarterNet().eval()
+    images = torch.randn(2, 3, 45, 61)
+    probs = predict_batch_probs(model, images)
+    for scales in ((1.0,), (0.75,)):
+        scores = predict_batch_probs(model, images, scales=scales, labels_only=True)
+        size = (round(45 * scales[0]), round(61 * scales[0]))
+        scaled = images if scales[0] == 1 else F.interpolate(images, size=size, mode="bilinear")
+        logits = F.interpolate(model(scaled), size=(45, 61), mode="bilinear")
+        assert torch.allclose(scores, logits, atol=1e-5)  # logits: no softmax was paid for
+        reference = predict_batch_probs(model, images, scales=scales)
+        assert torch.equal(scores.argmax(1), reference.argmax(1))
+    assert not torch.allclose(predict_batch_probs(model, images, labels_only=True).sum(1), torch.ones(2, 45, 61))
+    # several views are averaged as probabilities whatever the caller wants
+    views = predict_batch_probs(model, images, scales=(0.75, 1.0), flip=True, labels_only=True)
+    assert torch.allclose(views.sum(1), torch.ones(2, 45, 61), atol=1e-5)
+    assert torch.allclose(probs, predict_batch_probs(model, images, labels_only=False))
 
 
 def test_flip_tta_is_flip_consistent_and_batch_matches_single() -> None:
