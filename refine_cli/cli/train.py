@@ -270,9 +270,12 @@ def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
         return None
     from refine_cli.data.unified import UnifiedDataset
     from refine_cli.engine.own_data import is_own_data
+    from refine_cli.locks import LockBusyError
 
     try:
         source = UnifiedDataset(root)
+    except LockBusyError:
+        raise  # a prepare still writing it: waiting again in the trainer would only double the wait
     except RefineError:
         return None  # the trainer reports a bad --data with its own message
     return source if is_own_data(source) else None
