@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from refine_cli.cli.app import app
 from refine_cli.data.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from refine_cli.locks import hold_lock, holder_file_for, read_holder
+from refine_cli.locks import hold_lock, holder_file_for, read_holder, wait_for_writer
 from tests.support.processes import reaping, spawn, wait_for_holder
 
 _HOLD = "import sys, time\nfrom refine_cli.locks import hold_lock\nwith hold_lock(sys.argv[1], 'test folder'):\n"
@@ -129,3 +130,60 @@ def test_a_lock_wait_that_is_no_number_is_one_line(monkeypatch: pytest.MonkeyPat
         default_wait()
     monkeypatch.setenv("REFINE_LOCK_WAIT", "-1")
     assert default_wait() == -1.0
+
+
+def test_dataset_readers_wait_for_a_prepare_of_that_folder(tmp_path: Path, processes: list) -> None:
+    """check, eval --data and train --data never read a folder a prepare is writing: refused naming it, or wait."""
+    args = ["-m", "refine_cli", "prepare", "shapes", "--root", str(tmp_path), "--n", "12", "--size", "64"]
+    data = tmp_path / "shapes"
+    prepare = spawn(args)
+    processes.append(prepare)
+    wait_for_holder(data, prepare)
+    prepare.send_signal(signal.SIGSTOP)  # frozen mid-conversion: the folder is half-written
+    readers = [
+        ["check", str(data)],
+        ["eval", "--data", str(data), "--pred", str(tmp_path / "pred")],
+        ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--iters", "1"],
+    ]
+    for reader in readers:
+        line = _one_line(CliRunner().invoke(app, reader, env={"REFINE_LOCK_WAIT": "0.2"}))
+        assert f"dataset folder {data} is in use by pid {prepare.pid} on " in line and "prepare shapes" in line, line
+    assert not (tmp_path / "run").exists()
+    threading.Timer(0.5, prepare.send_signal, [signal.SIGCONT]).start()
+    started = time.monotonic()
+    check = CliRunner().invoke(app, ["check", str(data)], env={"REFINE_LOCK_WAIT": "60"})
+    assert time.monotonic() - started > 0.4  # it waited for the prepare to finish, then read the whole dataset
+    assert check.exit_code == 0 and "is a valid unified dataset" in " ".join(check.output.split()), check.output
+    assert prepare.wait(60) == 0, prepare.communicate()[0]
+
+
+def test_dataset_readers_do_not_hold_each_other_up(tmp_path: Path, processes: list) -> None:
+    """A long eval holding a dataset open leaves it free for a second reader and for the next prepare."""
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path, train=2, val=1, size=(32, 32))
+    with hold_lock(data, "dataset folder"):  # leaves the lock file a finished prepare leaves
+        pass
+    opened = "import sys, time\nfrom refine_cli.data.unified import UnifiedDataset\nUnifiedDataset(sys.argv[1])\n"
+    reader = spawn(["-c", opened + "print('open', flush=True)\ntime.sleep(60)\n", str(data)])
+    processes.append(reader)
+    assert reader.stdout.readline().strip() == "open", reader.communicate()[0]
+    check = CliRunner().invoke(app, ["check", str(data)], env={"REFINE_LOCK_WAIT": "0"})
+    assert check.exit_code == 0, check.output
+    with hold_lock(data, "dataset folder", wait=0):
+        pass
+    failures: list[BaseException] = []
+
+    def read_often() -> None:  # two readers probing at once: each may find the other's probe holding the lock
+        try:
+            for _ in range(200):
+                wait_for_writer(data, "dataset folder", wait=0)
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=read_often) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures

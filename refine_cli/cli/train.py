@@ -1,4 +1,4 @@
-"""`refine train`: build the run's config (defaults <- recipe <- flags), train, report."""
+"""`refine train`: parse the options, resolve the run's config (cli/_train_config.py), train, report."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import typer
 
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._train_config import resolve_data, resolve_run
 from refine_cli.config import MINIMUMS
-from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
     from refine_cli.engine.trainer import TrainSummary
@@ -27,37 +27,6 @@ Examples:
 """
 
 Opt = Optional  # noqa: UP045 - typer evaluates annotations at runtime
-
-
-def _overrides(values: dict[str, Any]) -> dict[str, Any]:
-    """Dotted config keys for the flags the user actually gave (None = not given)."""
-    chosen = {key: value for key, value in values.items() if value is not None}
-    if "train.epochs" in chosen and "train.iters" in chosen:
-        raise RefineError("give only one of --epochs and --iters", hint="the run length is counted in one unit")
-    if "train.epochs" in chosen:
-        chosen["train.iters"] = None  # an explicit length in one unit replaces the other
-    elif "train.iters" in chosen:
-        chosen["train.epochs"] = None
-    return chosen
-
-
-def _keep_validation_cadence(base: Any, overrides: dict[str, Any]) -> str | None:
-    """--iters over an epoch-based recipe (or --epochs over a step-based one) without --val-every.
-
-    `val_every` counts in the run's unit by default, so the recipe's "every 5 epochs" would silently
-    become "every 5 steps". Keep the recipe's unit instead; returns a note for the user, or None.
-    """
-    if overrides.get("train.val_every") is not None or base.train.val_unit != "auto":
-        return None
-    iters, epochs = overrides.get("train.iters"), overrides.get("train.epochs")
-    if iters and base.train.iters is None:
-        unit = "epochs"
-    elif epochs and base.train.epochs is None:
-        unit = "steps"
-    else:
-        return None
-    overrides["train.val_unit"] = unit
-    return f"validating every {base.train.val_every} {unit}, as the recipe does; set --val-every N to change it"
 
 
 def train_command(
@@ -144,17 +113,15 @@ def train_command(
     json_out: JsonOpt = None,
 ) -> None:
     """Train a model: the LW-RefineNet recipe by default (SGD, decoder lr x10, frozen BN, random scale/crop/flip)."""
-    from refine_cli.config import parse_assignment, resolve_config
-    from refine_cli.engine import run_files
+    from refine_cli.config import resolve_config
     from refine_cli.engine.trainer import train
     from refine_cli.locks import hold_lock
-    from refine_cli.models.checkpoint import load_checkpoint
 
     main = int(os.environ.get("RANK", "0")) == 0
     if main and resume is not None and resume.exists():  # lock before reading the run's last.pt
         ctx.with_resource(hold_lock(resume if resume.is_dir() else resume.parent, "training run"))
     flags = {
-        "data.root": _resolve_data(data) if data is not None else None,
+        "data.root": resolve_data(data) if data is not None else None,
         "data.train_split": train_split,
         "data.val_split": val_split,
         "data.batch": batch,
@@ -178,35 +145,7 @@ def train_command(
         "train.seed": seed,
         "train.device": device,
     }
-    overrides = _overrides(flags)
-    if val_split is not None and val_split.lower() == "none":
-        overrides["data.val_split"] = None
-    overrides.update(parse_assignment(text) for text in settings or [])
-    if resume is not None:
-        if recipe is not None:
-            raise RefineError("--recipe cannot be combined with --resume", hint="a resumed run keeps its own config")
-        checkpoint = run_files.find_resume_checkpoint(resume)
-        if out_dir is not None and out_dir.resolve() != checkpoint.parent.resolve():
-            raise RefineError("--out must be the resumed run's folder (or left out)", hint=f"drop --out {out_dir}")
-        stored = load_checkpoint(checkpoint).train_config
-        if not stored:
-            raise RefineError(f"{checkpoint} holds no training config", hint="resume a run made by refine train")
-        note = _keep_validation_cadence(resolve_config(base=stored), overrides)
-        cfg = resolve_config(base=stored, overrides=overrides)
-        changed = sorted(key for key in overrides if _get(stored, key) != _get(cfg.to_dict(), key))
-        if changed:
-            warn(f"resuming with changed settings: {', '.join(changed)}")
-        out_dir, resume_from = checkpoint.parent, checkpoint
-    else:
-        if out_dir is None:
-            raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
-        own = _own_data(flags["data.root"]) if recipe is None else None
-        base = None
-        if own is not None:
-            base = _own_data_base(own, overrides, batch)
-        note = _keep_validation_cadence(resolve_config(recipe, base=base), overrides)
-        cfg = resolve_config(recipe, base=base, overrides=overrides)
-        resume_from = None
+    cfg, out_dir, resume_from, note = resolve_run(flags, recipe, resume, out_dir, settings, batch)
     _refuse_overlaps(cfg, recipe, out_dir, resume_from, json_out)
     if main and resume is None:  # one run per folder, held until the command ends
         ctx.with_resource(hold_lock(out_dir, "training run"))
@@ -254,54 +193,6 @@ def _refuse_overlaps(
         CURVES_FILE,
     )
     refuse_output_over_inputs({"--json": json_out}, {"run's file": [out_dir / name for name in run_file_names]})
-
-
-def _resolve_data(data: str) -> str:
-    """--data as a folder, or a dataset name under $REFINE_DATA (like refine eval)."""
-    from refine_cli.cli._paths import dataset_path
-
-    path = dataset_path(data)
-    return str(path.resolve()) if path.exists() else str(path)
-
-
-def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
-    """The dataset when it was made by `refine prepare custom` (it then gets the own-data defaults)."""
-    if not root:
-        return None
-    from refine_cli.data.unified import UnifiedDataset
-    from refine_cli.engine.own_data import is_own_data
-
-    try:
-        source = UnifiedDataset(root)
-    except RefineError:
-        return None  # the trainer reports a bad --data with its own message
-    return source if is_own_data(source) else None
-
-
-def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> dict[str, Any]:  # noqa: ANN001
-    """own_data_defaults, with the ImageNet backbone when it can be had; prints what was chosen."""
-    from refine_cli.engine import own_data
-
-    base = own_data.own_data_defaults(source, batch)
-    err.print(f"note: own data, no --recipe: {base['description']}")
-    if "model.pretrained_backbone" not in overrides and "model.backbone_weights" not in overrides:
-        model = overrides.get("model.name", base["model"]["name"])
-        available = own_data.imagenet_weights_available(model)
-        overrides["model.pretrained_backbone"] = available
-        if not available:
-            err.print(f"note: no ImageNet weights for {model} here: training from scratch, which needs much more "
-                      "data (pass --backbone-weights FILE when you have them)")  # fmt: skip
-    if not overrides.get("model.pretrained_backbone") and "model.backbone_weights" not in overrides:
-        base["model"]["freeze_bn"] = False  # from scratch, BatchNorm statistics must be learnt
-    for line in own_data.rare_class_notes(source, base["data"]["train_split"]):
-        warn(line)
-    return base
-
-
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
 
 
 class _RichProgress:

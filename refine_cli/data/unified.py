@@ -29,6 +29,7 @@ from refine_cli.data.imageio import encode_label_png, read_label, read_rgb
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic as write_file_atomic
 from refine_cli.fileio import write_json_atomic, write_text_atomic
+from refine_cli.locks import wait_for_writer
 
 FORMAT_VERSION = 1
 IMAGE_EXTS = ("jpg", "jpeg", "png")
@@ -272,6 +273,8 @@ class UnifiedDataset:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        # a `refine prepare` still writing this folder: wait for it (or refuse, naming it), then read
+        wait_for_writer(self.path, "dataset folder")
         meta_file = self.path / META_FILE
         if not meta_file.is_file():
             if (self.path / "labels").is_dir() or (self.path / "images").is_dir():

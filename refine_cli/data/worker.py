@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refine_cli.data.converters._checks import size_mismatch
 from refine_cli.data.converters.base import ConvertedSample, SampleError, SkipSample, WorkItem
 from refine_cli.data.imageio import ImageReadError, verify_decodes
 from refine_cli.data.unified import UnifiedWriter, bad_label_values
@@ -59,9 +60,9 @@ def _validate(sample: ConvertedSample, num_classes: int, ignore_index: int) -> t
         header = verify_decodes(data, name=where)
     except ImageReadError as error:
         return error.one_line(), b"", ""
-    height, width = header.height, header.width
-    if (height, width) != label.shape:
-        return f"label is {label.shape[1]}x{label.shape[0]} but image {where} is {width}x{height}", b"", ""
+    problem = size_mismatch(label.shape, where, (header.height, header.width), "label")
+    if problem is not None:
+        return problem, b"", ""
     return None, data, ext
 
 

@@ -4,7 +4,8 @@ Per step: uint8 crops from the loader -> device -> ImageNet normalisation -> mod
 asked) -> logits upsampled to the label size -> cross-entropy ignoring 255 -> SGD (encoder/decoder
 groups) -> per-step schedule. Validation uses the same `evaluate` as `refine eval` (sharded over
 ranks, no image counted twice). Only rank 0 writes files. The step counter, not the epoch, is the
-unit of progress, so `--iters`, `--epochs` and resuming in the middle of an epoch are one code path.
+unit of progress, so `--iters`, `--epochs` and resuming in the middle of an epoch are one code path; what
+last.pt records for an exact resume is written and read by `train_resume`.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from refine_cli.engine.distributed import DistContext
 from refine_cli.engine.inference import preferred_memory_format
 from refine_cli.engine.optim import build_optimizer, build_scheduler
 from refine_cli.engine.train_log import TrainLog
+from refine_cli.engine.train_resume import apply_resume_record, resume_record
 from refine_cli.engine.train_setup import build_model, check_classes, open_dataset
 from refine_cli.engine.train_step import NonFiniteLoss, TrainStep
 from refine_cli.errors import RefineError
 from refine_cli.models import freeze_batchnorm_stats
-from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_state_dict_strict, save_checkpoint
+from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 
 class TrainCallbacks:
@@ -177,37 +179,12 @@ class Trainer:
             write_text_atomic(self.out_dir / run_files.CONFIG_FILE, cfg.to_yaml())
 
     def _restore(self, ck: Checkpoint) -> None:
-        state = (ck.extra or {}).get("resume")
-        if not state:
-            raise RefineError(f"{ck.path} has no resume state", hint="resume from the run's last.pt, not best.pt")
-        load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
-        # The optimiser's saved state carries the old run's hyper-parameters; this run's config wins, so a
-        # `--resume --lr X` really trains with X (and the config files never claim what was not used).
-        configured_lrs = list(self.scheduler.base_lrs)
-        configured_hparams = [
-            {k: g[k] for k in ("momentum", "weight_decay", "nesterov")} for g in self.optimizer.param_groups
-        ]
-        self.optimizer.load_state_dict(run_files.optimizer_state_from_checkpoint(state["optimizer"]))
-        scheduler_state = dict(state["scheduler"])
-        scheduler_state["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)  # keep this run's schedule
-        self.scheduler.load_state_dict(scheduler_state)
-        self.scheduler.base_lrs = configured_lrs
-        for group, base_lr, hparams, factor in zip(
-            self.optimizer.param_groups, configured_lrs, configured_hparams, self.scheduler.lr_lambdas, strict=True
-        ):
-            group.update(hparams, initial_lr=base_lr, lr=base_lr * factor(self.scheduler.last_epoch))
-        if state.get("scaler"):
-            self.step_fn.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
-        self.best_miou, self.best_step = state.get("best_miou"), state.get("best_step")
-        self.last_val, self.elapsed = (ck.metrics or None), float(state.get("elapsed_s", 0.0))
-        rng = state.get("rng") or []
-        if len(rng) == self.ctx.world_size:
-            run_files.restore_rng(rng[self.ctx.rank])
-        else:
-            self.notes.append(f"resumed with {self.ctx.world_size} processes instead of {len(rng)}: new RNG streams")
-        if int(state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
-            self.notes.append("batch or process count changed since the checkpoint: epochs are counted anew")
+        resumed = apply_resume_record(
+            ck, self.model, self.optimizer, self.scheduler, self.step_fn.scaler, self.ctx, self.steps_per_epoch
+        )
+        self.step, self.best_miou, self.best_step = resumed.step, resumed.best_miou, resumed.best_step
+        self.last_val, self.elapsed = resumed.last_val, resumed.elapsed
+        self.notes += resumed.notes
         self.metrics.load_until(self.step)
 
     # ------------------------------------------------------------------ loop
@@ -358,19 +335,19 @@ class Trainer:
         rng = dist_utils.all_gather_object(run_files.capture_rng(), self.ctx)
         if not self.ctx.is_main:
             return
-        resume = {
-            "step": self.step,
-            "steps_per_epoch": self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "world_size": self.ctx.world_size,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.step_fn.scaler.state_dict(),
-            "best_miou": self.best_miou,
-            "best_step": self.best_step,
-            "elapsed_s": self.elapsed,
-            "rng": rng,
-        }
+        resume = resume_record(
+            self.optimizer,
+            self.scheduler,
+            self.step_fn.scaler,
+            step=self.step,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            world_size=self.ctx.world_size,
+            best_miou=self.best_miou,
+            best_step=self.best_step,
+            elapsed=self.elapsed,
+            rng=rng,
+        )
         # metrics, then best, then last: a kill between writes leaves files that are newer than last.pt,
         # never older, and a resume redoes (and rewrites) whatever came after last.pt
         self.metrics.flush()

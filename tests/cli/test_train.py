@@ -69,21 +69,21 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
     """--iters over an epoch recipe: 'every 5 epochs' must not silently become 'every 5 steps'."""
-    from refine_cli.cli.train import _keep_validation_cadence
+    from refine_cli.cli._train_config import keep_validation_cadence
     from refine_cli.config import resolve_config
 
     epochs_recipe = resolve_config(overrides={"train.epochs": 100, "train.iters": None, "train.val_every": 5})
     overrides = {"train.iters": 30000, "train.epochs": None}
-    note = _keep_validation_cadence(epochs_recipe, overrides)
+    note = keep_validation_cadence(epochs_recipe, overrides)
     assert overrides["train.val_unit"] == "epochs" and "every 5 epochs" in note
     assert resolve_config(base=epochs_recipe.to_dict(), overrides=overrides).train.val_unit == "epochs"
     steps_recipe = resolve_config(overrides={"train.epochs": None, "train.iters": 450, "train.val_every": 150})
     overrides = {"train.epochs": 10, "train.iters": None}
-    assert _keep_validation_cadence(steps_recipe, overrides) and overrides["train.val_unit"] == "steps"
+    assert keep_validation_cadence(steps_recipe, overrides) and overrides["train.val_unit"] == "steps"
     explicit = {"train.iters": 30000, "train.epochs": None, "train.val_every": 7}
-    assert _keep_validation_cadence(epochs_recipe, explicit) is None and "train.val_unit" not in explicit
+    assert keep_validation_cadence(epochs_recipe, explicit) is None and "train.val_unit" not in explicit
     same_unit = {"train.epochs": 20, "train.iters": None}
-    assert _keep_validation_cadence(epochs_recipe, same_unit) is None and "train.val_unit" not in same_unit
+    assert keep_validation_cadence(epochs_recipe, same_unit) is None and "train.val_unit" not in same_unit
 
 
 def test_set_values_obey_the_flag_rules(tmp_path: Path) -> None:

@@ -179,7 +179,11 @@ def test_plan_and_convert_map_known_pixels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("missing-label", "missing label file"), ("wrong-size", "but image"), ("bad-value", "not Cityscapes labelIds")],
+    [
+        ("missing-label", "missing label file"),
+        ("wrong-size", r"^label \S*_gtFine_labelIds\.png is 60x32 but image \S*_leftImg8bit\.png is 64x32$"),
+        ("bad-value", "not Cityscapes labelIds"),
+    ],
 )
 def test_bad_labels_name_the_file(tmp_path: Path, kind: str, message: str) -> None:
     stem = "aachen_000000_000019"

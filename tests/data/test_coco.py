@@ -104,7 +104,8 @@ def test_image_size_disagreeing_with_the_annotations_is_a_sample_error(tmp_path:
     converter = get_converter("coco")
     plan = converter.plan(sources, {})
     item = next(item for item in plan.items if item.sample_id == "000000000872")
-    with pytest.raises(SampleError, match=r"image .*000000000872\.jpg is 64x48 but the annotations say 64x50"):
+    expected = r"^its record in the annotations is 64x50 but image \S*000000000872\.jpg is 64x48$"
+    with pytest.raises(SampleError, match=expected):
         converter.convert(item)
 
 

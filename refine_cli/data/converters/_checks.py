@@ -1,4 +1,4 @@
-"""Per-sample input checks shared by the VOC-family converters (VOC, SBD, COCO).
+"""Per-sample input checks shared by the converters.
 
 They run in worker processes and turn every kind of bad input into a SampleError that names the
 file, so `--skip-bad` can drop the sample and the report can say which file to look at.
@@ -45,11 +45,40 @@ def read_index_png(path: Path) -> np.ndarray:
         raise SampleError(error.one_line()) from None
 
 
+def size_mismatch(
+    label_hw: tuple[int, ...], image: str | Path, image_hw: tuple[int, int], label_what: str
+) -> str | None:
+    """Why a label does not cover its image pixel for pixel ('label X is 63x48 but image Y is 64x48'), or None.
+
+    `label_what` names the label for the user: "label PATH", "mask PATH", "its COCO record". When the two
+    sizes are only swapped and the image file carries an EXIF rotation, that is said to be the cause: a phone
+    photo stored landscape is displayed portrait, so a mask drawn on the displayed picture is transposed.
+    """
+    if tuple(label_hw) == tuple(image_hw):
+        return None
+    got = "x".join(str(v) for v in label_hw[::-1])
+    text = f"{label_what} is {got} but image {image} is {image_hw[1]}x{image_hw[0]}"
+    swapped = tuple(label_hw) == tuple(image_hw[::-1]) and Path(image).is_file()
+    orientation = imageio.exif_orientation(Path(image)) if swapped else 1
+    if orientation >= 5:
+        text += (
+            f" as stored; its EXIF orientation {orientation} only displays it as {image_hw[0]}x{image_hw[1]}. "
+            "refine reads the stored pixel grid and never rotates (nor does train/eval/predict): save the image "
+            "with the rotation applied (e.g. PIL ImageOps.exif_transpose) and use that image instead"
+        )
+    return text
+
+
+def check_same_size(label_hw: tuple[int, ...], image: Path, image_hw: tuple[int, int], label_what: str) -> None:
+    """A label that does not cover its image pixel for pixel is a broken sample (never resized): SampleError."""
+    problem = size_mismatch(label_hw, image, image_hw, label_what)
+    if problem is not None:
+        raise SampleError(problem)
+
+
 def check_label(label: np.ndarray, size: tuple[int, int], num_classes: int, label_path: Path, image_path: Path) -> None:
     """Fail when the label does not cover the image pixel for pixel or holds values outside [0, C) and 255."""
-    if label.ndim != 2 or label.shape != size:
-        got = "x".join(str(v) for v in label.shape[::-1])
-        raise SampleError(f"label {label_path} is {got} but image {image_path} is {size[1]}x{size[0]}")
+    check_same_size(label.shape, image_path, size, f"label {label_path}")
     bad = bad_label_values(label, num_classes, 255)
     if bad:
         shown = ", ".join(str(v) for v in bad[:5])

@@ -10,10 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from refine_cli.data.converters._checks import image_size
-from refine_cli.data.converters.base import SampleError
 from refine_cli.errors import RefineError
 
 VOC2010_SUBDIR = Path("VOCdevkit") / "VOC2010"
@@ -62,12 +58,3 @@ def read_id_list(path: Path) -> list[str]:
     if not ids:
         raise RefineError(f"list file {path} is empty", hint="the archive is incomplete; download it again")
     return ids
-
-
-def check_same_size(label: np.ndarray, label_path: Path, image_path: Path) -> None:
-    """A label that does not cover its image pixel for pixel is a broken sample, never resized."""
-    height, width = image_size(image_path)
-    if label.shape != (height, width):
-        raise SampleError(
-            f"label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is {width}x{height}"
-        )

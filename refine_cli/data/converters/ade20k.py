@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import checked_image_size, read_index_png
+from refine_cli.data.converters._checks import check_same_size, checked_image_size, read_index_png
 from refine_cli.data.converters.base import (
     ConvertedSample,
     Converter,
@@ -111,11 +111,7 @@ class ADE20KConverter(Converter):
     def convert(item: WorkItem) -> ConvertedSample:
         image_path, label_path = (Path(p) for p in item.args)
         label = read_index_png(label_path)
-        height, width = checked_image_size(image_path)
-        if label.shape != (height, width):
-            raise SampleError(
-                f"label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is {width}x{height}"
-            )
+        check_same_size(label.shape, image_path, checked_image_size(image_path), f"label {label_path}")
         if int(label.max(initial=0)) > NUM_SOURCE_CLASSES:
             bad = sorted(int(v) for v in np.unique(label[label > NUM_SOURCE_CLASSES]))[:5]
             raise SampleError(f"label {label_path} has values {bad} outside 0..{NUM_SOURCE_CLASSES}")

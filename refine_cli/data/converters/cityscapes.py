@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import checked_image_size, read_index_png
+from refine_cli.data.converters._checks import check_same_size, checked_image_size, read_index_png
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.errors import RefineError
 
@@ -128,10 +128,7 @@ class CityscapesConverter(Converter):
             return ConvertedSample(label=np.full((height, width), 255, dtype=np.uint8), image_src=image_path)
         label_path = Path(label_path)
         label = read_index_png(label_path)
-        if label.shape != (height, width):
-            raise SampleError(
-                f"label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is {width}x{height}"
-            )
+        check_same_size(label.shape, image_path, (height, width), f"label {label_path}")
         if int(label.max(initial=0)) > MAX_LABEL_ID:
             bad = sorted(int(v) for v in np.unique(label[label > MAX_LABEL_ID]))[:5]
             raise SampleError(f"label {label_path} has values {bad} that are not Cityscapes labelIds (0..33)")

@@ -24,7 +24,7 @@ import numpy as np
 
 from refine_cli.data.classes import COCO_TO_VOC, VOC_CLASSES
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import image_size
+from refine_cli.data.converters._checks import check_same_size, image_size
 from refine_cli.data.converters.base import ConvertedSample, Converter, Plan, SampleError, SkipSample, WorkItem
 from refine_cli.data.converters.sbd import voc_family_spec
 from refine_cli.data.unified import validate_sample_id
@@ -230,9 +230,7 @@ class COCOConverter(Converter):
     def convert(item: WorkItem) -> ConvertedSample:
         image_path, height, width, annotations, min_pixels = item.args
         image = Path(image_path)
-        size = image_size(image)
-        if size != (height, width):
-            raise SampleError(f"image {image} is {size[1]}x{size[0]} but the annotations say {width}x{height}")
+        check_same_size((height, width), image, image_size(image), "its record in the annotations")
         try:
             label = rasterize(list(annotations), height, width)
         except (ValueError, TypeError, KeyError) as error:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._voc2010 import check_same_size, find_folder, find_voc2010, read_id_list
+from refine_cli.data.converters._checks import check_same_size, image_size
+from refine_cli.data.converters._voc2010 import find_folder, find_voc2010, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError
@@ -144,7 +145,7 @@ class _ContextBase(Converter):
             bad = sorted(int(v) for v in np.unique(label_map[(label_map > NUM_SOURCE_IDS) | (label_map < 0)]))[:5]
             raise SampleError(f"{mat_path}: LabelMap has values {bad} outside 0..{NUM_SOURCE_IDS}")
         label = lut[label_map]
-        check_same_size(label, mat_path, image_path)
+        check_same_size(label.shape, image_path, image_size(image_path), f"label {mat_path}")
         return ConvertedSample(label=label, image_src=image_path)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from refine_cli.data import imageio
 from refine_cli.data.converters import register_converter
+from refine_cli.data.converters._checks import check_same_size, image_size
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.custom.classes import Color, LabelTable, read_class_file
 from refine_cli.data.custom.coco import scan_coco
@@ -80,19 +81,6 @@ def fingerprint(paths: list[Path]) -> str:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def size_problem(mask_hw: tuple[int, int], image: Path, image_hw: tuple[int, int], mask_what: str) -> str:
-    """Why a mask does not fit its image, with the EXIF-rotation explanation when that is the cause."""
-    text = f"{mask_what} is {mask_hw[1]}x{mask_hw[0]} but image {image} is {image_hw[1]}x{image_hw[0]}"
-    orientation = imageio.exif_orientation(image) if mask_hw == image_hw[::-1] else 1
-    if orientation >= 5:
-        text += (
-            f" as stored; its EXIF orientation {orientation} only displays it as {image_hw[0]}x{image_hw[1]}. "
-            "refine reads the stored pixel grid and never rotates (nor does train/eval/predict): save the image "
-            "with the rotation applied (e.g. PIL ImageOps.exif_transpose) and use that with its mask"
-        )
-    return text
 
 
 def _image_source(image: Path) -> dict[str, Any]:
@@ -187,14 +175,11 @@ class CustomConverter(Converter):
     def convert(item: WorkItem) -> ConvertedSample:
         kind, image_path, *rest = item.args
         image = Path(image_path)
-        try:
-            image_hw = imageio.image_size(image)
-        except imageio.ImageReadError as error:
-            raise SampleError(error.one_line()) from None
+        image_hw = image_size(image)
         if kind == "coco":
             height, width, annotations = rest
             if (height, width) not in ((0, 0), image_hw):
-                raise SampleError(size_problem((height, width), image, image_hw, "its COCO record"))
+                check_same_size((height, width), image, image_hw, "its COCO record")
             from refine_cli.data.converters.coco import rasterize
 
             try:
@@ -207,8 +192,7 @@ class CustomConverter(Converter):
             mask = imageio.read_mask(mask_path, what="mask")
         except imageio.ImageReadError as error:
             raise SampleError(error.one_line()) from None
-        if tuple(mask.shape[:2]) != image_hw:
-            raise SampleError(size_problem(tuple(mask.shape[:2]), image, image_hw, f"mask {mask_path}"))
+        check_same_size(mask.shape[:2], image, image_hw, f"mask {mask_path}")
         try:
             label = table.to_label(mask, str(mask_path))
         except RefineError as error:

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._voc2010 import check_same_size, find_folder, find_voc2010, read_id_list
+from refine_cli.data.converters._checks import check_same_size, image_size
+from refine_cli.data.converters._voc2010 import find_folder, find_voc2010, read_id_list
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.imageio import ImageReadError, read_mask
 from refine_cli.data.unified import voc_palette
@@ -127,7 +128,7 @@ class PersonPartConverter(Converter):
             raise SampleError(
                 f"label {label_path} has values {bad}; Person-Part labels hold 0..{NUM_CLASSES - 1} and 255"
             )
-        check_same_size(mapped, label_path, image_path)
+        check_same_size(mapped.shape, image_path, image_size(image_path), f"label {label_path}")
         return ConvertedSample(label=mapped, image_src=image_path)
 
 
