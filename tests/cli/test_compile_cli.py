@@ -16,8 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
-from tests.support.checkpoints import save_tiny_checkpoint
+from tests.support.checkpoints import shapes_with_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
@@ -26,15 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core mach
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Shapes at 64 px (2 val images), two of its images in a folder, and a tiny trained-looking checkpoint."""
     root = tmp_path_factory.mktemp("compile")
-    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "10", "--size", "64"])
-    assert result.exit_code == 0, result.output
-    data = root / "shapes"
-    meta = UnifiedDataset(data).meta
+    data, checkpoint = shapes_with_checkpoint(root, 10)
     images = root / "images"
     images.mkdir()
     for path in sorted((data / "images").iterdir())[:2]:
         shutil.copy(path, images)
-    return {"data": data, "images": images, "ck": save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette)}
+    return {"data": data, "images": images, "ck": checkpoint}
 
 
 def _compiled_graphs() -> int:

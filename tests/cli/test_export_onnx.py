@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.unified import UnifiedDataset
-from tests.support.checkpoints import save_tiny_checkpoint
+from tests.support.checkpoints import shapes_with_checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -28,15 +28,11 @@ def _run(args: list[str]):  # noqa: ANN202 - click Result
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny trained-looking checkpoint (random BN statistics) and its ONNX export, made once."""
     root = tmp_path_factory.mktemp("onnx")
-    assert _run(["prepare", "shapes", "--root", str(root), "--n", "6", "--size", "64"]).exit_code == 0
-    data = root / "shapes"
-    meta = UnifiedDataset(data).meta
     facts = {"name": "shapes", "ignore_index": 255, "extra": {"train_id_to_label_id": ID_MAP}}
-    checkpoint = save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra={"dataset": facts})
+    data, checkpoint = shapes_with_checkpoint(root, 6, extra={"dataset": facts})
     onnx_path = root / "tiny.onnx"
-    result = _run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout[result.stdout.index("{") :])
+    report = _json_of(_run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"]))
+    meta = UnifiedDataset(data).meta
     return {"root": root, "data": data, "ck": checkpoint, "onnx": onnx_path, "report": report, "meta": meta}
 
 

@@ -37,3 +37,20 @@ def save_tiny_checkpoint(
     save_checkpoint(path, model_name=TINY_MODEL, model=model, num_classes=len(classes), classes=list(classes),
                     palette=palette, extra=extra)  # fmt: skip
     return path
+
+
+def shapes_with_checkpoint(root: Path, n: int, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """`refine prepare shapes` with `n` 64 px images under `root`, and a tiny checkpoint for its 6 classes.
+
+    Returns (dataset folder, checkpoint); 20% of the images are the val split.
+    """
+    from typer.testing import CliRunner
+
+    from refine_cli.cli.app import app
+    from refine_cli.data.unified import UnifiedDataset
+
+    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", str(n), "--size", "64"])
+    assert result.exit_code == 0, result.output
+    data = root / "shapes"
+    meta = UnifiedDataset(data).meta
+    return data, save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra=extra)
