@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from refine_cli.cli.app import app
 from tests.support.checkpoints import shapes_with_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "restore_inductor_freezing")  # 2 shared cores
 
 
 @pytest.fixture(scope="module")
