@@ -32,3 +32,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_inductor_freezing() -> Iterator[None]:
+    """`compile_for_inference` turns on inductor's process-wide freezing; later tests get the old value back.
+
+    Not monkeypatch: its undo deletes an attribute it did not find in the module's `__dict__`, and
+    torch's config module keeps its options elsewhere, so the option would vanish for every later test.
+    """
+    import torch._inductor.config as inductor_config
+
+    freezing = inductor_config.freezing
+    yield
+    inductor_config.freezing = freezing

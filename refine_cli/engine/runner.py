@@ -83,9 +83,12 @@ class OnnxBackend:
         size = list(images.shape[-2:])
         if self.card.static_size and size != list(self.card.static_size):
             height, width = self.card.static_size
+            tileable = size[0] >= height and size[1] >= width  # --tile never pads a view up to the tile size
             raise RefineError(
                 f"{self.path} was exported for {height}x{width} inputs only; this view is {size[0]}x{size[1]}",
-                hint=f"use --tile {height}x{width} without --msc, or export without --static",
+                hint=f"use --tile {height}x{width} without --msc, or export without --static"
+                if tileable
+                else f"a view smaller than {height}x{width} cannot be tiled: export without --static (or drop --msc)",
             )
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         (logits,) = self.session.run(None, {self._input: array})

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.unified import UnifiedDataset
+from tests.support.checkpoints import shapes_with_checkpoint
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -27,28 +27,12 @@ def _run(args: list[str]):  # noqa: ANN202 - click Result
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny trained-looking checkpoint (random BN statistics) and its ONNX export, made once."""
-    from refine_cli.models import create_model
-    from refine_cli.models.checkpoint import save_checkpoint
-
     root = tmp_path_factory.mktemp("onnx")
-    assert _run(["prepare", "shapes", "--root", str(root), "--n", "6", "--size", "64"]).exit_code == 0
-    data = root / "shapes"
-    meta = UnifiedDataset(data).meta
-    torch.manual_seed(0)
-    model = create_model("lw-refinenet-mobilenetv2", num_classes=6)
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():  # non-trivial BN statistics, so folding is really exercised
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    checkpoint = root / "tiny.pt"
     facts = {"name": "shapes", "ignore_index": 255, "extra": {"train_id_to_label_id": ID_MAP}}
-    save_checkpoint(checkpoint, model_name="lw-refinenet-mobilenetv2", model=model, num_classes=6,
-                    classes=meta.classes, palette=meta.palette, extra={"dataset": facts})  # fmt: skip
+    data, checkpoint = shapes_with_checkpoint(root, 6, extra={"dataset": facts})
     onnx_path = root / "tiny.onnx"
-    result = _run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout[result.stdout.index("{") :])
+    report = _json_of(_run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"]))
+    meta = UnifiedDataset(data).meta
     return {"root": root, "data": data, "ck": checkpoint, "onnx": onnx_path, "report": report, "meta": meta}
 
 
@@ -82,8 +66,8 @@ def test_export_runs_any_size_like_pytorch(exported: dict) -> None:
     assert logits.shape == (2, 6, 10, 13)
 
 
-def _predict(exported: dict, checkpoint: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
-    images = exported["data"] / "images"
+def _predict(images: Path, checkpoint: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
+    """`refine predict` on a file or folder -> {png name: label map}."""
     result = _run(["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
                    *extra])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -93,14 +77,14 @@ def _predict(exported: dict, checkpoint: Path, out: Path, *extra: str) -> dict[s
 def test_predict_through_onnx_equals_the_checkpoint(exported: dict, tmp_path: Path) -> None:
     plain = {}
     for index, options in enumerate(([], ["--msc", "0.75,1.25", "--flip", "--tile", "48x48", "--batch", "2"])):
-        torch_labels = _predict(exported, exported["ck"], tmp_path / f"pt{index}", *options)
-        onnx_labels = _predict(exported, exported["onnx"], tmp_path / f"onnx{index}", *options)
+        torch_labels = _predict(exported["data"] / "images", exported["ck"], tmp_path / f"pt{index}", *options)
+        onnx_labels = _predict(exported["data"] / "images", exported["onnx"], tmp_path / f"onnx{index}", *options)
         assert len(torch_labels) == 6 and torch_labels.keys() == onnx_labels.keys()
         for name, labels in torch_labels.items():
             np.testing.assert_array_equal(onnx_labels[name], labels, err_msg=f"{name} with {options}")
         plain = plain or onnx_labels
     # the label-id map travels inside the file
-    ids = _predict(exported, exported["onnx"], tmp_path / "ids", "--label-ids")
+    ids = _predict(exported["data"] / "images", exported["onnx"], tmp_path / "ids", "--label-ids")
     for name, labels in plain.items():
         np.testing.assert_array_equal(ids[name], np.array(ID_MAP, np.uint8)[labels])
 
@@ -187,3 +171,143 @@ def test_bench_times_both_runtimes_in_one_table() -> None:
     assert refused.exit_code == 2 and "--runtime onnxruntime times fp32" in refused.output
     unknown = _run(["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "tensorrt", "--size", "64"])
     assert unknown.exit_code == 2 and "unknown runtime 'tensorrt'" in unknown.output
+
+
+# --- `--static HxW` and `--fp16`: the files they write, and eval/predict through them ---
+
+STATIC = (48, 64)  # not square: a height/width swap anywhere would show
+
+
+def _json_of(result) -> dict:  # noqa: ANN001 - click Result
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{") :])
+
+
+def _one_line_refusal(result) -> str:  # noqa: ANN001 - click Result
+    """The one `error: ... (hint)` line of an exit-2 refusal (a header may come before it, nothing after)."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1, result.output
+    return lines[-1]
+
+
+def _graph_io(path: Path) -> tuple[list, list, list[int]]:
+    """(input dims, output dims, initializer data types) of an ONNX file; a symbolic dim is its name."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+
+    def dims(value) -> list:  # noqa: ANN001 - onnx ValueInfoProto
+        return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+    assert [value.type.tensor_type.elem_type for value in (*graph.input, *graph.output)] == [onnx.TensorProto.FLOAT] * 2
+    return dims(graph.input[0]), dims(graph.output[0]), [tensor.data_type for tensor in graph.initializer]
+
+
+@pytest.fixture(scope="module")
+def static_export(exported: dict) -> dict:
+    """The tiny checkpoint exported with --static 48x64, and a 6-class dataset of 48x64 images."""
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    root = exported["root"]
+    data = make_tiny_dataset(root, "wide", num_classes=6, train=1, val=3, size=STATIC)
+    out = root / "static.onnx"
+    report = _json_of(_run(["export", str(exported["ck"]), "--out", str(out), "--static", "48x64", "--json", "-"]))
+    return {"onnx": out, "report": report, "data": data}
+
+
+def test_static_export_fixes_height_and_width(static_export: dict) -> None:
+    from refine_cli.engine.onnx_model import open_session
+
+    report = static_export["report"]
+    assert report["static_size"] == [48, 64] and report["dynamic"] == "batch"
+    assert list(report["max_abs_diff"]) == ["48x64"] and report["max_abs_diff"]["48x64"] <= 1e-3
+    inputs, outputs, _ = _graph_io(static_export["onnx"])
+    assert inputs[1:] == [3, 48, 64] and outputs[1:] == [6, 12, 16]
+    assert isinstance(inputs[0], str) and inputs[0] == outputs[0]  # batch stays dynamic, as the report says
+    card, session = open_session(static_export["onnx"])
+    assert card.static_size == [48, 64] and card.precision == "fp32"
+    batch = np.zeros((2, 3, *STATIC), np.float32)
+    assert session.run(None, {"images": batch})[0].shape == (2, 6, 12, 16)
+
+
+def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
+    exported: dict, static_export: dict, tmp_path: Path
+) -> None:
+    images, onnx_path = static_export["data"] / "images", static_export["onnx"]
+    torch_labels = _predict(images, exported["ck"], tmp_path / "pt", "--batch", "2")
+    onnx_labels = _predict(images, onnx_path, tmp_path / "onnx", "--batch", "2")
+    assert len(torch_labels) == 4 and onnx_labels.keys() == torch_labels.keys()
+    for name, labels in torch_labels.items():
+        assert labels.shape == STATIC and len(np.unique(labels)) >= 2
+        np.testing.assert_array_equal(onnx_labels[name], labels, err_msg=name)
+    reports = [
+        _json_of(
+            _run(
+                [
+                    "eval",
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--data",
+                    str(static_export["data"]),
+                    "--device",
+                    "cpu",
+                    "--json",
+                    "-",
+                ]
+            )
+        )  # fmt: skip
+        for checkpoint in (exported["ck"], onnx_path)
+    ]
+    assert [report["runtime"] for report in reports] == ["torch", "onnxruntime"]
+    assert reports[1]["per_class"] == reports[0]["per_class"] and reports[1]["miou"] == reports[0]["miou"]
+
+
+def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static_export: dict, tmp_path: Path) -> None:
+    onnx_path, square = static_export["onnx"], sorted((exported["data"] / "images").iterdir())[0]  # 64x64
+    line = _one_line_refusal(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
+                                   str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
+    assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
+    assert "use --tile 48x64 without --msc" in line and not list(tmp_path.glob("refused/*"))
+    msc = ["eval", "--checkpoint", str(onnx_path), "--data", str(static_export["data"]), "--msc", "--device", "cpu"]
+    assert "exported for 48x64 inputs only" in _one_line_refusal(_run(msc))
+    # with --tile 48x64 every window has the exported size: same labels as the checkpoint, tiled alike
+    tiled_onnx = _predict(square, onnx_path, tmp_path / "onnx", "--tile", "48x64")
+    tiled_torch = _predict(square, exported["ck"], tmp_path / "pt", "--tile", "48x64")
+    assert len(tiled_onnx) == 1 and tiled_onnx.keys() == tiled_torch.keys()
+    for name, labels in tiled_torch.items():
+        assert labels.shape == (64, 64)
+        np.testing.assert_array_equal(tiled_onnx[name], labels)
+    small = tmp_path / "small.png"  # smaller than 48x64: a tile cannot help, and the hint must not suggest one
+    Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(small)
+    args = ["predict", str(small), "--checkpoint", str(onnx_path), "--out", str(tmp_path / "o2"), "--tile", "48x64"]
+    line = _one_line_refusal(_run([*args, "--device", "cpu"]))
+    assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
+
+
+def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tmp_path: Path) -> None:
+    """Weights really fp16 (half the bytes), fp32 in and out, verified by ORT; labels agree with fp32 on >= 99%."""
+    import onnx
+
+    from refine_cli.engine.onnx_model import open_session
+
+    half = tmp_path / "half.onnx"
+    report = _json_of(_run(["export", str(exported["ck"]), "--out", str(half), "--fp16", "--json", "-"]))
+    assert report["precision"] == "fp16" and report["tolerance"] == 5e-2
+    assert set(report["max_abs_diff"]) == {"64x64", "97x131"}
+    # within the fp16 tolerance, and not the ~1e-7 of an fp32 file: the weights were really rounded
+    assert all(1e-6 < difference <= 5e-2 for difference in report["max_abs_diff"].values()), report
+    inputs, _, types = _graph_io(half)
+    assert inputs[1] == 3 and all(isinstance(dim, str) for dim in inputs[2:])  # any HxW
+    assert types.count(onnx.TensorProto.FLOAT16) >= 100 and onnx.TensorProto.FLOAT not in types
+    assert half.stat().st_size < 0.55 * exported["onnx"].stat().st_size
+    card, _ = open_session(half)
+    assert card.precision == "fp16"
+    images = exported["data"] / "images"
+    fp32 = _predict(images, exported["ck"], tmp_path / "fp32")
+    fp16 = _predict(images, half, tmp_path / "fp16")
+    assert len(fp32) == 6 and fp16.keys() == fp32.keys()
+    counts = np.bincount(np.concatenate([labels.ravel() for labels in fp32.values()]), minlength=6)
+    assert np.sort(counts)[-2] >= 0.05 * counts.sum(), counts  # two classes or more: boundaries to get wrong
+    agreement = [float((fp16[name] == labels).mean()) for name, labels in fp32.items()]
+    assert min(agreement) >= 0.99, agreement

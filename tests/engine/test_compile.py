@@ -9,10 +9,11 @@ from torch import nn
 from refine_cli.engine.inference import compile_for_inference
 
 
-def test_frozen_compile_matches_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("restore_inductor_freezing")
+def test_frozen_compile_matches_eager() -> None:
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "freezing", False)  # restored after the test
+    inductor_config.freezing = False  # restored after the test
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
     x = torch.randn(1, 3, 16, 20)
