@@ -116,6 +116,7 @@ def predict_images(
                 hint="predict them into separate --out folders",
             )
         stems[path.stem] = path
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     check_writable_folder(out_dir)
     summary = PredictSummary(out_dir=out_dir)
     table = palette_array(palette, len(classes))
@@ -170,8 +171,19 @@ def predict_images(
             write(prediction.key, prediction.image, prediction.label_array(), prediction.probs)
     finally:
         bar.close()
+        if not summary.outputs:
+            _remove_empty(created)  # a run that wrote nothing leaves no folders behind either
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run created (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def label_id_map_of(model: object, dataset_dir: str | os.PathLike[str] | None = None) -> list[int]:

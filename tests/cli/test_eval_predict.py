@@ -116,8 +116,13 @@ def test_predict_writes_labels_overlays_probs_and_skips_bad_files(workspace: dic
 def test_predict_nothing_processed_and_unwritable_out(workspace: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
-    nothing = _run(["predict", str(bad), "--checkpoint", str(workspace["ck"]), "--out", str(tmp_path / "o")])
+    nothing = _run(["predict", str(bad), "--checkpoint", str(workspace["ck"]), "--out", str(tmp_path / "o" / "p")])
     assert nothing.exit_code == 2 and "none of the 1 input(s) could be processed" in nothing.output
+    assert not (tmp_path / "o").exists()  # the folders it made for nothing are gone again
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    again = _run(["predict", str(bad), "--checkpoint", str(workspace["ck"]), "--out", str(kept)])
+    assert again.exit_code == 2 and kept.is_dir()  # a folder the user had is never removed
     blocker = tmp_path / "file"
     blocker.write_text("x")
     image = next((workspace["data"] / "images").iterdir())

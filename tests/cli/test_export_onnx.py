@@ -268,7 +268,7 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     line = _one_line_refusal(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
                                    str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
     assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
-    assert "use --tile 48x64 without --msc" in line and not list(tmp_path.glob("refused/*"))
+    assert "use --tile 48x64 without --msc" in line and not (tmp_path / "refused").exists()
     msc = ["eval", "--checkpoint", str(onnx_path), "--data", str(static_export["data"]), "--msc", "--device", "cpu"]
     assert "exported for 48x64 inputs only" in _one_line_refusal(_run(msc))
     # with --tile 48x64 every window has the exported size: same labels as the checkpoint, tiled alike
