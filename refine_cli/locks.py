@@ -152,7 +152,7 @@ def wait_for_writer(target: str | os.PathLike[str], what: str, wait: float | Non
     lock = FileLock(lock_path, thread_local=False)
     try:
         _acquire(lock, target, what, seconds, None)  # quiet, like a writer: a refusal stays one line
-    except PermissionError:
+    except OSError:  # another user's lock file (EACCES), a read-only mount (EROFS): no writer can be here either
         return
     lock.release()
 

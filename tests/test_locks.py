@@ -187,3 +187,25 @@ def test_dataset_readers_do_not_hold_each_other_up(tmp_path: Path, processes: li
     for thread in threads:
         thread.join()
     assert not failures, failures
+
+
+def test_a_dataset_on_a_read_only_disk_is_read_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a lock file read-write on a read-only mount fails with EROFS (an OSError, not a PermissionError)."""
+    import errno
+
+    import filelock
+
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path, train=2, val=1, size=(32, 32))
+    with hold_lock(data, "dataset folder"):  # the lock file a finished prepare leaves beside the folder
+        pass
+
+    class ReadOnlyDisk(filelock.FileLock):
+        def acquire(self, *args: object, **kwargs: object) -> None:  # what filelock raises on a read-only mount
+            raise OSError(errno.EROFS, "Read-only file system", str(self.lock_file))
+
+    monkeypatch.setattr(filelock, "FileLock", ReadOnlyDisk)
+    wait_for_writer(data, "dataset folder", wait=0)
+    check = CliRunner().invoke(app, ["check", str(data)], env={"REFINE_LOCK_WAIT": "0"})
+    assert check.exit_code == 0, check.output
