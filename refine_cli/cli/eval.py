@@ -105,8 +105,10 @@ def eval_command(
     inputs = {"--data": dataset.path, "--pred": pred, "--checkpoint": checkpoint, "--save-pred": save_pred}
     samples = _report_collector(report_dir, dataset, inputs)
     if pred is not None:
-        if msc is not None or flip or tile or crf or save_pred is not None:
-            raise RefineError("--msc/--flip/--tile/--crf/--save-pred need --checkpoint, not --pred")
+        if msc is not None or flip or tile or crf or save_pred is not None or precision or compile_model:
+            raise RefineError(
+                "--msc/--flip/--tile/--crf/--save-pred/--precision/--compile need --checkpoint, not --pred"
+            )
         from refine_cli.engine.evaluator import score_predictions
 
         header.print(f"Scoring predictions in [bold]{pred}[/bold] against {dataset.path} split {split}")

@@ -154,3 +154,16 @@ def test_eval_and_bench_warn_when_bf16_would_be_emulated(
         app, ["eval", "-c", str(workspace["ck"]), "--data", str(workspace["data"]), "--precision", "fp32"]
     )
     assert plain.exit_code == 0 and "bf16 instructions" not in plain.output
+
+
+def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """Scoring --pred files runs no model: a --precision there would be ignored, so it is refused."""
+    saved = tmp_path / "pred"
+    data = str(workspace["data"])
+    made = CliRunner().invoke(app, ["eval", "-c", str(workspace["ck"]), "--data", data, "--save-pred", str(saved)])
+    assert made.exit_code == 0, made.output
+    scored = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data])
+    assert scored.exit_code == 0, scored.output
+    for flag in (["--precision", "bf16"], ["--compile"]):
+        result = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, *flag])
+        assert result.exit_code == 2 and "need --checkpoint, not --pred" in result.output, result.output
