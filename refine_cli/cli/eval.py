@@ -148,12 +148,7 @@ def eval_command(
         save_pred_dir=save_pred,
         progress=err.is_terminal,
         limit=limit,
-        settings={
-            "checkpoint": str(checkpoint),
-            "model": loaded.model,
-            "runtime": loaded.runtime,
-            "precision": loaded.backend.precision,
-        },
+        settings={"checkpoint": str(checkpoint), "model": loaded.model},
         on_sample=samples,
     )
     if save_pred is not None:

@@ -71,7 +71,8 @@ def _setting(key: str, value: Any) -> str:
 
 def _settings_rows(report: EvalReport) -> list[tuple[str, str]]:
     data = report.to_json()
-    keys = ("checkpoint", "model", "predictions", "dataset", "dataset_path", "split", "scales", "flip", "tile", "crf")
+    keys = ("checkpoint", "model", "runtime", "precision", "predictions", "dataset", "dataset_path", "split")
+    keys += ("scales", "flip", "tile", "crf")
     if data.get("predictions"):  # scored files: no model, no test-time settings
         keys = ("predictions", "dataset", "dataset_path", "split")
     rows = [(key.replace("_", " "), _setting(key, data.get(key))) for key in keys]

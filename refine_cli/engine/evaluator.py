@@ -37,6 +37,8 @@ _SETTING_KEYS = (
     "split",
     "checkpoint",
     "model",
+    "runtime",
+    "precision",
     "predictions",
     "scales",
     "flip",
@@ -191,6 +193,8 @@ def evaluate(
         "tile": list(tile) if tile else None,
         "crf": crf.to_dict() if crf is not None else None,
         "device": str(device),
+        "runtime": backend.runtime,
+        "precision": backend.precision,
         **(settings or {}),
     }
     return EvalReport(matrix.compute(), list(meta.classes), len(all_ids), resolved, time.perf_counter() - start)

@@ -167,3 +167,19 @@ def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path],
     for flag in (["--precision", "bf16"], ["--compile"]):
         result = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, *flag])
         assert result.exit_code == 2 and "need --checkpoint, not --pred" in result.output, result.output
+
+
+def test_every_eval_report_says_which_precision_ran(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """The JSON, the HTML --report and a library/validation `evaluate` of a bare module all carry it."""
+    from refine_cli.engine.evaluator import evaluate
+
+    data = str(workspace["data"])
+    args = ["eval", "-c", str(workspace["ck"]), "--data", data, "--precision", "bf16", "--json", "-"]
+    result = CliRunner().invoke(app, [*args, "--report", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert (json.loads(result.stdout)["precision"], json.loads(result.stdout)["runtime"]) == ("bf16", "torch")
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<td>precision</td><td>bf16</td>" in page and "<td>runtime</td><td>torch</td>" in page
+    model = create_model("lw-refinenet-mobilenetv2", 6)
+    report = evaluate(model, UnifiedDataset(workspace["data"]), "val", progress=False).to_json()
+    assert (report["precision"], report["runtime"]) == ("fp32", "torch")
