@@ -96,10 +96,15 @@ def _relative_error(reference: nn.Module, candidate: nn.Module, size: int) -> fl
     return ((expected - actual).norm() / expected.norm().clamp_min(1e-12)).item()
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse combinations that cannot be measured honestly, with the alternative in the hint."""
+def check_precision_name(precision: str) -> None:
+    """Refuse a precision refine does not know (before any device- or file-specific refusal)."""
     if precision not in PRECISIONS:
         raise RefineError(f"unknown precision {precision!r}", hint="use one of: " + ", ".join(PRECISIONS))
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse combinations that cannot be measured honestly, with the alternative in the hint."""
+    check_precision_name(precision)
     if device.type == "cpu" and precision == "fp16":
         raise RefineError("fp16 is not supported on the CPU", hint="use --precision bf16 or fp32 on the CPU")
     if device.type == "cpu" and precision == "tf32":

@@ -21,7 +21,12 @@ from torch import nn
 
 from refine_cli.data.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 from refine_cli.engine.crf import CRFParams, CRFPool
-from refine_cli.engine.inference import check_precision, compile_for_inference, precision_context
+from refine_cli.engine.inference import (
+    check_precision,
+    check_precision_name,
+    compile_for_inference,
+    precision_context,
+)
 from refine_cli.engine.tta import predict_batch_probs
 from refine_cli.errors import RefineError
 
@@ -136,6 +141,8 @@ def load_model(
     An .onnx file cannot change precision at run time, so a different one is refused.
     """
     path = Path(path)
+    if precision is not None:
+        check_precision_name(precision)  # before the .onnx refusal, which would call it a mismatch
     if is_onnx_file(path):
         from refine_cli.engine.onnx_model import open_session
 

@@ -131,6 +131,8 @@ def test_onnx_files_keep_their_export_precision(workspace: dict[str, Path], tmp_
     base = ["predict", images, "-c", str(exported), "--device", "cpu", "--json", "-"]
     refused = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a"), "--precision", "bf16"])
     assert refused.exit_code == 2 and "was exported in fp32" in refused.output
+    unknown = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a"), "--precision", "fp8"])
+    assert unknown.exit_code == 2 and "unknown precision 'fp8'" in unknown.output, unknown.output
     assert not (tmp_path / "a").exists()
     same = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b"), "--precision", "fp32"])
     assert same.exit_code == 0, same.output
