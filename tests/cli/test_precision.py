@@ -15,23 +15,13 @@ from refine_cli.data.unified import UnifiedDataset
 from refine_cli.engine.inference import precision_context, slow_precision_warning, tf32_flags
 from refine_cli.engine.runner import TorchBackend
 from refine_cli.models import create_model
+from tests.support.checkpoints import shapes_with_checkpoint
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from refine_cli.models.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("precision")
-    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "6", "--size", "64"])
-    assert result.exit_code == 0, result.output
-    meta = UnifiedDataset(root / "shapes").meta
-    torch.manual_seed(0)
-    checkpoint = root / "tiny.pt"
-    save_checkpoint(
-        checkpoint, model_name="lw-refinenet-mobilenetv2", model=create_model("lw-refinenet-mobilenetv2", 6),
-        num_classes=6, classes=meta.classes, palette=meta.palette,
-    )  # fmt: skip
-    return {"root": root, "data": root / "shapes", "ck": checkpoint}
+    data, checkpoint = shapes_with_checkpoint(tmp_path_factory.mktemp("precision"), 6)
+    return {"data": data, "ck": checkpoint}
 
 
 def _first_conv_dtypes(backend: TorchBackend, images: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
