@@ -75,6 +75,9 @@ def bench_command(
         threads=threads,
         num_classes=num_classes,
     )
+    from refine_cli.engine.distributed import resolve_device
+
+    warn_if_slow_precision(settings.precision, resolve_device(device))  # before the run it would slow down
     results = run_benchmarks(
         list(model),
         settings,
@@ -82,7 +85,6 @@ def bench_command(
         on_start=lambda name: err.print(f"benchmarking {name} ..."),
         runtimes=runtime,
     )
-    warn_if_slow_precision(results[0]["precision"], results[0]["device"])
     if plot is not None:
         from refine_cli.engine.bench_plot import plot_benchmarks
 

@@ -142,6 +142,7 @@ def test_eval_and_bench_warn_when_bf16_would_be_emulated(
               "--warmup", "0", "--precision", "bf16"]
     )  # fmt: skip
     assert benched.exit_code == 0 and "no bf16 instructions" in benched.output
+    assert benched.output.index("no bf16 instructions") < benched.output.index("benchmarking")  # not after the wait
     plain = CliRunner().invoke(
         app, ["eval", "-c", str(workspace["ck"]), "--data", str(workspace["data"]), "--precision", "fp32"]
     )
