@@ -3,8 +3,10 @@
 Per step: uint8 crops from the loader -> device -> ImageNet normalisation -> model (autocast when
 asked) -> logits upsampled to the label size -> cross-entropy ignoring 255 -> SGD (encoder/decoder
 groups) -> per-step schedule. Validation uses the same `evaluate` as `refine eval` (sharded over
-ranks, no image counted twice). Only rank 0 writes files. The step counter, not the epoch, is the
-unit of progress, so `--iters`, `--epochs` and resuming in the middle of an epoch are one code path; what
+ranks, no image counted twice) at `refine eval`'s default precision, strict fp32 (TF32 off on CUDA,
+whatever --amp trains with), so a run's val mIoU is what `refine eval best.pt` gives (up to
+BN-folding rounding). Only rank 0 writes files. The step counter, not the epoch, is the unit of
+progress, so `--iters`, `--epochs` and resuming in the middle of an epoch are one code path; what
 last.pt records for an exact resume is written and read by `train_resume`.
 """
 
