@@ -116,14 +116,14 @@ def predict_images(
                 hint="predict them into separate --out folders",
             )
         stems[path.stem] = path
-    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
-    check_writable_folder(out_dir)
-    summary = PredictSummary(out_dir=out_dir)
     table = palette_array(palette, len(classes))
     id_lut = None
     if label_id_map is not None:
         id_lut = np.zeros(256, dtype=np.uint8)
         id_lut[: len(label_id_map)] = np.asarray(label_id_map, dtype=np.uint8)
+    summary = PredictSummary(out_dir=out_dir)
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    check_writable_folder(out_dir)  # right before the loop: its `finally` removes them if nothing is written
     start = time.perf_counter()
     bar = tqdm(total=len(paths), desc="predict", unit=" img", disable=not progress, leave=False)
 
