@@ -202,3 +202,18 @@ def test_missing_mat_member_is_one_clear_error(tmp_path: Path) -> None:
         and "2008_000009.mat" in result.output
         and "Traceback" not in result.output
     )
+
+
+def test_split_lists_are_read_by_the_one_id_reader(tmp_path: Path) -> None:
+    """Context and Person-Part lists go through `_checks.read_id_list`: first token, safe ids, once each."""
+    from refine_cli.data.converters._checks import read_id_list
+
+    listing = tmp_path / "train.txt"
+    listing.write_text("2008_000002 1\n\n2008_000003\n2008_000002\n")
+    assert read_id_list(listing) == ["2008_000002", "2008_000003"]
+    deeplab = tmp_path / "deeplab.txt"
+    deeplab.write_text("/JPEGImages/2008_000003.jpg /SegmentationPart/2008_000003.png\n")
+    assert read_id_list(deeplab, to_id=lambda entry: Path(entry).stem) == ["2008_000003"]
+    listing.write_text("2008_000002\n../../outside\n")
+    with pytest.raises(RefineError, match=r"train\.txt line 2: '\.\./\.\./outside' is not a valid sample id"):
+        read_id_list(listing)

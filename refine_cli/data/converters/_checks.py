@@ -6,6 +6,7 @@ file, so `--skip-bad` can drop the sample and the report can say which file to l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,16 +86,25 @@ def check_label(label: np.ndarray, size: tuple[int, int], num_classes: int, labe
         raise SampleError(f"label {label_path} has values {shown} outside 0..{num_classes - 1} and 255")
 
 
-def read_id_list(path: Path) -> list[str]:
-    """Sample ids of a split file (one per line), in file order; RefineError when missing or malformed."""
+def read_id_list(path: Path, to_id: Callable[[str], str] = str) -> list[str]:
+    """Sample ids of a split file, in file order, once each; RefineError when missing or malformed.
+
+    The id is `to_id` of a line's first token: VOC-style lists carry one id per line; DeepLab's
+    Person-Part lists carry paths (`/JPEGImages/<id>.jpg /SegmentationPart/<id>.png`), whose stem is the id.
+    """
     if not path.is_file():
         raise RefineError(f"missing split list {path}", hint="the archive is incomplete or not the official one")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise RefineError(f"cannot read split list {path}: {error.strerror or error}") from None
     ids: list[str] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        sample_id = line.strip()
-        if not sample_id:
+    for number, line in enumerate(lines, 1):
+        tokens = line.split()
+        if not tokens:
             continue
+        sample_id = to_id(tokens[0])
         try:
             validate_sample_id(sample_id)
         except ValueError:

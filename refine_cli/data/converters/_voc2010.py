@@ -44,17 +44,3 @@ def find_folder(base: Path, accept: Callable[[Path], bool], max_depth: int = 3) 
                 next_level += sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "__MACOSX")
         level = next_level
     return None
-
-
-def read_id_list(path: Path) -> list[str]:
-    """Sample ids, one per line (first token; blank lines ignored); RefineError naming a missing file."""
-    if not path.is_file():
-        raise RefineError(f"missing list file {path}", hint="the archive is incomplete; download it again")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise RefineError(f"cannot read list file {path}: {error}") from None
-    ids = [line.split()[0] for line in lines if line.strip()]
-    if not ids:
-        raise RefineError(f"list file {path} is empty", hint="the archive is incomplete; download it again")
-    return ids

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import check_same_size, image_size
-from refine_cli.data.converters._voc2010 import find_folder, find_voc2010, read_id_list
+from refine_cli.data.converters._checks import check_same_size, image_size, read_id_list
+from refine_cli.data.converters._voc2010 import find_folder, find_voc2010
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.unified import voc_palette
 from refine_cli.errors import RefineError

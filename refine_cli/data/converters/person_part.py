@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from refine_cli.data.converters import register_converter
-from refine_cli.data.converters._checks import check_same_size, image_size
-from refine_cli.data.converters._voc2010 import find_folder, find_voc2010, read_id_list
+from refine_cli.data.converters._checks import check_same_size, image_size, read_id_list
+from refine_cli.data.converters._voc2010 import find_folder, find_voc2010
 from refine_cli.data.converters.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.imageio import ImageReadError, read_mask
 from refine_cli.data.unified import voc_palette
@@ -67,7 +67,7 @@ def _split_ids(list_dir: Path, split: str) -> list[str]:
     bare = list_dir / f"{split}_id.txt"
     if bare.is_file():
         return read_id_list(bare)
-    return [Path(entry).stem for entry in read_id_list(list_dir / f"{split}.txt")]
+    return read_id_list(list_dir / f"{split}.txt", to_id=lambda entry: Path(entry).stem)
 
 
 @register_converter
