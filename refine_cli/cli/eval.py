@@ -105,9 +105,24 @@ def eval_command(
     inputs = {"--data": dataset.path, "--pred": pred, "--checkpoint": checkpoint, "--save-pred": save_pred}
     samples = _report_collector(report_dir, dataset, inputs)
     if pred is not None:
-        if msc is not None or flip or tile or crf or save_pred is not None or precision or compile_model:
+        model_options = {
+            "--msc": msc is not None,
+            "--flip": flip,
+            "--tile": tile is not None,
+            "--crf": crf,
+            "--save-pred": save_pred is not None,
+            "--precision": precision is not None,
+            "--compile": compile_model,
+            "--device": device != "auto",
+            "--batch": batch != 1,
+            "--workers": workers is not None,
+        }
+        given = [name for name, used in model_options.items() if used]
+        if given:
             raise RefineError(
-                "--msc/--flip/--tile/--crf/--save-pred/--precision/--compile need --checkpoint, not --pred"
+                f"{', '.join(given)} need --checkpoint, not --pred: they set how a model runs, and --pred only "
+                "scores saved label PNGs",
+                hint="drop " + ", ".join(given),
             )
         from refine_cli.engine.evaluator import score_predictions
 

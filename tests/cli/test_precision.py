@@ -157,9 +157,10 @@ def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path],
     assert made.exit_code == 0, made.output
     scored = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data])
     assert scored.exit_code == 0, scored.output
-    for flag in (["--precision", "bf16"], ["--compile"]):
+    for flag in (["--precision", "bf16"], ["--compile"], ["--device", "cpu"], ["--batch", "4"], ["--workers", "2"]):
         result = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, *flag])
-        assert result.exit_code == 2 and "need --checkpoint, not --pred" in result.output, result.output
+        assert result.exit_code == 2 and f"{flag[0]} need --checkpoint, not --pred" in result.output, result.output
+        assert f"(drop {flag[0]})" in result.output
 
 
 def test_every_eval_report_says_which_precision_ran(workspace: dict[str, Path], tmp_path: Path) -> None:
