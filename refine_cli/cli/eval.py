@@ -120,8 +120,8 @@ def eval_command(
         given = [name for name, used in model_options.items() if used]
         if given:
             raise RefineError(
-                f"{', '.join(given)} need --checkpoint, not --pred: they set how a model runs, and --pred only "
-                "scores saved label PNGs",
+                f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --checkpoint, not --pred: "
+                "they set how a model runs, and --pred only scores saved label PNGs",
                 hint="drop " + ", ".join(given),
             )
         from refine_cli.engine.evaluator import score_predictions

@@ -159,8 +159,10 @@ def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path],
     assert scored.exit_code == 0, scored.output
     for flag in (["--precision", "bf16"], ["--compile"], ["--device", "cpu"], ["--batch", "4"], ["--workers", "2"]):
         result = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, *flag])
-        assert result.exit_code == 2 and f"{flag[0]} need --checkpoint, not --pred" in result.output, result.output
+        assert result.exit_code == 2 and f"{flag[0]} needs --checkpoint, not --pred" in result.output, result.output
         assert f"(drop {flag[0]})" in result.output
+    both = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, "--flip", "--batch", "2"])
+    assert both.exit_code == 2 and "--flip, --batch need --checkpoint" in both.output
 
 
 def test_every_eval_report_says_which_precision_ran(workspace: dict[str, Path], tmp_path: Path) -> None:
