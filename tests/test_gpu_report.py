@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,31 @@ def test_no_gpu_fails_fast_and_bad_arguments_exit_2(tmp_path: Path) -> None:
     for args in (["--bogus"], ["--budget", "soon"], ["--out"]):
         bad = _script(*args)
         assert bad.returncode == 2 and bad.stderr.startswith("error: "), args
+
+
+def test_cpu_smoke_runs_every_step_of_the_gpu_plan(tmp_path: Path) -> None:
+    """The GPU day gets one short lease: every command line, output file and report section is proven here.
+
+    The torch.compile steps are left out (--no-compile): they are `refine bench --compile`, covered by the
+    bench and compile tests, and would add a minute of compilation on two cores.
+    """
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PYTHON": sys.executable, "REFINE": str(venv_bin / "refine"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "smoke"
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--cpu-smoke", "--no-compile", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    steps = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()]
+    names = [step[0] for step in steps]
+    assert all(step[1] == "0" for step in steps), steps
+    assert names == ["bench-eager-fp32-b1", "bench-eager-bf16-b1", "bench-eager-bf16-b4", "prepare-shapes",
+                     "train-amp", "eval", "eval-bf16", "predict", "ddp-2gpu", "bench-eager-fp32-b4"]  # fmt: skip
+    report = json.loads((out / "gpu_report.json").read_text())
+    assert {row["model"] for row in report["bench"]} == {"lw-refinenet-mobilenetv2", "tv:lraspp_mobilenet_v3_large"}
+    assert report["train"]["steps"] == 2 and report["ddp"]["steps"] == 2
+    assert report["eval"]["precision"] == "fp32" and report["eval_bf16"]["precision"] == "bf16"
+    assert report["predict"]["processed"] == len(list((out / "predictions").glob("*.png"))) > 0
+    markdown = (out / "gpu_report.md").read_text()
+    assert markdown.startswith("# GPU check plan, CPU smoke run") and "## DDP (2 processes, gloo)" in markdown

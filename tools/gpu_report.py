@@ -132,8 +132,10 @@ def bench_tables(rows: list[dict[str, Any]]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as markdown: environment, bench tables, train/eval/predict/DDP, step status."""
-    lines = ["# GPU check", ""]
     env = report.get("env") or {}
+    on_cpu = bool(env) and not env.get("gpu")  # `gpu_check.sh --cpu-smoke`
+    title = "# GPU check plan, CPU smoke run (toy sizes: it proves the commands, it is no benchmark)"
+    lines = [title if on_cpu else "# GPU check", ""]
     if env:
         lines += [
             f"{env.get('gpu') or env.get('cpu', '?')}; torch {env.get('torch', '?')}, CUDA {env.get('cuda', '?')}, "
@@ -162,9 +164,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     ddp = report.get("ddp")
     if ddp:
         lines += [
-            "## DDP (2 processes, NCCL)",
+            f"## DDP (2 processes, {'gloo' if on_cpu else 'NCCL'})",
             "",
-            f"{ddp.get('steps')} steps, {ddp.get('images_per_second')} images/s over both GPUs",
+            f"{ddp.get('steps')} steps, {ddp.get('images_per_second')} images/s over both "
+            + ("processes" if on_cpu else "GPUs"),
             "",
         ]
     if report["steps"]:
