@@ -74,24 +74,46 @@ def separable_max_pool5(x: Tensor) -> Tensor:
     return _running_max(_running_max(x, x.dim() - 1), x.dim() - 2)
 
 
+def _padded_max5(x: Tensor, dim: int) -> Tensor:
+    """The same window max as `_running_max`, out of place: -inf padding and the max of five shifted views.
+
+    Under torch.compile inductor fuses this into one loop per direction, which is faster than both
+    its own lowering of the 5x5 pool and the in-place form (1.9 vs 3.6 ms on 256x128x128, 2 threads).
+    """
+    length = x.shape[dim]
+    pad = [0, 0] * (x.dim() - 1 - dim) + [2, 2]
+    padded = F.pad(x, pad, value=float("-inf"))
+    out = padded.narrow(dim, 0, length)
+    for shift in range(1, 5):
+        out = torch.maximum(out, padded.narrow(dim, shift, length))
+    return out
+
+
+def padded_max_pool5(x: Tensor) -> Tensor:
+    """`separable_max_pool5` out of place, for torch.compile (same results, see `_padded_max5`)."""
+    return _padded_max5(_padded_max5(x, x.dim() - 1), x.dim() - 2)
+
+
 class MaxPool5x5(nn.Module):
     """The CRP's 5x5 stride-1 max-pool; parameter-free, so checkpoints are unaffected.
 
-    CPU inference uses `separable_max_pool5`; autograd (the in-place maxima record no gradient and
-    would split it between tied inputs), CUDA (one cuDNN kernel is faster there), torch.compile,
-    tracing and ONNX export use the standard operator.
+    CPU inference uses `separable_max_pool5`, or its out-of-place form under torch.compile; autograd
+    (the in-place maxima record no gradient and would split it between tied inputs), CUDA (one
+    cuDNN kernel is faster there), tracing and ONNX export use the standard operator.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad) or _capturing():
+        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad) or _exporting():
             return F.max_pool2d(x, kernel_size=5, stride=1, padding=2)
+        if torch.compiler.is_compiling():
+            return padded_max_pool5(x)
         return separable_max_pool5(x)
 
 
-def _capturing() -> bool:
-    """True while a graph is captured (torch.compile, jit trace, ONNX export): keep standard ops."""
+def _exporting() -> bool:
+    """True while a graph is exported (jit trace, ONNX export): keep the standard operator for the file."""
     onnx = sys.modules.get("torch.onnx")  # not imported yet = not exporting (and no 20 ms lazy import)
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
+    return torch.jit.is_tracing() or (onnx is not None and onnx.is_in_onnx_export())
 
 
 class ChainedResidualPool(nn.Module):
