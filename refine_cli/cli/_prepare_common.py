@@ -148,6 +148,13 @@ def _common_parameters() -> list[inspect.Parameter]:
     return list(inspect.signature(spec, eval_str=True).parameters.values())
 
 
+def download_examples(name: str, *extra: str) -> str:
+    """The --help epilog of a downloaded dataset: its usual command lines (`extra`: its own options)."""
+    lines = [f"refine prepare {name} --root data", *extra,
+             f"refine prepare {name} --archives ~/Downloads --root data   (archives you already have)"]  # fmt: skip
+    return "Examples:\n\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def prepare_command(
     prepare_app: typer.Typer, name: str, local: bool = False, **command_kwargs: Any
 ) -> Callable[[Callable], Callable]:
@@ -155,8 +162,11 @@ def prepare_command(
 
     The command line gets the dataset's own options followed by the shared ones, declared once here
     instead of in every dataset's function. `local`: the data is on disk already, so the download
-    options (--archives, --manifest, --trust-archives) are left out.
+    options (--archives, --manifest, --trust-archives) are left out. Without an `epilog`, --help shows
+    `download_examples(name)`.
     """
+    if not local:
+        command_kwargs.setdefault("epilog", download_examples(name))
 
     def decorate(fn: Callable) -> Callable:
         own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "common"]

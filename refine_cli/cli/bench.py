@@ -97,45 +97,27 @@ def bench_command(
 
 
 def _print_report(results: list[dict[str, Any]]) -> None:
-    from rich import box
-    from rich.table import Table
-
     first = results[0]
     height, width = first["size"]
     title = (
         f"Inference on {first['device']}: {height}x{width}, batch {first['batch']}, {first['precision']}"
         f"{', channels_last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}"
     )
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    full = out.width >= 110  # narrow terminals get the essentials; --json always has everything
-    columns = ["model", "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"]
-    if not full:
-        columns = ["model", "GMACs", "mean ms", "p99", "FPS", "peak MiB"]
-    if any(row["runtime"] != "torch" for row in results):
-        columns.insert(1, "runtime")
-    if first["compile"]:
-        columns.append("compile s")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
-    for row in results:
-        lat = row["latency_ms"]
-        cells = {
-            "model": row["model"],
-            "runtime": row["runtime"],
-            "params": f"{row['params'] / 1e6:.2f}M",
-            "GMACs": f"{row['gmacs']:.2f}",
-            "mean ms": f"{lat['mean']:.2f}",
-            "std": f"{lat['std']:.2f}",
-            "min": f"{lat['min']:.2f}",
-            "p50": f"{lat['p50']:.2f}",
-            "p90": f"{lat['p90']:.2f}",
-            "p99": f"{lat['p99']:.2f}",
-            "FPS": f"{row['fps']:.1f}",
-            "peak MiB": "n/a" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
-            "compile s": f"{row['compile_time_s'] or 0:.1f}",
-        }
-        table.add_row(*(cells[column] for column in columns))
-    out.print(table)
+    # the widest set of columns that fits the terminal (--json always has everything): a number cut
+    # to "6.…" says nothing, so narrow terminals drop columns; GMACs go last (`refine models` has them)
+    runtime = ["runtime"] if any(row["runtime"] != "torch" for row in results) else []
+    compiled = ["compile s"] if first["compile"] else []
+    candidates = [
+        ["model", *runtime, "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"],
+        ["model", *runtime, "GMACs", "mean ms", "p99", "FPS", "peak MiB"],
+        ["model", *runtime, "mean ms", "p99", "FPS", "peak MiB"],
+    ]
+    unbounded = out.options.update(max_width=10_000)  # the width the table wants, not what it gets
+    for columns in candidates:
+        table = _bench_table(results, [*columns, *compiled], title)
+        if out.measure(table, options=unbounded).maximum <= out.width:
+            break
+    out.print(table)  # the last candidate folds long model names where even it is too wide
     env = first["env"]
     hardware = env.get("gpu") or env["cpu"]
     versions = f"torch {env['torch']}, torchvision {env['torchvision']}, refine {env['refine']}"
@@ -161,6 +143,38 @@ def _print_report(results: list[dict[str, Any]]) -> None:
         if key not in shown:
             shown.add(key)
             out.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _bench_table(results: list[dict[str, Any]], columns: list[str], title: str) -> Any:
+    """One row per model and runtime; numbers never wrap, a model name folds only when nothing else fits."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        if column == "model":
+            table.add_column(column, justify="left", overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
+    for row in results:
+        lat = row["latency_ms"]
+        cells = {
+            "model": row["model"],
+            "runtime": row["runtime"],
+            "params": f"{row['params'] / 1e6:.2f}M",
+            "GMACs": f"{row['gmacs']:.2f}",
+            "mean ms": f"{lat['mean']:.2f}",
+            "std": f"{lat['std']:.2f}",
+            "min": f"{lat['min']:.2f}",
+            "p50": f"{lat['p50']:.2f}",
+            "p90": f"{lat['p90']:.2f}",
+            "p99": f"{lat['p99']:.2f}",
+            "FPS": f"{row['fps']:.1f}",
+            "peak MiB": "n/a" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
+            "compile s": f"{row['compile_time_s'] or 0:.1f}",
+        }
+        table.add_row(*(cells[column] for column in columns))
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, out
-from refine_cli.cli._prepare_common import PrepareCommon, prepare_command
+from refine_cli.cli._prepare_common import PrepareCommon, download_examples, prepare_command
 
 
 class LabelOrder(str, Enum):
@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
             out.print(ctx.get_help())
             raise typer.Exit()
 
-    @prepare_command(prepare_app, "voc")
+    @prepare_command(prepare_app, "voc", epilog=download_examples("voc", "refine prepare voc --aug --root data"))
     def voc(
         common: PrepareCommon,
         aug: Annotated[bool, typer.Option("--aug", help="Also build train_aug (10,582 images) from SBD.")] = False,
@@ -166,7 +166,9 @@ def register(app: typer.Typer) -> None:
         """PASCAL-Person-Part: train 1,716 / val 1,817, 7 classes (labels from the zip, VOC 2010 images)."""
         common.run("person-part", {"label_order": label_order.value})
 
-    @prepare_command(prepare_app, "context")
+    @prepare_command(
+        prepare_app, "context", epilog=download_examples("context", "refine prepare context --classes both")
+    )
     def context(
         common: PrepareCommon,
         classes: Annotated[

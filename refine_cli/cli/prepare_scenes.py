@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from refine_cli.cli._console import err
-from refine_cli.cli._prepare_common import PrepareCommon, prepare_command
+from refine_cli.cli._prepare_common import PrepareCommon, download_examples, prepare_command
 
 
 def nyudv2_command(
@@ -90,4 +90,5 @@ def register(prepare_app: typer.Typer) -> None:
     """Attach `nyudv2`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
     prepare_command(prepare_app, "nyudv2")(nyudv2_command)
     prepare_command(prepare_app, "ade20k")(ade20k_command)
-    prepare_command(prepare_app, "cityscapes")(cityscapes_command)
+    login = "refine prepare cityscapes --username me@example.com   (password: prompt or $CITYSCAPES_PASSWORD)"
+    prepare_command(prepare_app, "cityscapes", epilog=download_examples("cityscapes", login))(cityscapes_command)

@@ -57,4 +57,5 @@ def shapes_command(
 
 def register(prepare_app: typer.Typer) -> None:
     """Attach `shapes` to the `refine prepare` sub-app."""
-    prepare_app.command("shapes")(shapes_command)
+    examples = "Examples:\n\n  refine prepare shapes --root data\n  refine prepare shapes --n 40 --size 64 --root data"
+    prepare_app.command("shapes", epilog=examples)(shapes_command)

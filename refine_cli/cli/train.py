@@ -278,13 +278,15 @@ def _print_summary(summary: TrainSummary) -> None:
         warn(note)
     table = Table(title="refine train", show_header=False)
     best = f"{summary.best_miou:.4f} (step {summary.best_step})" if summary.best_miou is not None else "n/a"
+    # img/s is this process's; a resumed run that had already finished ran no step at all
+    speed = f"{summary.images_per_second:.1f} img/s" if summary.images_per_second else "no step left to run"
     rows = [
         ("model / dataset", f"{summary.model} / {summary.dataset}"),
         ("run folder", summary.out_dir),
         ("steps / epochs", f"{summary.steps} / {summary.epochs:g}"),
         ("best val mIoU", best),
         ("last val mIoU", _fmt((summary.last_val or {}).get("miou"))),
-        ("training time", f"{summary.train_seconds:.1f} s ({summary.images_per_second:.1f} img/s)"),
+        ("training time", f"{summary.train_seconds:.1f} s ({speed})"),
         ("TensorBoard", f"tensorboard --logdir {Path(summary.out_dir).parent}"),
     ]
     curves = Path(summary.out_dir) / "curves.png"

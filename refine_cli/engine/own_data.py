@@ -84,8 +84,8 @@ def own_data_defaults(source: UnifiedDataset, batch: int | None) -> dict[str, An
     data["train"] = {**data.get("train", {}), "epochs": epochs, "iters": None, "val_every": max(1, epochs // 10)}
     data["recipe"] = f"own data: {OWN_DATA_RECIPE} for {n_train} images"
     data["description"] = (
-        f"{OWN_DATA_RECIPE} scaled to {n_train} training images: {epochs} epochs of {steps_per_epoch} steps "
-        f"(about {OWN_DATA_STEPS} steps), validation every {data['train']['val_every']} epochs"
+        f"{OWN_DATA_RECIPE} scaled to {n_train} training images: {epochs} epochs of {steps_per_epoch} step(s) "
+        f"({epochs * steps_per_epoch:,} steps), validation every {data['train']['val_every']} epochs"
     )
     return data
 

@@ -220,7 +220,7 @@ class Trainer:
         sampler = epoch_sampler(self.loader)
         images_per_step = cfg.data.batch * ctx.world_size
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-        run_start, start_step = time.perf_counter(), self.step
+        run_start, start_step, start_elapsed = time.perf_counter(), self.step, self.elapsed
         while self.step < self.total_steps:
             sampler.set_epoch(self.step // self.steps_per_epoch, self.step % self.steps_per_epoch)
             for batch in self.loader:
@@ -252,7 +252,9 @@ class Trainer:
                     break
         self.elapsed += time.perf_counter() - run_start
         self.log.finish(self.metrics.rows)
-        done = self.step - start_step
+        # img/s of this process's steps over this process's time: after --resume, train_seconds also
+        # counts the earlier sessions, whose steps this process did not run (nor at this batch size)
+        done, session_seconds = self.step - start_step, self.elapsed - start_elapsed
         return TrainSummary(
             out_dir=str(self.out_dir),
             model=cfg.model.name,
@@ -263,7 +265,7 @@ class Trainer:
             best_step=self.best_step,
             last_val=self.last_val,
             train_seconds=round(self.elapsed, 2),
-            images_per_second=round(done * images_per_step / max(self.elapsed, 1e-9), 2),
+            images_per_second=round(done * images_per_step / max(session_seconds, 1e-9), 2),
             notes=self.notes,
         )
 

@@ -110,3 +110,18 @@ def test_bad_paths_usage_errors_and_json_targets_are_one_line(tmp_path: Path) ->
     assert missing.exit_code == 2 and "does not exist" in missing.output
     fine = runner.invoke(_probe_app(), ["fail", "ok", "--json", str(tmp_path / "r.json")])
     assert fine.exit_code == 0 and "json=" in fine.output
+
+
+def test_every_command_help_has_examples() -> None:
+    """The README promises `--help` with examples for every command, `refine prepare voc` as much as `eval`."""
+
+    def leaves(command, path: str) -> list:  # noqa: ANN001 - typer's (vendored) click commands
+        if hasattr(command, "commands"):  # a group: refine itself, refine prepare
+            return [leaf for name, sub in command.commands.items() for leaf in leaves(sub, f"{path} {name}")]
+        return [(path, command)]
+
+    commands = leaves(typer.main.get_command(app), "refine")
+    paths = {path for path, _ in commands}
+    assert {"refine eval", "refine prepare voc", "refine prepare shapes", "refine prepare custom"} <= paths, paths
+    missing = [path for path, command in commands if "Examples" not in f"{command.help}\n{command.epilog}"]
+    assert not missing, missing

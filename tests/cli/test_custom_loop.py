@@ -79,6 +79,7 @@ def test_own_data_defaults_scale_the_lw_recipe_and_note_rare_classes(tmp_path: P
     defaults = own_data_defaults(UnifiedDataset(tmp_path / "few"), batch=None)
     assert defaults["model"]["name"] == "lw-refinenet-50" and defaults["model"]["pretrained_backbone"] is True
     assert defaults["data"]["batch"] == 3 and defaults["train"] == {**defaults["train"], "epochs": 300, "val_every": 30}
+    assert "300 epochs of 1 step(s) (300 steps)" in defaults["description"]  # the 300-epoch cap, not ~4000 steps
     result = _run("train", "--data", str(tmp_path / "few"), "--out", str(tmp_path / "run"), *FAST, "--iters", "1")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())

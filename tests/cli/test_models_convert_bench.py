@@ -78,6 +78,37 @@ def test_bench_table_and_checkpoint(tmp_path: Path) -> None:
     assert name in result.stdout and "bf16" in result.stdout and "not a CUDA benchmark" in result.stdout
 
 
+def _bench_row(model: str, runtime: str, mean: float) -> dict:
+    latency = {"mean": mean, "std": 0.5, "min": mean - 1, "p50": mean, "p90": mean + 1, "p99": mean + 2.34}
+    env = {"cpu": "a CPU", "torch": "2.x", "torchvision": "0.x", "refine": "0.1.0"}
+    return {
+        "model": model, "runtime": runtime, "size": [64, 64], "device": "cpu", "batch": 1, "precision": "fp32",
+        "channels_last": True, "compile": False, "params": 11_025_477, "gmacs": 163.58, "latency_ms": latency,
+        "fps": 1000 / mean, "peak_memory_mb": 1234.0, "compile_time_s": None, "env": env, "threads": 1,
+        "onnxruntime": None, "timed": "forward", "timer": "time.perf_counter", "warmup": 1, "iters": 3,
+        "bn_folded": 52, "notes": [],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 110, 140])
+def test_bench_table_never_cuts_a_number(width: int, monkeypatch) -> None:
+    """Two runtimes and the longest peer name in an 80-column terminal: columns go, numbers stay whole."""
+    from rich.console import Console
+
+    import refine_cli.cli.bench as bench_cli
+
+    console = Console(width=width, record=True, highlight=False)
+    monkeypatch.setattr(bench_cli, "out", console)
+    rows = [_bench_row(m, r, 1234.56) for m in ("tv:deeplabv3_mobilenet_v3_large", "lw-refinenet-50")
+            for r in ("torch", "onnxruntime")]  # fmt: skip
+    bench_cli._print_report(rows)
+    text = console.export_text()
+    assert "…" not in text, text
+    for number in ("1234.56", "1236.90", "0.8", "1234"):  # mean, p99, FPS, peak MiB
+        assert number in text, text
+    assert text.count("onnxruntime") == 2 and "lw-refinenet-50" in text
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -49,6 +49,8 @@ def test_train_recipe_flags_json_and_resume(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert "resuming with changed settings: train.iters" in again.output
     assert load_checkpoint(run / "last.pt").extra["resume"]["step"] == 4
+    finished = _run("train", "--resume", str(run))  # nothing left: the table says so instead of "0.0 img/s"
+    assert finished.exit_code == 0 and "no step left to run" in finished.output, finished.output
 
 
 def test_train_errors_are_one_line(tmp_path: Path) -> None:

@@ -99,6 +99,27 @@ def test_run_folder_and_exact_resume(tiny: Path, tmp_path: Path) -> None:
     assert [__import__("json").loads(r)["step"] for r in resumed_rows] == [r["step"] for r in rows]
 
 
+def test_resumed_run_reports_the_speed_of_its_own_steps(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """train_seconds adds up every session; img/s is this session's images over this session's time only."""
+    import refine_cli.engine.trainer as trainer_module
+
+    cfg, run = tiny_config(tiny), tmp_path / "run"
+    with pytest.raises(_Stop):
+        train(cfg, run, callbacks=_StopAfter(2))
+
+    restore = trainer_module.apply_resume_record
+
+    def long_earlier_session(*args, **kwargs):  # the first session "took" 10^6 s
+        resumed = restore(*args, **kwargs)
+        resumed.elapsed += 1e6
+        return resumed
+
+    monkeypatch.setattr(trainer_module, "apply_resume_record", long_earlier_session)
+    summary = train(cfg, run, resume_from=run)
+    assert summary.steps == 4 and summary.train_seconds > 1e6
+    assert summary.images_per_second > 0.01  # 2 steps x 4 images in seconds, not in 10^6 s (0.0 img/s)
+
+
 def test_resume_after_kill_9_during_checkpoint_write(tiny: Path, tmp_path: Path) -> None:
     """A real SIGKILL while last.pt of step 4 is half written: the step-2 file survives and resume is exact."""
     # batch 2: 4 steps per epoch, so the step-2 checkpoint is mid-epoch and resuming skips 2 batches
