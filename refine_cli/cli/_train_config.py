@@ -115,7 +115,12 @@ def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> dict
     from refine_cli.engine import own_data
 
     base = own_data.own_data_defaults(source, batch)
-    err.print(f"note: own data, no --recipe: {base['description']}")
+    description = base["description"]
+    lengths = [f"--{key[6:]} {overrides[key]}" for key in ("train.iters", "train.epochs") if overrides.get(key)]
+    if lengths:  # the run's length is the user's: say so rather than describe a plan that will not run
+        scaled, _, plan = description.partition(": ")
+        description = f"{scaled}, run for {' '.join(lengths)} (instead of {plan})"
+    err.print(f"note: own data, no --recipe: {description}")
     if "model.pretrained_backbone" not in overrides and "model.backbone_weights" not in overrides:
         model = overrides.get("model.name", base["model"]["name"])
         available = own_data.imagenet_weights_available(model)
