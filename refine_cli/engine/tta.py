@@ -104,10 +104,14 @@ def softmax_channels(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
-def _forward_probs(model: Logits, images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Softmax probabilities of `images` at `size` (the model returns reduced-resolution logits)."""
-    logits = model(images)
-    return softmax_channels(resize_logits(logits.float(), size))
+def _forward_probs(model: Logits, images: torch.Tensor, size: tuple[int, int], softmax: bool = True) -> torch.Tensor:
+    """Softmax probabilities of `images` at `size` (the model returns reduced-resolution logits).
+
+    `softmax=False` stops at the resized logits (same argmax), for a single view whose labels are all
+    that is wanted.
+    """
+    logits = resize_logits(model(images).float(), size)
+    return softmax_channels(logits) if softmax else logits
 
 
 def _tiled_probs(
@@ -158,10 +162,7 @@ def predict_batch_probs(
         raise ValueError(f"expected (N, 3, H, W) images, got {tuple(images.shape)}")
     batch, _, height, width = images.shape
     scales = list(scales)
-    if labels_only and len(scales) == 1 and not flip and tile is None:
-        size = (max(1, round(height * scales[0])), max(1, round(width * scales[0])))
-        scaled = images if size == (height, width) else resize_logits(images, size)
-        return resize_logits(model(scaled).float(), (height, width))
+    softmax = not (labels_only and len(scales) == 1 and not flip)  # nothing to average: logits will do
     total: torch.Tensor | None = None
     views = 0
     for scale in scales:
@@ -169,7 +170,7 @@ def predict_batch_probs(
         scaled = images if size == (height, width) else resize_logits(images, size)
         inputs = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
         if tile is None:
-            probs = _forward_probs(model, inputs, (height, width))
+            probs = _forward_probs(model, inputs, (height, width), softmax)
         else:
             probs = resize_logits(_tiled_probs(model, inputs, tile, overlap, tile_batch), (height, width))
         if flip:
@@ -178,7 +179,7 @@ def predict_batch_probs(
         views += 2 if flip else 1
     if total is None:
         raise ValueError("at least one scale is required")
-    return total.div_(views)
+    return total if views == 1 else total.div_(views)
 
 
 def predict_probs(

@@ -178,7 +178,7 @@ class CustomConverter(Converter):
         image_hw = image_size(image)
         if kind == "coco":
             height, width, annotations = rest
-            if (height, width) not in ((0, 0), image_hw):
+            if (height, width) != (0, 0):  # 0x0: the record gives no size
                 check_same_size((height, width), image, image_hw, "its COCO record")
             from refine_cli.data.converters.coco import rasterize
 
