@@ -21,6 +21,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check refine_cli tests tools
 	$(VENV)/bin/ruff format --check refine_cli tests tools
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format refine_cli tests tools

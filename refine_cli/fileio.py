@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,16 @@ def write_text_atomic(final: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(final: str | os.PathLike[str], obj: Any) -> None:
     """Write `obj` as indented JSON to `final` atomically."""
     write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create `folder` and prove a file can be written there, before hours of training are spent."""
+    if folder.exists() and not folder.is_dir():
+        raise RefineError(f"output folder {folder} is a file", hint="choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise RefineError(f"output folder {folder} is not writable ({reason})", hint="choose another --out") from None

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from refine_cli.locks import hold_lock, holder_file_for, read_holder, wait_for_writer
 from tests.support.processes import reaping, spawn, wait_for_holder
@@ -164,7 +164,9 @@ def test_dataset_readers_do_not_hold_each_other_up(tmp_path: Path, processes: li
     data = make_tiny_dataset(tmp_path, train=2, val=1, size=(32, 32))
     with hold_lock(data, "dataset folder"):  # leaves the lock file a finished prepare leaves
         pass
-    opened = "import sys, time\nfrom refine_cli.data.unified import UnifiedDataset\nUnifiedDataset(sys.argv[1])\n"
+    opened = (
+        "import sys, time\nfrom refine_cli.data.format.unified import UnifiedDataset\nUnifiedDataset(sys.argv[1])\n"
+    )
     reader = spawn(["-c", opened + "print('open', flush=True)\ntime.sleep(60)\n", str(data)])
     processes.append(reader)
     assert reader.stdout.readline().strip() == "open", reader.communicate()[0]

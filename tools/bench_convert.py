@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from refine_cli.data.check import check_dataset  # noqa: E402
-from refine_cli.data.classes import VOC_PALETTE  # noqa: E402
-from refine_cli.data.pipeline import prepare_dataset  # noqa: E402
+from refine_cli.class_tables import voc_palette  # noqa: E402
+from refine_cli.data.convert.pipeline import prepare_dataset  # noqa: E402
+from refine_cli.data.format.check import check_dataset  # noqa: E402
 from tests.support.fake_datasets import build_sbd, build_voc, fixture_manifest  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def plain_loop(voc_root: Path, sbd_root: Path, out: Path, splits: dict[str, list
     import scipy.io
     from PIL import Image
 
-    flat_palette = [v for rgb in VOC_PALETTE for v in rgb] + [0] * (768 - 3 * len(VOC_PALETTE))
+    flat_palette = [v for rgb in voc_palette(21) for v in rgb] + [0] * (768 - 3 * 21)
     (out / "images").mkdir(parents=True)
     (out / "labels").mkdir(parents=True)
     voc_ids = set(splits["train"]) | set(splits["val"])
@@ -127,7 +127,7 @@ def main() -> None:
         extracted = tmp_path / "refine0" / "downloads" / "extracted"
         voc_root = extracted / "VOCtrainval_11-May-2012" / "VOCdevkit" / "VOC2012"
         sbd_root = extracted / "benchmark" / "benchmark_RELEASE" / "dataset"
-        from refine_cli.data.unified import UnifiedDataset
+        from refine_cli.data.format.unified import UnifiedDataset
 
         dataset = UnifiedDataset(report.path)
         split_ids = {split: dataset.split_ids(split) for split in dataset.splits}

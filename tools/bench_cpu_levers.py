@@ -29,13 +29,13 @@ CONFIGS = ("official", "before", "pool", "after", "nchw")
 
 def measure(model_name: str, config: str, threads: int, iters: int, size: int = 512) -> dict:
     """Time one configuration in this process (call once per process)."""
-    from refine_cli.engine.cpu_tuning import tune_allocator
+    from refine_cli.engine.bench.cpu_tuning import tune_allocator
 
     tuned = tune_allocator() if config in ("after", "nchw") else False
     import torch
     import torch.nn.functional as F
 
-    from refine_cli.engine.inference import prepare_for_inference
+    from refine_cli.engine.infer.model_prep import prepare_for_inference
     from refine_cli.models import blocks, create_model
 
     torch.set_num_threads(threads)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from refine_cli.metrics import ConfusionMatrix
+from refine_cli.engine.eval.metrics import ConfusionMatrix
 
 
 def numpy_confusion(preds: list[np.ndarray], labels: list[np.ndarray], num_classes: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def bench_scoring(images: int, height: int, width: int, classes: int, repeats: i
 
 
 def bench_crf(repeats: int, height: int = 375, width: int = 500, classes: int = 21) -> dict:
-    from refine_cli.engine.crf import CRFParams, dense_crf
+    from refine_cli.engine.infer.crf import CRFParams, dense_crf
 
     rng = np.random.default_rng(0)
     # piecewise-smooth image (blocks + mild noise) and a noisy but informative unary

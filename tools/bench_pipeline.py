@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-from refine_cli.data.dataset import SegmentationDataset
-from refine_cli.data.loader import build_train_loader, epoch_sampler
-from refine_cli.data.transforms import TrainTransform
-from refine_cli.data.unified import DatasetMeta, UnifiedDataset, UnifiedWriter, voc_palette
+from refine_cli.class_tables import voc_palette
+from refine_cli.data.format.unified import DatasetMeta, UnifiedDataset, UnifiedWriter
+from refine_cli.data.load.dataset import SegmentationDataset
+from refine_cli.data.load.loader import build_train_loader, epoch_sampler
+from refine_cli.data.load.transforms import TrainTransform
 
 
 def make_dataset(root: Path, images: int, height: int = 375, width: int = 500, classes: int = 21) -> Path:

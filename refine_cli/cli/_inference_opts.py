@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Optional
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
-from refine_cli.cli._options import OPTIONAL_VALUE_DEFAULTS, OPTIONAL_VALUE_EXAMPLES, OPTIONAL_VALUE_PATTERNS
+from refine_cli.cli._options import (
+    OPTIONAL_VALUE_DEFAULTS,
+    OPTIONAL_VALUE_EXAMPLES,
+    OPTIONAL_VALUE_PATTERNS,
+    parameters_of,
+    parse_size,
+    with_shared_options,
+)
+from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES
 
-DEFAULT_MSC = "0.5,0.75,1,1.25,1.5"
+DEFAULT_MSC = ",".join(f"{scale:g}" for scale in DEFAULT_MSC_SCALES)  # the TTA module's, spelled for the CLI
 # `--msc` alone means the default scale set (see fill_optional_values in _options.py).
 OPTIONAL_VALUE_DEFAULTS.setdefault("--msc", DEFAULT_MSC)
 OPTIONAL_VALUE_PATTERNS.setdefault("--msc", re.compile(r"[0-9.,\s]*"))
@@ -57,13 +68,70 @@ CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onn
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 
 
+def _inference_options(
+    msc: MscOpt = None,
+    flip: FlipOpt = False,
+    tile: TileOpt = None,
+    crf: CrfOpt = False,
+    crf_param: CrfParamOpt = None,
+    device: DeviceOpt = "auto",
+    batch: BatchOpt = 1,
+    workers: WorkersOpt = None,
+    compile_model: CompileOpt = False,
+    precision: PrecisionOpt = None,
+) -> None:
+    """The options of every command that runs a model on images (declaration only: see InferenceOptions)."""
+
+
+@dataclass
+class InferenceOptions:
+    """How `eval` and `predict` run a model: views (TTA), CRF, device, batch, workers, compile, precision."""
+
+    msc: str | None = None
+    flip: bool = False
+    tile: str | None = None
+    crf: bool = False
+    crf_param: list[str] | None = None
+    device: str = "auto"
+    batch: int = 1
+    workers: int | None = None
+    compile_model: bool = False
+    precision: str | None = None
+
+    def views(self) -> tuple[tuple[float, ...], tuple[int, int] | None, Any]:
+        """(scales, tile, CRF parameters or None), checked."""
+        scales, tile = resolve_tta(self.msc, self.tile)
+        return scales, tile, resolve_crf(self.crf, self.crf_param)
+
+    def load(self, checkpoint: Path) -> Any:
+        """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
+        from refine_cli.engine.infer.loop import load_model
+
+        loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision))
+        warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
+        return loaded
+
+    def given(self) -> dict[str, bool]:
+        """Which of these options the user set (for commands where running no model makes them meaningless)."""
+        return {
+            "--msc": self.msc is not None, "--flip": self.flip, "--tile": self.tile is not None, "--crf": self.crf,
+            "--precision": self.precision is not None, "--compile": self.compile_model,
+            "--device": self.device != "auto", "--batch": self.batch != 1, "--workers": self.workers is not None,
+        }  # fmt: skip
+
+
+def inference_command(fn: Callable) -> Callable:
+    """`fn(run: InferenceOptions, **own_options)` as a Typer command: own options, then the inference ones."""
+    return with_shared_options(fn, "run", InferenceOptions, parameters_of(_inference_options))
+
+
 def resolve_tta(msc: str | None, tile: str | None) -> tuple[tuple[float, ...], tuple[int, int] | None]:
     """CLI strings -> (scales, tile); `--msc=` (empty) means the default set."""
-    from refine_cli.engine.tta import parse_scales, parse_tile
+    from refine_cli.engine.infer.tta import parse_scales
 
     if msc is not None and not msc.strip():
         msc = DEFAULT_MSC
-    return parse_scales(msc), parse_tile(tile)
+    return parse_scales(msc), (parse_size(tile, "--tile", minimum=16) if tile and tile.strip() else None)
 
 
 def resolve_precision(value: str | None) -> str | None:
@@ -76,7 +144,7 @@ def warn_if_slow_precision(precision: str, device: object) -> None:
     import torch
 
     from refine_cli.cli._console import warn
-    from refine_cli.engine.inference import slow_precision_warning
+    from refine_cli.engine.infer.model_prep import slow_precision_warning
 
     note = slow_precision_warning(precision, torch.device(str(device)))
     if note:
@@ -87,7 +155,7 @@ def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - C
     """CRFParams (DeepLab defaults + KEY=VALUE overrides) when --crf is on, else None."""
     from dataclasses import fields, replace
 
-    from refine_cli.engine.crf import CRFParams, check_available
+    from refine_cli.engine.infer.crf import CRFParams, check_available
     from refine_cli.errors import RefineError
 
     if not enabled:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -62,6 +63,18 @@ def fill_optional_values(args: Sequence[str]) -> list[str]:
     return filled
 
 
+def parse_size(text: str, option: str, minimum: int = 32) -> tuple[int, int]:
+    """'512' -> (512, 512); '480x640' -> (480, 640) as height x width: the one reader of every size option."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+)\s*)?", str(text))
+    if not match:
+        raise RefineError(f"bad {option} {text!r}", hint="give one number (512) or HEIGHTxWIDTH (480x640)")
+    height = int(match.group(1))
+    width = int(match.group(2)) if match.group(2) else height
+    if height < minimum or width < minimum:
+        raise RefineError(f"{option} {height}x{width} is too small", hint=f"use at least {minimum} pixels per side")
+    return height, width
+
+
 def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> None:
     """Refuse a pictures folder (--report, --gallery) that is, holds or sits in an input, or is not writable.
 
@@ -69,7 +82,7 @@ def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> Non
     removed again, so a command that fails later (a wrong checkpoint, a broken dataset) leaves no empty
     folder behind.
     """
-    from refine_cli.engine.run_files import check_writable_folder
+    from refine_cli.fileio import check_writable_folder
     from refine_cli.guards import refuse_output_over_inputs
 
     if folder.exists() and not folder.is_dir():
@@ -79,3 +92,27 @@ def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> Non
     check_writable_folder(folder)
     for path in created:  # the probe made them all (`--report new/sub/dir`): none is left behind
         path.rmdir()
+
+
+def with_shared_options(
+    fn: Callable, first: str, make: Callable[..., Any], shared: list[inspect.Parameter]
+) -> Callable:
+    """A Typer command: `fn`'s own parameters, then the `shared` ones (declared once for many commands).
+
+    The command calls `fn(make(**shared values), **own values)`, the first argument named `first`.
+    """
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != first]
+    names = {p.name for p in shared}
+
+    def command(**kwargs: Any) -> Any:
+        return fn(make(**{key: kwargs.pop(key) for key in names}), **kwargs)
+
+    command.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in own + shared}
+    command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+    return command
+
+
+def parameters_of(spec: Callable) -> list[inspect.Parameter]:
+    """The (evaluated) parameters of a function used only to declare options."""
+    return list(inspect.signature(spec, eval_str=True).parameters.values())

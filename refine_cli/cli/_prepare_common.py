@@ -8,7 +8,6 @@ all import this module and never each other.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, err, out, warn
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, parameters_of, with_shared_options
 from refine_cli.cli._paths import default_root
 from refine_cli.cli.check import WorkersOpt
 
@@ -62,7 +61,7 @@ def run_prepare(
 ) -> Any:
     """Prepare one dataset, print its summary and check, write --json; returns the PrepareReport."""
     from refine_cli.cli.check import problems_error, render_check
-    from refine_cli.data.pipeline import prepare_dataset
+    from refine_cli.data.convert.pipeline import prepare_dataset
 
     refuse_prepare_overlaps(converter, options, root, archives, manifest, json_out)
     report = prepare_dataset(
@@ -96,8 +95,8 @@ def refuse_prepare_overlaps(
     json_out: str | None,
 ) -> None:
     """Before any download: the dataset folder and --json must not land on the archives or the manifest."""
-    from refine_cli.data.converters import get_converter
-    from refine_cli.data.sources import prepare_paths
+    from refine_cli.data.convert.registry import get_converter
+    from refine_cli.data.convert.sources import prepare_paths
     from refine_cli.guards import refuse_output_over_inputs
 
     paths = prepare_paths(converter, root or default_root(), options, archives, manifest)
@@ -140,12 +139,16 @@ class PrepareCommon:
 _DOWNLOAD_OPTIONS = ("archives", "manifest", "trust_archives")
 
 
-def _common_parameters() -> list[inspect.Parameter]:
-    def spec(root: RootOpt = None, archives: ArchivesOpt = None, manifest: ManifestOpt = None,
-             workers: WorkersOpt = None, trust_archives: TrustOpt = False, skip_bad: SkipBadOpt = False,
-             json_out: JsonOpt = None) -> None: ...  # fmt: skip
-
-    return list(inspect.signature(spec, eval_str=True).parameters.values())
+def _common_options(
+    root: RootOpt = None,
+    archives: ArchivesOpt = None,
+    manifest: ManifestOpt = None,
+    workers: WorkersOpt = None,
+    trust_archives: TrustOpt = False,
+    skip_bad: SkipBadOpt = False,
+    json_out: JsonOpt = None,
+) -> None:
+    """The options of every `refine prepare <dataset>` (declaration only: see PrepareCommon)."""
 
 
 def download_examples(name: str, *extra: str) -> str:
@@ -169,18 +172,8 @@ def prepare_command(
         command_kwargs.setdefault("epilog", download_examples(name))
 
     def decorate(fn: Callable) -> Callable:
-        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "common"]
-        common = [p for p in _common_parameters() if not local or p.name not in _DOWNLOAD_OPTIONS]
-        shared = {p.name for p in common}
-
-        def command(**kwargs: Any) -> Any:
-            values = PrepareCommon(**{key: kwargs.pop(key) for key in shared})
-            return fn(values, **kwargs)
-
-        command.__signature__ = inspect.Signature(own + common)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in own + common}
-        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
-        prepare_app.command(name, **command_kwargs)(command)
+        common = [p for p in parameters_of(_common_options) if not local or p.name not in _DOWNLOAD_OPTIONS]
+        prepare_app.command(name, **command_kwargs)(with_shared_options(fn, "common", PrepareCommon, common))
         return fn
 
     return decorate

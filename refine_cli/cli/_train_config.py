@@ -14,7 +14,7 @@ from refine_cli.cli._console import err, warn
 from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
-    from refine_cli.config import TrainConfig
+    from refine_cli.engine.train.config import TrainConfig
 
 
 def resolve_run(
@@ -23,14 +23,13 @@ def resolve_run(
     resume: Path | None,
     out_dir: Path | None,
     settings: list[str] | None,
-    batch: int | None,
 ) -> tuple[TrainConfig, Path, Path | None, str | None]:
     """(config, run folder, checkpoint to resume or None, a note for the user) for the flags given.
 
     `flags` maps dotted config keys to the option values (None = not given); `settings` are the --set texts.
     """
-    from refine_cli.config import parse_assignment, resolve_config
-    from refine_cli.engine import run_files
+    from refine_cli.engine.train import run_files
+    from refine_cli.engine.train.config import parse_assignment, resolve_config
     from refine_cli.models.checkpoint import load_checkpoint
 
     overrides = _overrides(flags)
@@ -59,7 +58,7 @@ def resolve_run(
         own = _own_data(flags["data.root"]) if recipe is None else None
         base = None
         if own is not None:
-            base = _own_data_base(own, overrides, batch)
+            base = _own_data_base(own, overrides, flags.get("data.batch"))
         note = keep_validation_cadence(resolve_config(recipe, base=base), overrides)
         cfg = resolve_config(recipe, base=base, overrides=overrides)
         resume_from = None
@@ -97,8 +96,8 @@ def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
     """The dataset when it was made by `refine prepare custom` (it then gets the own-data defaults)."""
     if not root:
         return None
-    from refine_cli.data.unified import UnifiedDataset
-    from refine_cli.engine.own_data import is_own_data
+    from refine_cli.data.format.unified import UnifiedDataset
+    from refine_cli.engine.train.own_data import is_own_data
     from refine_cli.locks import LockBusyError
 
     try:
@@ -112,7 +111,7 @@ def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
 
 def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> dict[str, Any]:  # noqa: ANN001
     """own_data_defaults, with the ImageNet backbone when it can be had; prints what was chosen."""
-    from refine_cli.engine import own_data
+    from refine_cli.engine.train import own_data
 
     base = own_data.own_data_defaults(source, batch)
     description = base["description"]

@@ -140,11 +140,11 @@ def _root(
     if debug:
         _DEBUG["on"] = True
     if max_pixels is not None:
-        from refine_cli.data.imageio import set_max_pixels
+        from refine_cli.data.format.imageio import set_max_pixels
 
         set_max_pixels(max_pixels)
     if ctx.invoked_subcommand in MODEL_COMMANDS:
-        from refine_cli.engine.cpu_tuning import tune_allocator
+        from refine_cli.engine.bench.cpu_tuning import tune_allocator
 
         tune_allocator()
 

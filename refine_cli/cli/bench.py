@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from refine_cli.cli._console import emit_json, err, out
 from refine_cli.cli._inference_opts import warn_if_slow_precision
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, parse_size
+
+if TYPE_CHECKING:
+    from refine_cli.engine.bench.benchmark import BenchResult
 
 
 def bench_command(
@@ -45,68 +48,57 @@ def bench_command(
     json_out: JsonOpt = None,
 ) -> None:
     """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
-    from refine_cli.engine.bench import BenchSettings, parse_size, run_benchmarks
+    from refine_cli.devices import resolve_device
+    from refine_cli.engine.bench.benchmark import BenchSettings, run_benchmarks
     from refine_cli.guards import refuse_output_over_inputs
 
     refuse_output_over_inputs({"--json": json_out, "--plot": plot}, {"--checkpoint": checkpoint})
-    height, width = parse_size(size)
-    if plot is not None:
-        from refine_cli.engine.bench_plot import PLOT_AXES, check_plot_path
-
-        check_plot_path(plot)
-        if plot_x not in PLOT_AXES:
-            from refine_cli.errors import RefineError
-
-            raise RefineError(f"unknown --plot-x {plot_x!r}", hint="use gmacs or params")
+    height, width = parse_size(size, "--size")
+    _check_plot(plot, plot_x)
     settings = BenchSettings(
-        height=height,
-        width=width,
-        batch=batch,
-        precision=precision.lower(),
-        channels_last=channels_last,
-        compile=compile_,
-        compile_mode=compile_mode,
-        warmup=warmup,
-        iters=iters,
-        device=device,
-        fold_bn=fold_bn,
-        postprocess=postprocess,
-        cudnn_benchmark=cudnn_benchmark,
-        threads=threads,
-        num_classes=num_classes,
-    )
-    from refine_cli.engine.distributed import resolve_device
-
+        height=height, width=width, batch=batch, precision=precision.lower(), channels_last=channels_last,
+        compile=compile_, compile_mode=compile_mode, warmup=warmup, iters=iters, device=device, fold_bn=fold_bn,
+        postprocess=postprocess, cudnn_benchmark=cudnn_benchmark, threads=threads, num_classes=num_classes,
+    )  # fmt: skip
     warn_if_slow_precision(settings.precision, resolve_device(device))  # before the run it would slow down
     results = run_benchmarks(
-        list(model),
-        settings,
-        checkpoint=checkpoint,
-        on_start=lambda name: err.print(f"benchmarking {name} ..."),
+        list(model), settings, checkpoint=checkpoint, on_start=lambda name: err.print(f"benchmarking {name} ..."),
         runtimes=runtime,
-    )
+    )  # fmt: skip
     if plot is not None:
-        from refine_cli.engine.bench_plot import plot_benchmarks
+        from refine_cli.engine.bench.plot import plot_benchmarks
 
         err.print(f"wrote {plot_benchmarks(results, plot, plot_x)}")
     if json_out is not None:
-        emit_json(results, json_out)
+        emit_json([result.to_json() for result in results], json_out)
         if json_out == "-":
             return
     _print_report(results)
 
 
-def _print_report(results: list[dict[str, Any]]) -> None:
+def _check_plot(plot: str | None, plot_x: str) -> None:
+    """A --plot file refine can write and a known --plot-x, before any timing."""
+    if plot is None:
+        return
+    from refine_cli.engine.bench.plot import PLOT_AXES, check_plot_path
+    from refine_cli.errors import RefineError
+
+    check_plot_path(plot)
+    if plot_x not in PLOT_AXES:
+        raise RefineError(f"unknown --plot-x {plot_x!r}", hint="use gmacs or params")
+
+
+def _print_report(results: list[BenchResult]) -> None:
     first = results[0]
-    height, width = first["size"]
+    height, width = first.size
     title = (
-        f"Inference on {first['device']}: {height}x{width}, batch {first['batch']}, {first['precision']}"
-        f"{', channels_last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}"
+        f"Inference on {first.device}: {height}x{width}, batch {first.batch}, {first.precision}"
+        f"{', channels_last' if first.channels_last else ''}{', compiled' if first.compile else ''}"
     )
     # the widest set of columns that fits the terminal (--json always has everything): a number cut
     # to "6.…" says nothing, so narrow terminals drop columns; GMACs go last (`refine models` has them)
-    runtime = ["runtime"] if any(row["runtime"] != "torch" for row in results) else []
-    compiled = ["compile s"] if first["compile"] else []
+    runtime = ["runtime"] if any(row.runtime != "torch" for row in results) else []
+    compiled = ["compile s"] if first.compile else []
     candidates = [
         ["model", *runtime, "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"],
         ["model", *runtime, "GMACs", "mean ms", "p99", "FPS", "peak MiB"],
@@ -118,34 +110,34 @@ def _print_report(results: list[dict[str, Any]]) -> None:
         if out.measure(table, options=unbounded).maximum <= out.width:
             break
     out.print(table)  # the last candidate folds long model names where even it is too wide
-    env = first["env"]
+    env = first.env
     hardware = env.get("gpu") or env["cpu"]
     versions = f"torch {env['torch']}, torchvision {env['torchvision']}, refine {env['refine']}"
     if env.get("git"):
         versions += f" (commit {env['git']['commit'][:10]}{', modified' if env['git']['dirty'] else ''})"
     if env.get("cuda"):
         versions += f", CUDA {env['cuda']}, cuDNN {env['cudnn']}, driver {env.get('driver') or 'unknown'}"
-    ort = next((row["onnxruntime"] for row in results if row["onnxruntime"]), None)
+    ort = next((row.onnxruntime for row in results if row.onnxruntime), None)
     if ort:
         import onnxruntime
 
         versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}, opset {ort['opset']})"
-    out.print(f"{hardware}; {versions}; {first['threads']} CPU threads")
+    out.print(f"{hardware}; {versions}; {first.threads} CPU threads")
     out.print(
-        f"timed: {first['timed']} ({first['timer']}); warm-up {first['warmup']}, {first['iters']} iterations; "
-        f"BN folded: {'yes' if first['bn_folded'] else 'no'}; GMACs per image (FLOPs = 2 x MACs)"
+        f"timed: {first.timed} ({first.timer}); warm-up {first.warmup}, {first.iters} iterations; "
+        f"BN folded: {'yes' if first.bn_folded else 'no'}; GMACs per image (FLOPs = 2 x MACs)"
     )
-    if first.get("cuda_flags"):
-        out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first["cuda_flags"].items()))
+    if first.cuda_flags:
+        out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first.cuda_flags.items()))
     shown: set[str] = set()
-    for note in (note for row in results for note in row["notes"]):
+    for note in (note for row in results for note in row.notes):
         key = re.sub(r"[\d.]+", "#", note)  # the same note with another load figure is still the same note
         if key not in shown:
             shown.add(key)
             out.print(f"[yellow]note:[/yellow] {note}")
 
 
-def _bench_table(results: list[dict[str, Any]], columns: list[str], title: str) -> Any:
+def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:
     """One row per model and runtime; numbers never wrap, a model name folds only when nothing else fits."""
     from rich import box
     from rich.table import Table
@@ -157,21 +149,21 @@ def _bench_table(results: list[dict[str, Any]], columns: list[str], title: str) 
         else:
             table.add_column(column, justify="right", no_wrap=True)
     for row in results:
-        lat = row["latency_ms"]
+        lat = row.latency_ms
         cells = {
-            "model": row["model"],
-            "runtime": row["runtime"],
-            "params": f"{row['params'] / 1e6:.2f}M",
-            "GMACs": f"{row['gmacs']:.2f}",
+            "model": row.model,
+            "runtime": row.runtime,
+            "params": f"{row.params / 1e6:.2f}M",
+            "GMACs": f"{row.gmacs:.2f}",
             "mean ms": f"{lat['mean']:.2f}",
             "std": f"{lat['std']:.2f}",
             "min": f"{lat['min']:.2f}",
             "p50": f"{lat['p50']:.2f}",
             "p90": f"{lat['p90']:.2f}",
             "p99": f"{lat['p99']:.2f}",
-            "FPS": f"{row['fps']:.1f}",
-            "peak MiB": "n/a" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
-            "compile s": f"{row['compile_time_s'] or 0:.1f}",
+            "FPS": f"{row.fps:.1f}",
+            "peak MiB": "n/a" if row.peak_memory_mb is None else f"{row.peak_memory_mb:.0f}",
+            "compile s": f"{row.compile_time_s or 0:.1f}",
         }
         table.add_row(*(cells[column] for column in columns))
     return table

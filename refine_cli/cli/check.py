@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = None,
     ) -> None:
         """Validate a unified dataset: sizes, label values, splits and counts; print the class histogram."""
-        from refine_cli.data.check import check_dataset
-        from refine_cli.data.gallery import GALLERY_FILES
+        from refine_cli.data.format.check import check_dataset
+        from refine_cli.data.format.gallery import GALLERY_FILES
         from refine_cli.guards import refuse_output_over_inputs
 
         pictures = [gallery, *(gallery / name for name in GALLERY_FILES)] if gallery is not None else None
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         report = check_dataset(path, workers=workers or os.cpu_count() or 1, full=full, progress=err.is_terminal)
         render_check(report)
         if gallery is not None:
-            from refine_cli.data.gallery import write_gallery
+            from refine_cli.data.format.gallery import write_gallery
 
             for picture in write_gallery(report, gallery, samples=gallery_samples):
                 err.print(f"wrote {picture}")

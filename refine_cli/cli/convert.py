@@ -21,21 +21,21 @@ def convert_command(
     json_out: JsonOpt = None,
 ) -> None:
     """Convert official weights strictly: every key mapped, every shape checked, written atomically."""
-    from refine_cli.engine.convert import convert_official
     from refine_cli.guards import refuse_output_over_inputs
+    from refine_cli.models.convert import convert_official
 
     refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"source checkpoint": src})
     summary = convert_official(src, model, out_path, num_classes=num_classes, overwrite=force)
     if json_out is not None:
-        emit_json(summary, json_out)
+        emit_json(summary.to_json(), json_out)
         if json_out == "-":
             return
-    out.print(f"[bold]converted[/bold] {summary['source']} -> {summary['out']}")
-    out.print(f"  model        {summary['model']}")
-    out.print(f"  classes      {summary['num_classes']}")
-    out.print(f"  parameters   {summary['params']:,}")
-    out.print(f"  source keys  {summary['source_keys']} (sha256 {summary['source_sha256'][:16]}...)")
-    out.print(f"use it with: refine predict --checkpoint {summary['out']} ... / refine bench --checkpoint ...")
+    out.print(f"[bold]converted[/bold] {summary.source} -> {summary.out}")
+    out.print(f"  model        {summary.model}")
+    out.print(f"  classes      {summary.num_classes}")
+    out.print(f"  parameters   {summary.params:,}")
+    out.print(f"  source keys  {summary.source_keys} (sha256 {summary.source_sha256[:16]}...)")
+    out.print(f"use it with: refine predict --checkpoint {summary.out} ... / refine bench --checkpoint ...")
 
 
 def register(app: typer.Typer) -> None:

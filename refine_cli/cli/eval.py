@@ -8,24 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, err, out, warn
-from refine_cli.cli._inference_opts import (
-    BatchOpt,
-    CheckpointHelp,
-    CompileOpt,
-    CrfOpt,
-    CrfParamOpt,
-    DeviceOpt,
-    FlipOpt,
-    MscOpt,
-    PrecisionOpt,
-    TileOpt,
-    WorkersOpt,
-    describe_settings,
-    resolve_crf,
-    resolve_precision,
-    resolve_tta,
-    warn_if_slow_precision,
-)
+from refine_cli.cli._inference_opts import CheckpointHelp, InferenceOptions, describe_settings, inference_command
 from refine_cli.cli._options import JsonOpt, check_picture_folder
 
 _EXAMPLES = """
@@ -41,7 +24,7 @@ Examples:
 def resolve_dataset(data: str):  # noqa: ANN201 - a UnifiedDataset, imported lazily
     """--data is a dataset folder, or a name under $REFINE_DATA (./data)."""
     from refine_cli.cli._paths import dataset_path, default_root
-    from refine_cli.data.unified import UnifiedDataset
+    from refine_cli.data.format.unified import UnifiedDataset
 
     path = dataset_path(data)
     if not path.exists():
@@ -51,42 +34,36 @@ def resolve_dataset(data: str):  # noqa: ANN201 - a UnifiedDataset, imported laz
     return UnifiedDataset(path)
 
 
+PredOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--pred", help="Instead of a model: score label PNGs DIR/<id>.png made by any tool."),
+]
+SavePredOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--save-pred", help="Also write the predicted label PNGs (palette) to DIR/<id>.png."),
+]
+LimitOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
+]
+ReportOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--report",
+        help="Also write DIR/report.html: per-class chart, confusion heatmap, worst/best images (opens offline).",
+    ),
+]
+
+
 def eval_command(
+    run: InferenceOptions,
     data: Annotated[str, typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")],
-    checkpoint: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--checkpoint", "-c", help=CheckpointHelp),
-    ] = None,
-    pred: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--pred", help="Instead of a model: score label PNGs DIR/<id>.png made by any tool."),
-    ] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help=CheckpointHelp)] = None,  # noqa: UP045
+    pred: PredOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split to evaluate.")] = "val",
-    msc: MscOpt = None,
-    flip: FlipOpt = False,
-    tile: TileOpt = None,
-    crf: CrfOpt = False,
-    crf_param: CrfParamOpt = None,
-    save_pred: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--save-pred", help="Also write the predicted label PNGs (palette) to DIR/<id>.png."),
-    ] = None,
-    device: DeviceOpt = "auto",
-    batch: BatchOpt = 1,
-    workers: WorkersOpt = None,
-    compile_model: CompileOpt = False,
-    precision: PrecisionOpt = None,
-    limit: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--limit", min=1, help="Only the first N images of the split (quick checks)."),
-    ] = None,
-    report_dir: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            "--report",
-            help="Also write DIR/report.html: per-class chart, confusion heatmap, worst/best images (opens offline).",
-        ),
-    ] = None,
+    save_pred: SavePredOpt = None,
+    limit: LimitOpt = None,
+    report_dir: ReportOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Evaluate on a dataset split: mIoU, pixel accuracy, mean accuracy, FWIoU and per-class IoU at label size."""
@@ -105,77 +82,67 @@ def eval_command(
     inputs = {"--data": dataset.path, "--pred": pred, "--checkpoint": checkpoint, "--save-pred": save_pred}
     samples = _report_collector(report_dir, dataset, inputs)
     if pred is not None:
-        model_options = {
-            "--msc": msc is not None,
-            "--flip": flip,
-            "--tile": tile is not None,
-            "--crf": crf,
-            "--save-pred": save_pred is not None,
-            "--precision": precision is not None,
-            "--compile": compile_model,
-            "--device": device != "auto",
-            "--batch": batch != 1,
-            "--workers": workers is not None,
-        }
-        given = [name for name, used in model_options.items() if used]
-        if given:
-            raise RefineError(
-                f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --checkpoint, not --pred: "
-                "they set how a model runs, and --pred only scores saved label PNGs",
-                hint="drop " + ", ".join(given),
-            )
-        from refine_cli.engine.evaluator import score_predictions
+        _refuse_model_options({**run.given(), "--save-pred": save_pred is not None})
+        from refine_cli.engine.eval.evaluator import score_predictions
 
         header.print(f"Scoring predictions in [bold]{pred}[/bold] against {dataset.path} split {split}")
         report = score_predictions(pred, dataset, split, progress=err.is_terminal, limit=limit, on_sample=samples)
-        _finish(report, json_out, report_dir, samples, dataset)
-        return
-    scales, tile_size = resolve_tta(msc, tile)
-    crf_params = resolve_crf(crf, crf_param)
-    from refine_cli.engine.evaluator import evaluate
-    from refine_cli.engine.runner import load_model
+    else:
+        report = _evaluate_checkpoint(run, checkpoint, dataset, split, header, samples, save_pred, limit)
+    _finish(report, json_out, report_dir, samples, dataset)
 
-    loaded = load_model(checkpoint, device, compile_model, resolve_precision(precision))
-    warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
-    if loaded.num_classes != dataset.meta.num_classes:
-        raise RefineError(
-            f"checkpoint {checkpoint} has {loaded.num_classes} classes, dataset {dataset.meta.name} has "
-            f"{dataset.meta.num_classes}",
-            hint="evaluate on the dataset the checkpoint was trained for",
-        )
+
+def _evaluate_checkpoint(
+    run: InferenceOptions,
+    checkpoint: Path,
+    dataset: Any,
+    split: str,
+    header: Any,
+    samples: Any,
+    save_pred: Path | None,
+    limit: int | None,
+) -> Any:
+    """Load the checkpoint (or ONNX file), check it fits the dataset, and score it with the options given."""
+    from refine_cli.engine.eval.evaluator import check_classes_match, evaluate
+
+    scales, tile, crf = run.views()
+    loaded = run.load(checkpoint)
+    check_classes_match(loaded.num_classes, dataset.meta, f"checkpoint {checkpoint}")
     if list(loaded.classes) != list(dataset.meta.classes):
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
         f"Evaluating [bold]{checkpoint}[/bold] ({loaded.model}) on {dataset.path} split {split}\n"
-        f"{describe_settings(scales, flip, tile_size, crf_params)} | device {loaded.describe_device()}, "
+        f"{describe_settings(scales, run.flip, tile, crf)} | device {loaded.describe_device()}, "
         f"{loaded.backend.precision}"
     )
     report = evaluate(
-        loaded.backend,
-        dataset,
-        split,
-        scales=scales,
-        flip=flip,
-        tile=tile_size,
-        crf=crf_params,
-        batch_size=batch,
-        workers=workers,
-        save_pred_dir=save_pred,
-        progress=err.is_terminal,
-        limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model},
-        on_sample=samples,
-    )
+        loaded.backend, dataset, split, scales=scales, flip=run.flip, tile=tile, crf=crf, batch_size=run.batch,
+        workers=run.workers, save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
+        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples,
+    )  # fmt: skip
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")
-    _finish(report, json_out, report_dir, samples, dataset)
+    return report
+
+
+def _refuse_model_options(given: dict[str, bool]) -> None:
+    """--pred only scores saved label PNGs: every option that sets how a model runs is refused by name."""
+    from refine_cli.errors import RefineError
+
+    named = [name for name, used in given.items() if used]
+    if named:
+        raise RefineError(
+            f"{', '.join(named)} {'needs' if len(named) == 1 else 'need'} --checkpoint, not --pred: "
+            "they set how a model runs, and --pred only scores saved label PNGs",
+            hint="drop " + ", ".join(named),
+        )
 
 
 def _report_collector(report_dir: Path | None, dataset, inputs: dict[str, Any]) -> Any:  # noqa: ANN001
     """The per-image callback for --report (None without it); the folder is checked before any work."""
     if report_dir is None:
         return None
-    from refine_cli.engine.per_image import PerImageScores
+    from refine_cli.engine.eval.per_image import PerImageScores
 
     check_picture_folder(report_dir, "--report", inputs)
     return PerImageScores(dataset.meta.num_classes, dataset.meta.ignore_index)
@@ -185,7 +152,7 @@ def _finish(report, json_out: str | None, report_dir: Path | None, samples, data
     if report_dir is not None:
         import time
 
-        from refine_cli.engine.eval_report import write_eval_report
+        from refine_cli.engine.eval.report import write_eval_report
 
         start = time.perf_counter()
         page = write_eval_report(report_dir, report, samples, dataset)
@@ -226,4 +193,4 @@ def render_report(report) -> None:  # noqa: ANN001 - an EvalReport
 
 def register(app: typer.Typer) -> None:
     """Attach `refine eval`."""
-    app.command("eval", epilog=_EXAMPLES)(eval_command)
+    app.command("eval", epilog=_EXAMPLES)(inference_command(eval_command))

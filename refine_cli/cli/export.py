@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from refine_cli.cli._console import emit_json, err, out
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, parse_size
 
 
 def export_command(
@@ -28,30 +28,27 @@ def export_command(
     json_out: JsonOpt = None,
 ) -> None:
     """Export with BN folded and the checkpoint's classes, palette and normalisation inside the file."""
-    from refine_cli.engine.bench import parse_size
-    from refine_cli.engine.export import export_checkpoint
+    from refine_cli.engine.infer.export import export_checkpoint
     from refine_cli.errors import RefineError
     from refine_cli.guards import refuse_output_over_inputs
 
     if format_.lower() != "onnx":
         raise RefineError(f"unknown export format {format_!r}", hint="use --format onnx")
     refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"checkpoint": checkpoint})
-    static_size = parse_size(static) if static else None
+    static_size = parse_size(static, "--static") if static else None
     err.print(f"exporting {checkpoint} to ONNX (torch.onnx dynamo exporter; this takes a few seconds) ...")
     report = export_checkpoint(checkpoint, out_path, opset=opset, static=static_size, fp16=fp16, tolerance=tolerance)
     if json_out is not None:
-        emit_json(report, json_out)
+        emit_json(report.to_json(), json_out)
         if json_out == "-":
             return
-    size = "x".join(map(str, report["static_size"])) if report["static_size"] else "any HxW"
-    checks = ", ".join(f"{key} {value:.2g}" for key, value in report["max_abs_diff"].items())
-    out.print(f"[bold]exported[/bold] {report['checkpoint']} -> {report['out']} ({report['bytes'] / 2**20:.1f} MiB)")
-    out.print(f"  model        {report['model']} ({report['num_classes']} classes), BN folded: {report['bn_folded']}")
-    out.print(
-        f"  graph        opset {report['opset']}, {report['precision']}, input {size} (dynamic {report['dynamic']})"
-    )
-    out.print(f"  onnxruntime  max |ONNX - PyTorch| logit: {checks} (tolerance {report['tolerance']:g})")
-    out.print(f"use it with: refine predict IMAGES --checkpoint {report['out']} --out preds")
+    size = "x".join(map(str, report.static_size)) if report.static_size else "any HxW"
+    checks = ", ".join(f"{key} {value:.2g}" for key, value in report.max_abs_diff.items())
+    out.print(f"[bold]exported[/bold] {report.checkpoint} -> {report.out} ({report.bytes / 2**20:.1f} MiB)")
+    out.print(f"  model        {report.model} ({report.num_classes} classes), BN folded: {report.bn_folded}")
+    out.print(f"  graph        opset {report.opset}, {report.precision}, input {size} (dynamic {report.dynamic})")
+    out.print(f"  onnxruntime  max |ONNX - PyTorch| logit: {checks} (tolerance {report.tolerance:g})")
+    out.print(f"use it with: refine predict IMAGES --checkpoint {report.out} --out preds")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from refine_cli.cli._console import emit_json, out
-from refine_cli.cli._options import JsonOpt
+from refine_cli.cli._options import JsonOpt, parse_size
 
 
 def models_command(
@@ -16,11 +16,10 @@ def models_command(
     """List models with parameters and GMACs (counted on the meta device: nothing is allocated)."""
     from rich.table import Table
 
-    from refine_cli.engine.bench import parse_size
-    from refine_cli.engine.catalog import describe_models
-    from refine_cli.engine.complexity import MAC_UNIT_NOTE
+    from refine_cli.engine.bench.catalog import describe_models
+    from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE
 
-    height, width = parse_size(size)
+    height, width = parse_size(size, "--size")
     rows = describe_models(height, width, num_classes=num_classes)
     if json_out is not None:
         emit_json(rows, json_out)

@@ -41,7 +41,7 @@ _LOCAL_DATASETS = [
 def _list_datasets() -> None:
     from rich.table import Table
 
-    from refine_cli.data.manifest import list_manifests, load_manifest
+    from refine_cli.data.acquire.manifest import list_manifests, load_manifest
 
     table = Table(title="datasets (packaged manifests, then local ones)")
     for column in ("name", "title", "download", "login", "licence"):
@@ -79,116 +79,114 @@ MaxExpansionOpt = _limit_option(
 )  # fmt: skip
 
 
+MinPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-pixels", min=0, help="Drop images, in train AND val (gluon-cv's rule), with fewer VOC-class pixels."
+    ),
+]
+LabelOrderOpt = Annotated[
+    LabelOrder,
+    typer.Option(
+        "--label-order",
+        help="Class order of the source PNGs: deeplab (pascal_person_part.zip) or parsing-rcnn "
+        "(1 lower-arm, 2 head, 3 upper-leg, 4 torso, 5 lower-leg, 6 upper-arm). Output is always deeplab's.",
+    ),
+]
+ContextClassesOpt = Annotated[
+    ContextClasses,
+    typer.Option(
+        "--classes",
+        help="60: `context` with background as class 0 (RefineNet); 59: `context59` with background "
+        "ignored (255); both: write both datasets.",
+    ),
+]
+_EPILOG = (
+    "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
+    "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
+    "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/\n"
+    "  refine prepare --stall-timeout 60 --min-rate 1 voc   (a slow link)"
+)
+
+
+def prepare_callback(
+    ctx: typer.Context,
+    list_: Annotated[bool, typer.Option("--list", help="List the datasets, download sizes and terms.")] = False,
+    stall_timeout: StallTimeoutOpt = None,
+    min_rate: MinRateOpt = None,
+    max_expansion: MaxExpansionOpt = None,
+) -> None:
+    """The limits for untrusted downloads and archives, `--list`, and the help when no dataset is named."""
+    from refine_cli.data.acquire.limits import set_max_expansion, set_stall_rules
+
+    set_stall_rules(stall_timeout, min_rate)
+    if max_expansion is not None:
+        set_max_expansion(max_expansion)
+    if list_:
+        _list_datasets()
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
+        raise typer.Exit()
+
+
+def voc_command(
+    common: PrepareCommon,
+    aug: Annotated[bool, typer.Option("--aug", help="Also build train_aug (10,582 images) from SBD.")] = False,
+) -> None:
+    """PASCAL VOC 2012 segmentation: train 1,464 / val 1,449 (21 classes)."""
+    common.run("voc", {"aug": aug})
+
+
+def sbd_command(common: PrepareCommon) -> None:
+    """SBD (Semantic Boundaries Dataset): train 8,498 / val 2,857, VOC's 21 classes."""
+    common.run("sbd", {})
+
+
+def coco_command(common: PrepareCommon, min_pixels: MinPixelsOpt = 1000) -> None:
+    """MS COCO 2017 mapped to the 20 VOC classes (for VOC pre-training)."""
+    common.run("coco", {"min_pixels": min_pixels})
+
+
+def person_part_command(common: PrepareCommon, label_order: LabelOrderOpt = LabelOrder.deeplab) -> None:
+    """PASCAL-Person-Part: train 1,716 / val 1,817, 7 classes (labels from the zip, VOC 2010 images)."""
+    common.run("person-part", {"label_order": label_order.value})
+
+
+def context_command(common: PrepareCommon, classes: ContextClassesOpt = ContextClasses.sixty) -> None:
+    """PASCAL-Context: train 4,998 / val 5,105 in the FCN/RefineNet class order (VOC 2010 images)."""
+    names = {"60": ["context"], "59": ["context59"], "both": ["context", "context59"]}[classes.value]
+    for name in names:
+        common.refuse_overlaps(name, {})
+    if len(names) == 1:
+        common.run(names[0], {})
+        return
+    reports = [common.run(name, {}, json_out=None) for name in names]
+    if common.json_out:
+        emit_json({"datasets": [report.to_dict() for report in reports]}, common.json_out)
+
+
 def register(app: typer.Typer) -> None:
+    """Attach `refine prepare` and one subcommand per dataset (order = order in --help)."""
+    from refine_cli.cli import prepare_custom, prepare_scenes, prepare_shapes
+
     prepare_app = typer.Typer(
         help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
         "The download and archive limits below go before the dataset name.",
         no_args_is_help=False,
         invoke_without_command=True,
-        epilog=(
-            "Examples:\n\n  refine prepare --list\n  refine prepare voc --aug --root data\n"
-            "  refine prepare cityscapes --archives ~/Downloads\n  refine prepare context --classes both\n"
-            "  refine prepare shapes --root data\n  refine prepare custom mydata --from cvat_export/\n"
-            "  refine prepare --stall-timeout 60 --min-rate 1 voc   (a slow link)"
-        ),
+        epilog=_EPILOG,
     )
-
-    @prepare_app.callback()
-    def _prepare(
-        ctx: typer.Context,
-        list_: Annotated[bool, typer.Option("--list", help="List the datasets, download sizes and terms.")] = False,
-        stall_timeout: StallTimeoutOpt = None,
-        min_rate: MinRateOpt = None,
-        max_expansion: MaxExpansionOpt = None,
-    ) -> None:
-        from refine_cli.data.limits import set_max_expansion, set_stall_rules
-
-        set_stall_rules(stall_timeout, min_rate)
-        if max_expansion is not None:
-            set_max_expansion(max_expansion)
-        if list_:
-            _list_datasets()
-            raise typer.Exit()
-        if ctx.invoked_subcommand is None:
-            out.print(ctx.get_help())
-            raise typer.Exit()
-
-    @prepare_command(prepare_app, "voc", epilog=download_examples("voc", "refine prepare voc --aug --root data"))
-    def voc(
-        common: PrepareCommon,
-        aug: Annotated[bool, typer.Option("--aug", help="Also build train_aug (10,582 images) from SBD.")] = False,
-    ) -> None:
-        """PASCAL VOC 2012 segmentation: train 1,464 / val 1,449 (21 classes)."""
-        common.run("voc", {"aug": aug})
-
-    @prepare_command(prepare_app, "sbd")
-    def sbd(common: PrepareCommon) -> None:
-        """SBD (Semantic Boundaries Dataset): train 8,498 / val 2,857, VOC's 21 classes."""
-        common.run("sbd", {})
-
-    @prepare_command(prepare_app, "coco")
-    def coco(
-        common: PrepareCommon,
-        min_pixels: Annotated[
-            int,
-            typer.Option(
-                "--min-pixels",
-                min=0,
-                help="Drop images, in train AND val (gluon-cv's rule), with fewer VOC-class pixels.",
-            ),
-        ] = 1000,
-    ) -> None:
-        """MS COCO 2017 mapped to the 20 VOC classes (for VOC pre-training)."""
-        common.run("coco", {"min_pixels": min_pixels})
-
-    from refine_cli.cli import prepare_shapes
-
+    prepare_app.callback()(prepare_callback)
+    prepare_command(prepare_app, "voc", epilog=download_examples("voc", "refine prepare voc --aug --root data"))(
+        voc_command
+    )
+    prepare_command(prepare_app, "sbd")(sbd_command)
+    prepare_command(prepare_app, "coco")(coco_command)
     prepare_shapes.register(prepare_app)
-    from refine_cli.cli import prepare_scenes  # nyudv2, ade20k, cityscapes
-
-    prepare_scenes.register(prepare_app)
-    from refine_cli.cli import prepare_custom  # your own data
-
-    prepare_custom.register(prepare_app)
-
-    @prepare_command(prepare_app, "person-part")
-    def person_part(
-        common: PrepareCommon,
-        label_order: Annotated[
-            LabelOrder,
-            typer.Option(
-                "--label-order",
-                help="Class order of the source PNGs: deeplab (pascal_person_part.zip) or parsing-rcnn "
-                "(1 lower-arm, 2 head, 3 upper-leg, 4 torso, 5 lower-leg, 6 upper-arm). Output is always deeplab's.",
-            ),
-        ] = LabelOrder.deeplab,
-    ) -> None:
-        """PASCAL-Person-Part: train 1,716 / val 1,817, 7 classes (labels from the zip, VOC 2010 images)."""
-        common.run("person-part", {"label_order": label_order.value})
-
-    @prepare_command(
-        prepare_app, "context", epilog=download_examples("context", "refine prepare context --classes both")
-    )
-    def context(
-        common: PrepareCommon,
-        classes: Annotated[
-            ContextClasses,
-            typer.Option(
-                "--classes",
-                help="60: `context` with background as class 0 (RefineNet); 59: `context59` with background "
-                "ignored (255); both: write both datasets.",
-            ),
-        ] = ContextClasses.sixty,
-    ) -> None:
-        """PASCAL-Context: train 4,998 / val 5,105 in the FCN/RefineNet class order (VOC 2010 images)."""
-        names = {"60": ["context"], "59": ["context59"], "both": ["context", "context59"]}[classes.value]
-        for name in names:
-            common.refuse_overlaps(name, {})
-        if len(names) == 1:
-            common.run(names[0], {})
-            return
-        reports = [common.run(name, {}, json_out=None) for name in names]
-        if common.json_out:
-            emit_json({"datasets": [report.to_dict() for report in reports]}, common.json_out)
-
+    prepare_scenes.register(prepare_app)  # nyudv2, ade20k, cityscapes
+    prepare_custom.register(prepare_app)  # your own data
+    prepare_command(prepare_app, "person-part")(person_part_command)
+    context_epilog = download_examples("context", "refine prepare context --classes both")
+    prepare_command(prepare_app, "context", epilog=context_epilog)(context_command)
     app.add_typer(prepare_app, name="prepare")

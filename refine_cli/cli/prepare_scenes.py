@@ -1,7 +1,7 @@
 """`refine prepare nyudv2 | ade20k | cityscapes`: the indoor, scene-parsing and driving datasets.
 
 Thin commands: their own options in, `PrepareCommon.run` out (the shared options come from prepare.py).
-Cityscapes adds the login-then-download step (library: refine_cli.data.cityscapes_login) before the
+Cityscapes adds the login-then-download step (library: refine_cli.data.acquire.cityscapes_login) before the
 common pipeline, which then finds and verifies the zips.
 """
 
@@ -28,7 +28,7 @@ def nyudv2_command(
     ] = "none",
 ) -> None:
     """NYUDv2 40 classes: train 795 / val 654 (the official test set), from the 2.8 GB labelled .mat."""
-    from refine_cli.data.converters.nyudv2 import parse_crop
+    from refine_cli.data.convert.datasets.nyudv2 import parse_crop
 
     top, right, bottom, left = parse_crop(crop_border)  # fail on a typo before any download
     common.run("nyudv2", {"crop_border": f"{top},{right},{bottom},{left}"})
@@ -56,9 +56,9 @@ def cityscapes_command(
     """
     common.refuse_overlaps("cityscapes", {})  # before the login and download
     if common.archives is None:
-        from refine_cli.data.cityscapes_login import ensure_login_sources
-        from refine_cli.data.converters.cityscapes import CityscapesConverter
-        from refine_cli.data.manifest import load_manifest
+        from refine_cli.data.acquire.cityscapes_login import ensure_login_sources
+        from refine_cli.data.acquire.manifest import load_manifest
+        from refine_cli.data.convert.datasets.cityscapes import CityscapesConverter
 
         loaded = load_manifest(common.manifest if common.manifest is not None else "cityscapes")
         keys = CityscapesConverter().required_sources({})

@@ -24,7 +24,7 @@ def shapes_command(
     json_out: JsonOpt = None,
 ) -> None:
     """Synthetic shapes (6 classes: background, circle, square, triangle, ellipse, star), drawn locally."""
-    from refine_cli.data.shapes import generate_shapes
+    from refine_cli.data.convert.shapes import generate_shapes
     from refine_cli.guards import refuse_output_over_inputs
 
     target = root or default_root()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -11,10 +13,11 @@ import typer
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._options import JsonOpt
 from refine_cli.cli._train_config import resolve_data, resolve_run
-from refine_cli.config import MINIMUMS
+from refine_cli.engine.train.config import train_options
 
 if TYPE_CHECKING:
-    from refine_cli.engine.trainer import TrainSummary
+    from refine_cli.engine.train.config import TrainConfig
+    from refine_cli.engine.train.trainer import TrainSummary
 
 _EXAMPLES = """
 Examples:
@@ -31,73 +34,11 @@ Opt = Optional  # noqa: UP045 - typer evaluates annotations at runtime
 
 def train_command(
     ctx: typer.Context,
-    data: Annotated[
-        Opt[str], typer.Option("--data", help="Unified dataset folder (or its name under $REFINE_DATA).")
-    ] = None,
     out_dir: Annotated[
         Opt[Path], typer.Option("--out", help="Run folder: config.yaml, last.pt, best.pt, metrics.")
     ] = None,
-    recipe: Annotated[Opt[str], typer.Option("--recipe", help="Named recipe (see below) or a YAML file.")] = None,
+    recipe: Annotated[Opt[str], typer.Option("--recipe", help="Named recipe (listed above) or a YAML file.")] = None,
     resume: Annotated[Opt[Path], typer.Option("--resume", help="Continue the run in this folder exactly.")] = None,
-    model: Annotated[Opt[str], typer.Option("--model", help="Model name (refine models).")] = None,
-    pretrained_backbone: Annotated[
-        Opt[bool], typer.Option("--pretrained-backbone/--no-pretrained-backbone", help="ImageNet backbone weights.")
-    ] = None,
-    backbone_weights: Annotated[
-        Opt[Path], typer.Option("--backbone-weights", help="Local backbone state_dict.")
-    ] = None,
-    init: Annotated[Opt[Path], typer.Option("--init", help="Start from this checkpoint (staged training).")] = None,
-    train_split: Annotated[Opt[str], typer.Option("--train-split", help="Split to train on.")] = None,
-    val_split: Annotated[Opt[str], typer.Option("--val-split", help="Split to validate on ('none' to skip).")] = None,
-    epochs: Annotated[
-        Opt[int], typer.Option("--epochs", min=MINIMUMS["train.epochs"], help="Train for N epochs.")
-    ] = None,
-    iters: Annotated[
-        Opt[int], typer.Option("--iters", min=MINIMUMS["train.iters"], help="Train for N optimiser steps.")
-    ] = None,
-    val_every: Annotated[
-        Opt[int],
-        typer.Option(
-            "--val-every",
-            min=MINIMUMS["train.val_every"],
-            help="Validate + checkpoint every N epochs (N steps with --iters).",
-        ),
-    ] = None,
-    save_every_steps: Annotated[
-        Opt[int],
-        typer.Option(
-            "--save-every-steps",
-            min=MINIMUMS["train.save_every_steps"],
-            help="Also write last.pt every N steps (0 = only at validation points).",
-        ),
-    ] = None,
-    save_every_minutes: Annotated[
-        Opt[float],
-        typer.Option(
-            "--save-every-minutes",
-            min=MINIMUMS["train.save_every_minutes"],
-            help="Also write last.pt every M minutes of training (default 15; 0 = off).",
-        ),
-    ] = None,
-    batch: Annotated[
-        Opt[int], typer.Option("--batch", min=MINIMUMS["data.batch"], help="Images per step per process.")
-    ] = None,
-    crop: Annotated[
-        Opt[int], typer.Option("--crop", min=MINIMUMS["data.crop"], help="Square training crop size.")
-    ] = None,
-    workers: Annotated[
-        Opt[int], typer.Option("--workers", min=MINIMUMS["data.workers"], help="Data loader processes.")
-    ] = None,
-    lr: Annotated[
-        Opt[float], typer.Option("--lr", help="Encoder learning rate (decoder: x --decoder-lr-mult).")
-    ] = None,
-    decoder_lr_mult: Annotated[Opt[float], typer.Option("--decoder-lr-mult", help="Decoder lr / encoder lr.")] = None,
-    schedule: Annotated[Opt[str], typer.Option("--schedule", help="multistep (LW stages), poly or constant.")] = None,
-    weight_decay: Annotated[Opt[float], typer.Option("--weight-decay", help="SGD weight decay.")] = None,
-    grad_clip: Annotated[Opt[float], typer.Option("--grad-clip", help="Clip the global gradient norm.")] = None,
-    amp: Annotated[Opt[str], typer.Option("--amp", help="Mixed precision: off, bf16 or fp16 (CUDA).")] = None,
-    seed: Annotated[Opt[int], typer.Option("--seed", help="Random seed.")] = None,
-    device: Annotated[Opt[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = None,
     class_weights: Annotated[
         Opt[str],
         typer.Option(
@@ -105,60 +46,36 @@ def train_command(
             metavar="auto|none|W0,W1,..",
             help="Weight the loss per class for imbalanced data: auto = median-frequency balancing from the "
             "training split's pixel counts (clipped to 0.1-10), or one number per class.",
+            rich_help_panel="Training",
         ),
     ] = None,
     settings: Annotated[
         Opt[list[str]], typer.Option("--set", help="Any config field: --set optim.poly_power=1.0 (repeatable).")
     ] = None,
     json_out: JsonOpt = None,
+    **options: Any,
 ) -> None:
-    """Train a model: the LW-RefineNet recipe by default (SGD, decoder lr x10, frozen BN, random scale/crop/flip)."""
-    from refine_cli.config import resolve_config
-    from refine_cli.engine.trainer import train
+    """Train a model: the LW-RefineNet recipe by default (SGD, decoder lr x10, frozen BN, random scale/crop/flip).
+
+    `options` are the config flags, one per field of the train options table (config.train_options).
+    """
+    from refine_cli.engine.train.trainer import train
     from refine_cli.locks import hold_lock
 
     main = int(os.environ.get("RANK", "0")) == 0
     if main and resume is not None and resume.exists():  # lock before reading the run's last.pt
         ctx.with_resource(hold_lock(resume if resume.is_dir() else resume.parent, "training run"))
-    flags = {
-        "data.root": resolve_data(data) if data is not None else None,
-        "data.train_split": train_split,
-        "data.val_split": val_split,
-        "data.batch": batch,
-        "data.crop": crop,
-        "data.workers": workers,
-        "model.name": model,
-        "model.pretrained_backbone": pretrained_backbone,
-        "model.backbone_weights": str(backbone_weights) if backbone_weights else None,
-        "model.init": str(init) if init else None,
-        "optim.encoder_lr": lr,
-        "optim.decoder_lr_mult": decoder_lr_mult,
-        "optim.schedule": schedule,
-        "optim.weight_decay": weight_decay,
-        "optim.grad_clip": grad_clip,
-        "train.epochs": epochs,
-        "train.iters": iters,
-        "train.val_every": val_every,
-        "train.save_every_steps": save_every_steps,
-        "train.save_every_minutes": save_every_minutes,
-        "train.amp": amp,
-        "train.seed": seed,
-        "train.device": device,
-    }
-    cfg, out_dir, resume_from, note = resolve_run(flags, recipe, resume, out_dir, settings, batch)
+    flags = {key: options[_parameter_name(key)] for key, _, _ in train_options()}
+    if flags["data.root"] is not None:
+        flags["data.root"] = resolve_data(flags["data.root"])
+    cfg, out_dir, resume_from, note = resolve_run(flags, recipe, resume, out_dir, settings)
     _refuse_overlaps(cfg, recipe, out_dir, resume_from, json_out)
     if main and resume is None:  # one run per folder, held until the command ends
         ctx.with_resource(hold_lock(out_dir, "training run"))
     if note:
         err.print(f"note: {note}")
     if class_weights is not None:
-        from refine_cli.data.unified import UnifiedDataset
-        from refine_cli.engine.own_data import parse_class_weights
-
-        weights = parse_class_weights(class_weights, UnifiedDataset(cfg.data.root), cfg.data.train_split)
-        cfg = resolve_config(base=cfg.to_dict(), overrides={"train.class_weights": weights})
-        if weights is not None:
-            err.print(f"note: class weights {', '.join(f'{w:g}' for w in weights)}")
+        cfg = with_class_weights(cfg, class_weights)
     with _RichProgress(enabled=main) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
     if main:
@@ -167,12 +84,57 @@ def train_command(
             emit_json(summary.to_json(), json_out)
 
 
+def _parameter_name(key: str) -> str:
+    """`data.crop` -> `data__crop`: a Python name for a config key."""
+    return key.replace(".", "__")
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter, with its typer.Option, per flag of the train options table."""
+    parameters = []
+    for key, hint, spec in train_options():
+        kind = next(arg for arg in (typing.get_args(hint) or (hint,)) if arg is not type(None))
+        decls = (f"{spec.flag}/--no-{spec.flag[2:]}",) if kind is bool else (spec.flag,)
+        settings: dict[str, Any] = {"help": spec.help, "rich_help_panel": spec.panel}
+        if spec.minimum is not None:
+            settings["min"] = kind(spec.minimum)
+        if spec.metavar or spec.choices:
+            settings["metavar"] = spec.metavar or "|".join(spec.choices or ())
+        annotation = Annotated[Opt[kind], typer.Option(*decls, **settings)]
+        parameters.append(inspect.Parameter(_parameter_name(key), inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=annotation))  # fmt: skip
+    return parameters
+
+
+def _generated_signature() -> inspect.Signature:
+    """train_command's own parameters with `**options` replaced by the generated config flags."""
+    own = [
+        p for p in inspect.signature(train_command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD
+    ]
+    first_keyword = next(i for i, p in enumerate(own) if p.name == "class_weights")
+    ordered = own[:first_keyword] + [p.replace(kind=p.KEYWORD_ONLY) for p in own[first_keyword:]]
+    ordered = [p.replace(kind=p.KEYWORD_ONLY) if p.name != "ctx" else p for p in ordered]
+    return inspect.Signature([*ordered, *_config_parameters()], return_annotation=None)
+
+
+def with_class_weights(cfg: TrainConfig, text: str) -> TrainConfig:
+    """The config with --class-weights applied (auto = from the training split's pixel counts)."""
+    from refine_cli.data.format.unified import UnifiedDataset
+    from refine_cli.engine.train.config import resolve_config
+    from refine_cli.engine.train.own_data import parse_class_weights
+
+    weights = parse_class_weights(text, UnifiedDataset(cfg.data.root), cfg.data.train_split)
+    if weights is not None:
+        err.print(f"note: class weights {', '.join(f'{w:g}' for w in weights)}")
+    return resolve_config(base=cfg.to_dict(), overrides={"train.class_weights": weights})
+
+
 def _refuse_overlaps(
     cfg: Any, recipe: str | None, out_dir: Path, resume_from: Path | None, json_out: str | None
 ) -> None:
     """The run folder and --json must not land on the dataset, recipe, --init or backbone weights (or a run file)."""
-    from refine_cli.engine import run_files
-    from refine_cli.engine.train_log import CURVES_FILE
+    from refine_cli.engine.train import run_files
+    from refine_cli.engine.train.run_log import CURVES_FILE
     from refine_cli.guards import refuse_output_over_inputs
 
     inputs = {
@@ -302,8 +264,8 @@ def _fmt(value: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from refine_cli.config import list_recipes
+    from refine_cli.engine.train.config import list_recipes
 
-    app.command("train", help=f"{train_command.__doc__}\n\nRecipes: {', '.join(list_recipes())}.\n{_EXAMPLES}")(
-        train_command
-    )
+    train_command.__signature__ = _generated_signature()  # type: ignore[attr-defined]
+    summary = (train_command.__doc__ or "").split("\n\n")[0]
+    app.command("train", help=f"{summary}\n\nRecipes: {', '.join(list_recipes())}.\n{_EXAMPLES}")(train_command)

@@ -1,18 +1,18 @@
 """ResNet encoders (torchvision's, so its ImageNet weights and the official checkpoints' keys fit as-is)
-and the strict weight loading shared by every backbone.
+and the loading of backbone weights (ImageNet or a local file) into them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from torch import Tensor, nn
 
 from refine_cli.errors import RefineError
-from refine_cli.models.torchfile import read_torch_file, short_reason
+from refine_cli.models.weights import drop_prefixes, load_strict, read_state_dict, short_reason
 
 RESNET_DEPTHS = (50, 101, 152)
+_BACKBONE_HINT = "check that the file is for this backbone"
 
 
 class ResNetEncoder(nn.Module):
@@ -62,75 +62,10 @@ def load_imagenet_resnet(encoder: ResNetEncoder) -> None:
             f"{short_reason(exc)}",
             hint="download that file elsewhere and pass it with --backbone-weights FILE",
         ) from exc
-    load_strict(encoder, drop_prefixes(state, ("fc.",)), f"ImageNet ResNet-{encoder.depth} weights")
-
-
-def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
-    """Read a state_dict file safely (weights_only) and unwrap the usual containers and `module.` prefixes."""
-    path = Path(path).expanduser()
-    obj = read_torch_file(path, what)
-    if isinstance(obj, Mapping):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj.get(wrapper), Mapping):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise RefineError(
-            f"{path} does not hold a state_dict (a mapping of names to tensors)",
-            hint="save weights with torch.save(model.state_dict(), FILE)",
-        )
-    return strip_module_prefix(obj)
-
-
-def strip_module_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Remove the `module.` prefix that (Distributed)DataParallel adds to every key."""
-    if state and all(k.startswith("module.") for k in state):
-        return {k[len("module.") :]: v for k, v in state.items()}
-    return dict(state)
-
-
-def drop_prefixes(state: Mapping[str, Tensor], prefixes: tuple[str, ...]) -> dict[str, Tensor]:
-    """Drop keys we deliberately ignore (the ImageNet classifier `fc.*`)."""
-    return {k: v for k, v in state.items() if not k.startswith(prefixes)}
-
-
-def describe_mismatch(missing: list[str], unexpected: list[str], wrong_shape: list[str], show: int = 3) -> str | None:
-    """One line naming counts and the first few offending keys, or None when everything matches."""
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-        if keys:
-            more = f", ... (+{len(keys) - show})" if len(keys) > show else ""
-            parts.append(f"{len(keys)} {label} ({', '.join(keys[:show])}{more})")
-    return "; ".join(parts) or None
-
-
-def check_keys(
-    expected: Mapping[str, tuple[int, ...]], given: Mapping[str, Tensor], ignore_missing: tuple[str, ...] = ()
-) -> str | None:
-    """Compare a state_dict with the expected key -> shape table; `ignore_missing` suffixes may be absent."""
-    missing = [k for k in expected if k not in given and not k.endswith(ignore_missing)]
-    unexpected = [k for k in given if k not in expected]
-    wrong = [
-        f"{k}: {tuple(given[k].shape)} vs {tuple(expected[k])}"
-        for k in expected
-        if k in given and tuple(given[k].shape) != tuple(expected[k])
-    ]
-    return describe_mismatch(missing, unexpected, wrong)
-
-
-def load_strict(module: nn.Module, state: Mapping[str, Tensor], what: str) -> None:
-    """load_state_dict that fails with a one-line RefineError instead of a wall of text or silent skips.
-
-    BatchNorm `num_batches_tracked` may be absent (many released files lack it); everything else must match.
-    """
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    problem = check_keys(expected, state, ignore_missing=("num_batches_tracked",))
-    if problem:
-        raise RefineError(f"{what} do not fit the model: {problem}", hint="check that the file is for this backbone")
-    module.load_state_dict(state, strict=False)
+    load_strict(encoder, drop_prefixes(state, ("fc.",)), f"ImageNet ResNet-{encoder.depth} weights", _BACKBONE_HINT)
 
 
 def load_backbone_file(encoder: nn.Module, path: str | Path, what: str) -> None:
     """Load a local backbone state_dict strictly; the ImageNet classifier (`fc.*`) is ignored."""
     state = drop_prefixes(read_state_dict(path, what), ("fc.",))
-    load_strict(encoder, state, f"{what} in {Path(path).name}")
+    load_strict(encoder, state, f"{what} in {Path(path).name}", _BACKBONE_HINT)

@@ -3,7 +3,8 @@
 A plain dict of tensors, strings and numbers (so `torch.load(weights_only=True)` can read it without
 ever unpickling code): the model name and constructor arguments, class names and palette, weights,
 the training config and metrics. Official LW-RefineNet / RefineNet files are recognised and the user
-is pointed at `refine convert` instead of a confusing key error.
+is pointed at `refine convert` instead of a confusing key error. Only the refine format lives here:
+reading and loading weights is `weights.py`'s job, official key names `official.py`'s.
 """
 
 from __future__ import annotations
@@ -19,27 +20,33 @@ import torch
 from torch import nn
 
 from refine_cli import __version__
-from refine_cli.classes import VOC_CLASSES, check_class_names, check_num_classes, check_palette, is_int, voc_palette
+from refine_cli.class_tables import (
+    VOC_CLASSES,
+    check_class_names,
+    check_num_classes,
+    check_palette,
+    is_int,
+    voc_palette,
+)
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
-from refine_cli.models.torchfile import read_torch_file
+from refine_cli.models.weights import load_strict, read_torch_file, unwrap_state_dict
 
 FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
-WRAPPER_KEYS = ("segmenter", "state_dict", "model")
 # What `create_model` may be given from a file: loading never downloads or reads other weights.
 MODEL_KWARGS = ("num_classes",)
 _REWRITE = "the file is damaged or was not written by refine; use a checkpoint from refine train/convert"
 
 
-def color_map(num_classes: int) -> list[list[int]]:
-    """The PASCAL VOC colour map (bit-interleaved class index) as JSON-friendly lists."""
-    return [list(rgb) for rgb in voc_palette(num_classes)]
-
-
 def default_classes(num_classes: int) -> list[str]:
     """VOC names for 21 classes, else class_0, class_1, ..."""
     return list(VOC_CLASSES) if num_classes == 21 else [f"class_{i}" for i in range(num_classes)]
+
+
+def default_palette(num_classes: int) -> list[list[int]]:
+    """The VOC colours of the first `num_classes` classes, as the JSON-friendly lists a checkpoint stores."""
+    return [list(rgb) for rgb in voc_palette(num_classes)]
 
 
 @dataclass
@@ -88,7 +95,7 @@ class Checkpoint:
             classes = default_classes(num_classes)
         palette = payload.get("palette")
         if palette is None:
-            palette = color_map(num_classes)
+            palette = default_palette(num_classes)
         state_dict = _field(payload, "state_dict", dict, path, required=True)
         if not state_dict or not all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
@@ -131,7 +138,7 @@ class Checkpoint:
         from refine_cli.models import create_model
 
         model = create_model(self.model, **self.model_kwargs)
-        load_state_dict_strict(model, self.state_dict, source=str(self.path or "checkpoint"))
+        load_checkpoint_weights(model, self.state_dict, str(self.path or "checkpoint"))
         return model.to(device)
 
 
@@ -147,29 +154,11 @@ def _field(payload: Mapping[str, Any], name: str, kind: type, path: Path, requir
     return value
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """model.load_state_dict(strict=True), but failures name the first offending keys on one line."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise RefineError(
-            f"weights in {source} do not match the model: " + "; ".join(parts),
-            hint="the checkpoint was made for a different architecture or version",
-        )
-    for key, tensor in expected.items():
-        if tuple(state_dict[key].shape) != tuple(tensor.shape):
-            raise RefineError(
-                f"weights in {source} do not match the model: {key} has shape {tuple(state_dict[key].shape)}, "
-                f"the model expects {tuple(tensor.shape)}",
-                hint="check the model name and number of classes",
-            )
-    model.load_state_dict(state_dict, strict=True)
+def load_checkpoint_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load a refine checkpoint's weights: strictly, every key (BatchNorm counters included) and every shape."""
+    load_strict(
+        model, state_dict, f"weights in {source}", "the checkpoint was made for a different architecture or version", ()
+    )
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -206,7 +195,7 @@ def save_checkpoint(
         raise TypeError("give exactly one of model= or state_dict=")
     weights = model.state_dict() if model is not None else state_dict
     classes = list(classes) if classes is not None else default_classes(num_classes)
-    palette = [list(map(int, rgb)) for rgb in palette] if palette is not None else color_map(num_classes)
+    palette = [list(map(int, rgb)) for rgb in palette] if palette is not None else default_palette(num_classes)
     if len(classes) != num_classes or len(palette) != num_classes:
         raise ValueError(f"{len(classes)} class names and {len(palette)} colours for {num_classes} classes")
     payload = {
@@ -227,45 +216,14 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
-def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor] | None:
-    """The tensor dict inside an official file (plain, or under segmenter/state_dict/model), `module.` removed."""
-    if isinstance(obj, Mapping):
-        for key in WRAPPER_KEYS:
-            if isinstance(obj.get(key), Mapping):
-                return unwrap_state_dict(obj[key])
-        if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
-            return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
-    return None
-
-
-def guess_official_model(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """Which official architecture a state_dict belongs to, from its key names (None if unknown)."""
-    if "segm.weight" in state_dict and "conv_adapt2.weight" in state_dict:
-        return "lw-refinenet-mobilenetv2"
-    if "clf_conv.weight" not in state_dict:
-        return None
-    blocks = {int(key.split(".")[1]) for key in state_dict if key.startswith("layer3.")}
-    depth = {6: "50", 23: "101", 36: "152"}.get(len(blocks))
-    if depth is None:
-        return None
-    full = any(key.startswith("adapt_stage1_b.") for key in state_dict)
-    return f"refinenet-{depth}" if full else f"lw-refinenet-{depth}"
-
-
-def infer_num_classes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
-    """Number of classes from the classifier weight of an official state_dict."""
-    for key in ("clf_conv.weight", "segm.weight"):
-        if key in state_dict:
-            return int(state_dict[key].shape[0])
-    return None
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a refine checkpoint safely (weights_only) and check it is one this version understands."""
     path = Path(path)
     obj = read_torch_file(path)
     if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
         official = unwrap_state_dict(obj)
+        from refine_cli.models.official import guess_official_model
+
         guess = guess_official_model(official) if official else None
         if guess:
             raise RefineError(

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from refine_cli.errors import RefineError
-from refine_cli.models.backbones import check_keys, strip_module_prefix
 from refine_cli.models.registry import create_model, model_info
+from refine_cli.models.weights import check_keys, classifier_classes, unwrap_state_dict
 
 SUPPORTED = (
     "lw-refinenet-50",
@@ -29,7 +29,9 @@ SUPPORTED = (
     "refinenet-101",
     "refinenet-152",
 )
+# The classifier of the official models: `segm` in LW-MobileNetV2, `clf_conv` in every ResNet model.
 _CLASSIFIER = {"lw-refinenet-mobilenetv2": "segm"}
+OFFICIAL_CLASSIFIERS = ("clf_conv", "segm")
 _RESNET_ENCODER = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 _MOBILENET_ENCODER = tuple(f"layer{i}" for i in range(1, 9))
 
@@ -103,9 +105,28 @@ def ours_to_official(model_name: str, key: str) -> str | None:
 
 
 def official_num_classes(model_name: str, state_dict: Mapping[str, Tensor]) -> int:
-    """The class count an official state_dict was trained for, read from its classifier bias (21 if absent)."""
-    bias = strip_module_prefix(state_dict).get(f"{_CLASSIFIER.get(model_info(model_name).name, 'clf_conv')}.bias")
-    return int(bias.shape[0]) if isinstance(bias, Tensor) and bias.dim() == 1 else 21
+    """The class count an official state_dict was trained for, read from its classifier (21 if absent)."""
+    classifier = _CLASSIFIER.get(model_info(model_name).name, "clf_conv")
+    return classifier_classes(_plain_state(state_dict), (classifier,)) or 21
+
+
+def guess_official_model(state_dict: Mapping[str, Tensor]) -> str | None:
+    """Which official architecture a state_dict belongs to, from its key names (None if unknown)."""
+    if "segm.weight" in state_dict and "conv_adapt2.weight" in state_dict:
+        return "lw-refinenet-mobilenetv2"
+    if "clf_conv.weight" not in state_dict:
+        return None
+    blocks = {int(key.split(".")[1]) for key in state_dict if key.startswith("layer3.")}
+    depth = {6: "50", 23: "101", 36: "152"}.get(len(blocks))
+    if depth is None:
+        return None
+    full = any(key.startswith("adapt_stage1_b.") for key in state_dict)
+    return f"refinenet-{depth}" if full else f"lw-refinenet-{depth}"
+
+
+def _plain_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The state_dict without a DataParallel `module.` prefix (as every other reader sees it)."""
+    return unwrap_state_dict(state_dict) or dict(state_dict)
 
 
 def _our_shapes(model_name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
@@ -125,7 +146,7 @@ def import_official_state_dict(model_name: str, state_dict: Mapping[str, Tensor]
     _maps(model_name)  # unsupported names fail before anything else
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, Tensor) for v in state_dict.values()):
         raise RefineError("an official checkpoint must be a state_dict (names -> tensors)")
-    given = strip_module_prefix(state_dict)
+    given = _plain_state(state_dict)
     ours = _our_shapes(model_name, official_num_classes(model_name, given))
     expected = {}
     for key, shape in ours.items():
@@ -133,7 +154,7 @@ def import_official_state_dict(model_name: str, state_dict: Mapping[str, Tensor]
         if official is None:  # a module the map forgot: a bug here, not in the user's file
             raise AssertionError(f"{model_name}: no official name for {key}")
         expected[official] = shape
-    problem = check_keys(expected, given, ignore_missing=("num_batches_tracked",))
+    problem = check_keys(expected, given)
     if problem:
         raise RefineError(
             f"the checkpoint does not match the official {model_name}: {problem}",
@@ -151,7 +172,7 @@ def export_official_state_dict(model_name: str, our_state_dict: Mapping[str, Ten
     model_name = model_info(model_name).name
     out = {}
     unknown = []
-    for key, value in strip_module_prefix(our_state_dict).items():
+    for key, value in _plain_state(our_state_dict).items():
         official = ours_to_official(model_name, key)
         if official is None:
             unknown.append(key)

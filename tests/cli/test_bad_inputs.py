@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.shapes import generate_shapes
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.convert.shapes import generate_shapes
+from refine_cli.data.format.unified import UnifiedDataset
 
 MODEL = "lw-refinenet-mobilenetv2"
 

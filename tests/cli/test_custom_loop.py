@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
-from refine_cli.engine.distributed import DistContext
-from refine_cli.engine.own_data import balanced_class_weights, own_data_defaults
-from refine_cli.engine.train_step import TrainStep
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.engine.train.distributed import DistContext
+from refine_cli.engine.train.own_data import balanced_class_weights, own_data_defaults
+from refine_cli.engine.train.step import TrainStep
 from refine_cli.models.checkpoint import load_checkpoint
 from tests.support import custom_exports as ex
 

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from tests.support.checkpoints import shapes_with_checkpoint
 
 pytest.importorskip("onnxruntime")
@@ -37,7 +37,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_export_report_and_metadata_round_trip(exported: dict) -> None:
-    from refine_cli.engine.onnx_model import open_session
+    from refine_cli.engine.infer.onnx_backend import open_session
 
     report = exported["report"]
     assert set(report["max_abs_diff"]) == {"64x64", "97x131"}
@@ -54,8 +54,8 @@ def test_export_report_and_metadata_round_trip(exported: dict) -> None:
 
 def test_export_runs_any_size_like_pytorch(exported: dict) -> None:
     """Odd sizes and batch 2 give ceil(H/4) x ceil(W/4) logits equal to the (unfolded) PyTorch model's."""
-    from refine_cli.engine.export import max_abs_difference
-    from refine_cli.engine.onnx_model import open_session
+    from refine_cli.engine.infer.export import max_abs_difference
+    from refine_cli.engine.infer.onnx_backend import open_session
     from refine_cli.models.checkpoint import load_checkpoint
 
     reference = load_checkpoint(exported["ck"]).build_model().eval()
@@ -140,8 +140,8 @@ def test_export_above_tolerance_leaves_nothing(exported: dict, tmp_path: Path) -
 
 
 def test_evaluate_on_sample_sees_every_image_with_its_prediction(exported: dict, tmp_path: Path) -> None:
-    from refine_cli.engine.evaluator import evaluate
-    from refine_cli.engine.runner import load_model
+    from refine_cli.engine.eval.evaluator import evaluate
+    from refine_cli.engine.infer.loop import load_model
 
     dataset = UnifiedDataset(exported["data"])
     seen: list[tuple[str, tuple, np.ndarray, np.ndarray]] = []
@@ -217,7 +217,7 @@ def static_export(exported: dict) -> dict:
 
 
 def test_static_export_fixes_height_and_width(static_export: dict) -> None:
-    from refine_cli.engine.onnx_model import open_session
+    from refine_cli.engine.infer.onnx_backend import open_session
 
     report = static_export["report"]
     assert report["static_size"] == [48, 64] and report["dynamic"] == "batch"
@@ -289,7 +289,7 @@ def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tm
     """Weights really fp16 (half the bytes), fp32 in and out, verified by ORT; labels agree with fp32 on >= 99%."""
     import onnx
 
-    from refine_cli.engine.onnx_model import open_session
+    from refine_cli.engine.infer.onnx_backend import open_session
 
     half = tmp_path / "half.onnx"
     report = _json_of(_run(["export", str(exported["ck"]), "--out", str(half), "--fp16", "--json", "-"]))

@@ -21,9 +21,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.normalize import normalize_image
-from refine_cli.data.shapes import generate_shapes
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.convert.shapes import generate_shapes
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.data.load.normalize import normalize_image
 from refine_cli.models import create_model
 from refine_cli.models.checkpoint import load_checkpoint, save_checkpoint
 from tests.support.tiny_seg import make_tiny_dataset
@@ -112,7 +112,7 @@ CRF_FLAGS += [arg for key, value in CRF.items() for arg in ("--crf-param", f"{ke
 
 
 def _crf_labels(image: np.ndarray, probs: torch.Tensor) -> np.ndarray:
-    from refine_cli.engine.crf import CRFParams, dense_crf
+    from refine_cli.engine.infer.crf import CRFParams, dense_crf
 
     return dense_crf(image, probs[0].numpy(), CRFParams(**CRF)).argmax(0)
 

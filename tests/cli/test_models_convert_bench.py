@@ -78,16 +78,18 @@ def test_bench_table_and_checkpoint(tmp_path: Path) -> None:
     assert name in result.stdout and "bf16" in result.stdout and "not a CUDA benchmark" in result.stdout
 
 
-def _bench_row(model: str, runtime: str, mean: float) -> dict:
+def _bench_row(model: str, runtime: str, mean: float):  # noqa: ANN202 - a BenchResult
+    from refine_cli.engine.bench.benchmark import BenchResult
+
     latency = {"mean": mean, "std": 0.5, "min": mean - 1, "p50": mean, "p90": mean + 1, "p99": mean + 2.34}
     env = {"cpu": "a CPU", "torch": "2.x", "torchvision": "0.x", "refine": "0.1.0"}
-    return {
-        "model": model, "runtime": runtime, "size": [64, 64], "device": "cpu", "batch": 1, "precision": "fp32",
-        "channels_last": True, "compile": False, "params": 11_025_477, "gmacs": 163.58, "latency_ms": latency,
-        "fps": 1000 / mean, "peak_memory_mb": 1234.0, "compile_time_s": None, "env": env, "threads": 1,
-        "onnxruntime": None, "timed": "forward", "timer": "time.perf_counter", "warmup": 1, "iters": 3,
-        "bn_folded": 52, "notes": [],
-    }  # fmt: skip
+    return BenchResult(
+        model=model, runtime=runtime, size=[64, 64], device="cpu", batch=1, precision="fp32", channels_last=True,
+        compile=False, compile_mode=None, params=11_025_477, gmacs=163.58, latency_ms=latency, fps=1000 / mean,
+        peak_memory_mb=1234.0, peak_reserved_mb=None, compile_time_s=None, env=env, threads=1, onnxruntime=None,
+        checkpoint=None, num_classes=21, mac_unit="MACs", timed="forward", timer="time.perf_counter", warmup=1,
+        iters=3, bn_folded=52, malloc_tuned=True, notes=[],
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("width", [80, 110, 140])
@@ -114,9 +116,9 @@ def test_bench_table_never_cuts_a_number(width: int, monkeypatch) -> None:
     [
         (["--iters", "1"], "--iters 1"),
         (["--warmup", "-1"], "--warmup -1"),
-        (["--size", "512x"], "bad size"),
+        (["--size", "512x"], "bad --size"),
         (["--size", "0"], "too small"),
-        (["--size", "abc"], "bad size"),
+        (["--size", "abc"], "bad --size"),
         (["--precision", "fp16", "--device", "cpu"], "fp16"),
         (["--precision", "fp8"], "unknown precision"),
         (["-m", "lw-refinenet-51"], "unknown model"),
@@ -187,7 +189,7 @@ def test_convert_errors(tmp_path: Path) -> None:
 
 def test_convert_library_lw50_plain_state_dict(tmp_path: Path) -> None:
     """A plain LW-50 state_dict with num_batches_tracked keys (the other official layout) converts strictly."""
-    from refine_cli.engine.convert import convert_official
+    from refine_cli.models.convert import convert_official
 
     shapes, expected_params = load_listing("lw-refinenet-50")
     state = {
@@ -195,8 +197,8 @@ def test_convert_library_lw50_plain_state_dict(tmp_path: Path) -> None:
     }
     torch.save(state, tmp_path / "lw50.pth")
     summary = convert_official(tmp_path / "lw50.pth", "lw-refinenet-50", tmp_path / "lw50_refine.pt")
-    assert summary["params"] == expected_params and summary["num_classes"] == 21
-    assert summary["source_keys"] == len(shapes)
+    assert summary.params == expected_params and summary.num_classes == 21
+    assert summary.source_keys == len(shapes)
     assert load_checkpoint(tmp_path / "lw50_refine.pt").model == "lw-refinenet-50"
 
 
@@ -204,8 +206,8 @@ def test_convert_library_refuses_out_that_is_the_source(tmp_path: Path) -> None:
     """The one output guard also protects library callers, hard links included (a plain path compare missed them)."""
     import os
 
-    from refine_cli.engine.convert import convert_official
     from refine_cli.errors import RefineError
+    from refine_cli.models.convert import convert_official
 
     src = tmp_path / "official.pth"
     torch.save({"w": torch.zeros(1)}, src)

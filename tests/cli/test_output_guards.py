@@ -146,7 +146,7 @@ def test_convert_bench_train_refuse_outputs_over_inputs(ws: dict[str, Path], tmp
 
 
 def test_prepare_refuses_json_on_an_archive_and_in_the_dataset(ws: dict[str, Path], tmp_path: Path) -> None:
-    from refine_cli.data.manifest import load_manifest
+    from refine_cli.data.acquire.manifest import load_manifest
 
     archives = tmp_path / "archives"
     archives.mkdir()

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from tests.support.pictures import assert_picture, page_images
 from tests.support.tiny_seg import make_tiny_dataset
 

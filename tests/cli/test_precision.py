@@ -11,9 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.unified import UnifiedDataset
-from refine_cli.engine.inference import precision_context, slow_precision_warning, tf32_flags
-from refine_cli.engine.runner import TorchBackend
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.engine.infer.loop import TorchBackend
+from refine_cli.engine.infer.model_prep import precision_context, slow_precision_warning, tf32_flags
 from refine_cli.models import create_model
 from tests.support.checkpoints import shapes_with_checkpoint
 
@@ -167,7 +167,7 @@ def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path],
 
 def test_every_eval_report_says_which_precision_ran(workspace: dict[str, Path], tmp_path: Path) -> None:
     """The JSON, the HTML --report and a library/validation `evaluate` of a bare module all carry it."""
-    from refine_cli.engine.evaluator import evaluate
+    from refine_cli.engine.eval.evaluator import evaluate
 
     data = str(workspace["data"])
     args = ["eval", "-c", str(workspace["ck"]), "--data", data, "--precision", "bf16", "--json", "-"]

@@ -72,7 +72,7 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
 def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
     """--iters over an epoch recipe: 'every 5 epochs' must not silently become 'every 5 steps'."""
     from refine_cli.cli._train_config import keep_validation_cadence
-    from refine_cli.config import resolve_config
+    from refine_cli.engine.train.config import resolve_config
 
     epochs_recipe = resolve_config(overrides={"train.epochs": 100, "train.iters": None, "train.val_every": 5})
     overrides = {"train.iters": 30000, "train.epochs": None}
@@ -89,7 +89,7 @@ def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
 
 
 def test_set_values_obey_the_flag_rules(tmp_path: Path) -> None:
-    """`--set` cannot slip past a flag's limit: one rule table checks both (config.MINIMUMS)."""
+    """`--set` cannot slip past a flag's limit: the one option table (config.train_options) checks both."""
     data = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
     base = ["train", "--data", str(data), "--out", str(tmp_path / "r")]
     line = _error_line(_run(*base, *FAST, "--set", "data.crop=4"))

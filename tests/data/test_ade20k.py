@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.converters.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
 from tests.support.prepare_runner import run_prepare

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from refine_cli.class_tables import voc_palette
 from refine_cli.cli.app import app
-from refine_cli.data.check import check_dataset
-from refine_cli.data.unified import DatasetMeta, UnifiedWriter, voc_palette
+from refine_cli.data.format.check import check_dataset
+from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter
 
 
 def build_dataset(root: Path, n: int = 6, size: tuple[int, int] = (8, 10), num_classes: int = 3) -> Path:

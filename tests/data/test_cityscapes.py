@@ -15,21 +15,21 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.cityscapes_login import (
+from refine_cli.data.acquire.cityscapes_login import (
     CityscapesClient,
     Credentials,
     download_packages,
     ensure_login_sources,
     resolve_credentials,
 )
-from refine_cli.data.converters.base import SampleError, WorkItem
-from refine_cli.data.converters.cityscapes import (
+from refine_cli.data.acquire.manifest import Source, load_manifest
+from refine_cli.data.convert.base import SampleError, WorkItem
+from refine_cli.data.convert.datasets.cityscapes import (
     CityscapesConverter,
     label_id_to_train_id_lut,
     train_ids_to_label_ids,
 )
-from refine_cli.data.manifest import Source, load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.cityscapes_stub import CityscapesStub
 from tests.support.fake_datasets_a import (

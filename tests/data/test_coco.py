@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refine_cli.data.classes import COCO_TO_VOC, VOC_CLASSES
-from refine_cli.data.converters import get_converter
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.coco import decode_segmentation, rasterize
-from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.extract import extract_archive
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.coco import decode_segmentation, rasterize
+from refine_cli.data.convert.datasets.voc_family import COCO_TO_VOC, VOC_CLASSES
+from refine_cli.data.convert.registry import get_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets import build_coco, fixture_manifest
 from tests.support.prepare_runner import run_prepare

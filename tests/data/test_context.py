@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.converters import get_converter
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.context import check_labels_txt, context_lut
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.context import check_labels_txt, context_lut
+from refine_cli.data.convert.registry import get_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets import fixture_manifest
 from tests.support.fake_datasets_b import (
@@ -205,8 +205,8 @@ def test_missing_mat_member_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_split_lists_are_read_by_the_one_id_reader(tmp_path: Path) -> None:
-    """Context and Person-Part lists go through `_checks.read_id_list`: first token, safe ids, once each."""
-    from refine_cli.data.converters._checks import read_id_list
+    """Context and Person-Part lists go through `checks.read_id_list`: first token, safe ids, once each."""
+    from refine_cli.data.convert.checks import read_id_list
 
     listing = tmp_path / "train.txt"
     listing.write_text("2008_000002 1\n\n2008_000003\n2008_000002\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refine_cli.data.custom.classes import LabelTable, read_class_file
+from refine_cli.data.convert.custom.class_files import LabelTable, read_class_file
 from refine_cli.errors import RefineError
 
 NAMES = ["background", "cat", "dog"]
@@ -93,7 +93,7 @@ def test_bad_json_class_file(tmp_path: Path) -> None:
 
 
 def test_split_rules() -> None:
-    from refine_cli.data.converters.custom import decide_splits
+    from refine_cli.data.convert.custom.converter import decide_splits
 
     source = {"train": ["a", "b"], "val": ["c"], "test": ["d"]}
     assert decide_splits(source, 0.5, 0) == (source, {"kind": "source", "splits": ["test", "train", "val"]})

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import custom_exports as ex
 from tests.support.prepare_runner import run_prepare
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import custom_exports as ex
 from tests.support.prepare_runner import run_prepare
 

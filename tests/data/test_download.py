@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from refine_cli.data import download as download_module
-from refine_cli.data.download import ChecksumError, check_download_space, download, fetch_source, verify_file
-from refine_cli.data.limits import StallRules
-from refine_cli.data.manifest import Source
+from refine_cli.data.acquire import download as download_module
+from refine_cli.data.acquire.download import ChecksumError, check_download_space, download, fetch_source, verify_file
+from refine_cli.data.acquire.limits import StallRules
+from refine_cli.data.acquire.manifest import Source
 from refine_cli.errors import RefineError
 from refine_cli.fileio import DiskFullError
 from tests.support.http_server import Fault, LoopbackServer

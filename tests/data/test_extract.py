@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from refine_cli.data import extract as extract_module
-from refine_cli.data.extract import extract_archive, is_extracted
+from refine_cli.data.acquire import extract as extract_module
+from refine_cli.data.acquire.extract import extract_archive, is_extracted
 from refine_cli.errors import RefineError
 from refine_cli.fileio import DiskFullError
 from refine_cli.locks import hold_lock

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refine_cli.data import imageio
-from refine_cli.data.imageio import ImageReadError, PixelLimitError
+from refine_cli.data.format import imageio
+from refine_cli.data.format.imageio import ImageReadError, PixelLimitError
 from refine_cli.errors import RefineError
 from tests.support.bombs import jpeg_bomb, png_bomb
 

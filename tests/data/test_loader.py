@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from refine_cli.data.dataset import SegmentationDataset
-from refine_cli.data.loader import EpochSampler, build_train_loader, epoch_sampler
-from refine_cli.data.transforms import TrainTransform
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.data.load.dataset import SegmentationDataset
+from refine_cli.data.load.loader import EpochSampler, build_train_loader, epoch_sampler
+from refine_cli.data.load.transforms import TrainTransform
 from refine_cli.errors import RefineError
 from tests.support.tiny_seg import make_tiny_dataset
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from refine_cli.data.converters import get_converter, list_converters
-from refine_cli.data.manifest import MANIFEST_DIRS, list_manifests, load_manifest
+from refine_cli.data.acquire.manifest import MANIFEST_DIRS, list_manifests, load_manifest
+from refine_cli.data.convert.registry import get_converter, list_converters
 from refine_cli.errors import RefineError
 
 GOOD = """

@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
 from tests.support.prepare_runner import run_prepare

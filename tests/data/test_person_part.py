@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.converters import get_converter
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.person_part import PERSON_PART_CLASSES, person_part_lut
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.person_part import PERSON_PART_CLASSES, person_part_lut
+from refine_cli.data.convert.registry import get_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from tests.support.fake_datasets import fixture_manifest
 from tests.support.fake_datasets_b import (
     PERSON_PART_ZIP,

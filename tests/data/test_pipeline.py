@@ -20,11 +20,12 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from refine_cli.class_tables import voc_palette
 from refine_cli.cli._options import JsonOpt
 from refine_cli.cli._prepare_common import run_prepare
 from refine_cli.cli.app import _RefineGroup, app
-from refine_cli.data.converters import register_converter
-from refine_cli.data.converters.base import (
+from refine_cli.data.acquire.download import measured_sha256
+from refine_cli.data.convert.base import (
     ConvertedSample,
     Converter,
     DatasetSpec,
@@ -33,9 +34,9 @@ from refine_cli.data.converters.base import (
     SkipSample,
     WorkItem,
 )
-from refine_cli.data.download import measured_sha256
-from refine_cli.data.pipeline import prepare_dataset
-from refine_cli.data.unified import UnifiedDataset, voc_palette
+from refine_cli.data.convert.pipeline import prepare_dataset
+from refine_cli.data.convert.registry import register_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.http_server import LoopbackServer
 
@@ -310,7 +311,7 @@ _PREPARE_IN_A_SECOND_PROCESS = """
 import sys
 from pathlib import Path
 import tests.data.test_pipeline  # registers the test-only converter
-from refine_cli.data.pipeline import prepare_dataset
+from refine_cli.data.convert.pipeline import prepare_dataset
 prepare_dataset("tinytest", Path(sys.argv[1]), {}, archives=Path(sys.argv[2]), manifest=Path(sys.argv[3]))
 """
 

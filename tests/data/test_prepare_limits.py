@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.limits import StallRules, max_expansion
+from refine_cli.data.acquire.limits import StallRules, max_expansion
 from tests.support.fake_datasets import VOC_TRAIN, VOC_VAL, build_voc, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 

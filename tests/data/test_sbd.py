@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from refine_cli.data.classes import VOC_CLASSES
-from refine_cli.data.converters import get_converter
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.sbd import read_sbd_label
-from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.acquire.extract import extract_archive
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.sbd import read_sbd_label
+from refine_cli.data.convert.datasets.voc_family import VOC_CLASSES
+from refine_cli.data.convert.registry import get_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets import SBD_TRAIN, SBD_VAL, build_sbd, fixture_manifest
 from tests.support.prepare_runner import run_prepare

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refine_cli.data.shapes import SHAPES_CLASSES, generate_shapes, render_sample
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.data.convert.shapes import SHAPES_CLASSES, generate_shapes, render_sample
+from refine_cli.data.format.unified import UnifiedDataset
 
 
 def _digest(folder: Path) -> dict[str, str]:

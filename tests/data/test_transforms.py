@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refine_cli.data.transforms import MEAN_RGB_UINT8, TrainTransform
+from refine_cli.data.load.transforms import MEAN_RGB_UINT8, TrainTransform
 
 
 def _pair(height: int = 40, width: int = 60) -> tuple[np.ndarray, np.ndarray]:

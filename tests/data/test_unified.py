@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from refine_cli.data.unified import (
+from refine_cli.class_tables import voc_palette
+from refine_cli.data.format.unified import (
     FORMAT_VERSION,
     DatasetMeta,
     UnifiedDataset,
@@ -20,7 +21,6 @@ from refine_cli.data.unified import (
     bad_label_values,
     png_size,
     validate_sample_id,
-    voc_palette,
     write_file_atomic,
 )
 from refine_cli.errors import RefineError

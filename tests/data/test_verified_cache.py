@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from refine_cli.data import verify
-from refine_cli.data.download import ChecksumError, fetch_source
-from refine_cli.data.manifest import Source
+from refine_cli.data.acquire import verify
+from refine_cli.data.acquire.download import ChecksumError, fetch_source
+from refine_cli.data.acquire.manifest import Source
 
 PAYLOAD = bytes(range(256)) * 64
 OTHER = PAYLOAD[::-1]  # same size, other bytes

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refine_cli.data.classes import VOC_CLASSES, VOC_PALETTE
-from refine_cli.data.converters import get_converter
-from refine_cli.data.converters.base import SampleError
-from refine_cli.data.converters.voc import train_aug_ids
-from refine_cli.data.extract import extract_archive
-from refine_cli.data.manifest import load_manifest
-from refine_cli.data.unified import UnifiedDataset
+from refine_cli.class_tables import voc_palette
+from refine_cli.data.acquire.extract import extract_archive
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.voc import train_aug_ids
+from refine_cli.data.convert.datasets.voc_family import VOC_CLASSES
+from refine_cli.data.convert.registry import get_converter
+from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_datasets import (
     SBD_TRAIN,
@@ -50,8 +51,8 @@ def test_packaged_manifest_matches_the_reference() -> None:
 
 def test_classes_and_palette_are_the_voc_ones() -> None:
     assert len(VOC_CLASSES) == 21 and VOC_CLASSES[9] == "chair" and VOC_CLASSES[20] == "tvmonitor"
-    assert VOC_PALETTE[:4] == [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0)]
-    assert VOC_PALETTE[15] == (192, 128, 128)  # person
+    assert voc_palette(21)[:4] == [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0)]
+    assert voc_palette(21)[15] == (192, 128, 128)  # person
 
 
 def test_train_aug_arithmetic() -> None:

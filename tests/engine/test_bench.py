@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
-from refine_cli.engine.bench import BenchSettings, latency_stats, parse_size, resolve_device, time_steps, validate
-from refine_cli.engine.complexity import count_macs, measure
-from refine_cli.engine.inference import autocast_context, check_precision, fold_batchnorm, prepare_for_inference
+from refine_cli.cli._options import parse_size
+from refine_cli.devices import resolve_device
+from refine_cli.engine.bench.benchmark import BenchSettings, latency_stats, time_steps, validate
+from refine_cli.engine.bench.complexity import count_macs, measure
+from refine_cli.engine.infer.model_prep import autocast_context, check_precision, fold_batchnorm, prepare_for_inference
 from refine_cli.errors import RefineError
 from refine_cli.models import create_model
 from refine_cli.models.peers import create_peer
@@ -29,13 +31,13 @@ def test_latency_stats_match_numpy_conventions() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [("512", (512, 512)), ("468x625", (468, 625)), (" 64X96 ", (64, 96))])
 def test_parse_size(text: str, expected: tuple[int, int]) -> None:
-    assert parse_size(text) == expected
+    assert parse_size(text, "--size") == expected
 
 
 @pytest.mark.parametrize("text", ["512x", "0", "abc", "x512", "-64", "16", "64x64x3"])
 def test_parse_size_rejects(text: str) -> None:
-    with pytest.raises(RefineError):
-        parse_size(text)
+    with pytest.raises(RefineError, match="--size"):
+        parse_size(text, "--size")
 
 
 def test_device_and_settings_checks() -> None:

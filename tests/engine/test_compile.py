@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from refine_cli.engine.inference import compile_for_inference
+from refine_cli.engine.infer.model_prep import compile_for_inference
 
 
 @pytest.mark.usefixtures("restore_inductor_freezing")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # pages in again.
 PROBE = """
 import ctypes, json, resource
-from refine_cli.engine.cpu_tuning import tune_allocator
+from refine_cli.engine.bench.cpu_tuning import tune_allocator
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -62,7 +62,7 @@ def test_tuning_stops_refaulting_freed_buffers() -> None:
 
 
 def test_switched_off_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    from refine_cli.engine import cpu_tuning
+    from refine_cli.engine.bench import cpu_tuning
 
     monkeypatch.setitem(cpu_tuning._STATE, "tuned", None)
     monkeypatch.setenv("REFINE_MALLOC_TUNING", "0")

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("pydensecrf.densecrf", reason="pydensecrf2 (the 'crf' extra) is not installed")
 
-from refine_cli.engine.crf import CRFParams, CRFPool, dense_crf  # noqa: E402
+from refine_cli.engine.infer.crf import CRFParams, CRFPool, dense_crf  # noqa: E402
 from refine_cli.errors import RefineError  # noqa: E402
 
 

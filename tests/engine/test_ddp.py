@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from refine_cli.config import resolve_config
-from refine_cli.engine.distributed import DistContext, init_distributed, shutdown
-from refine_cli.engine.optim import build_optimizer, build_scheduler
-from refine_cli.engine.train_step import TrainStep
+from refine_cli.engine.train.config import resolve_config
+from refine_cli.engine.train.distributed import DistContext, init_distributed, shutdown
+from refine_cli.engine.train.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train.step import TrainStep
 from refine_cli.models import create_model, freeze_batchnorm_stats
 from tests.support.tiny_seg import make_tiny_dataset
 
@@ -97,8 +97,8 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     assert [r["kind"] for r in rows if r["kind"] == "val"] == ["val"]  # written once, by rank 0
     assert len(list(run.glob("events.out.tfevents.*"))) == 1  # TensorBoard too: rank 0 only
     # the sharded validation equals a single-process evaluation of the saved weights (no double counting)
-    from refine_cli.data.unified import UnifiedDataset
-    from refine_cli.engine.evaluator import evaluate
+    from refine_cli.data.format.unified import UnifiedDataset
+    from refine_cli.engine.eval.evaluator import evaluate
     from refine_cli.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(run / "last.pt").build_model()
@@ -108,7 +108,7 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
 
 
 def test_explicit_gpu_index_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from refine_cli.engine.distributed import init_distributed
+    from refine_cli.engine.train.distributed import init_distributed
     from refine_cli.errors import RefineError
 
     monkeypatch.setenv("WORLD_SIZE", "2")

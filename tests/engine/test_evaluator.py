@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from refine_cli.data.normalize import normalize_image
-from refine_cli.data.shapes import generate_shapes
-from refine_cli.data.unified import UnifiedDataset
-from refine_cli.engine.evaluator import evaluate, score_predictions
+from refine_cli.data.convert.shapes import generate_shapes
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.data.load.normalize import normalize_image
+from refine_cli.engine.eval.evaluator import evaluate, score_predictions
 from refine_cli.errors import RefineError
 
 
@@ -70,7 +70,7 @@ def test_evaluate_matches_a_plain_reference_loop(shapes: UnifiedDataset, tmp_pat
 
 def test_tta_and_crf_paths_run_and_stay_in_range(shapes: UnifiedDataset) -> None:
     pytest.importorskip("pydensecrf.densecrf", reason="pydensecrf2 is not installed")
-    from refine_cli.engine.crf import CRFParams
+    from refine_cli.engine.infer.crf import CRFParams
 
     model = _TinyNet().eval()
     report = evaluate(

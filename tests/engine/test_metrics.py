@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from refine_cli.engine.eval.metrics import ConfusionMatrix, scores_from_matrix
 from refine_cli.errors import RefineError
-from refine_cli.metrics import ConfusionMatrix, scores_from_matrix
 
 
 def test_hand_computed_scores_with_ignore() -> None:

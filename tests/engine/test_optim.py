@@ -7,8 +7,9 @@ import torch
 import yaml
 from torch import nn
 
-from refine_cli.config import TrainConfig, list_recipes, load_recipe, parse_assignment, resolve_config
-from refine_cli.engine.optim import LrSchedule, build_optimizer, build_scheduler
+from refine_cli.engine.train.config import TrainConfig, list_recipes, load_recipe, parse_assignment, resolve_config
+from refine_cli.engine.train.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train.schedules import LrSchedule
 from refine_cli.errors import RefineError
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from refine_cli.engine.eval_figures import confusion_heatmap, normalised_confusion, top_confusions
-from refine_cli.engine.evaluator import evaluate
-from refine_cli.engine.per_image import PerImageScores
-from refine_cli.metrics import scores_from_matrix
+from refine_cli.engine.eval.evaluator import evaluate
+from refine_cli.engine.eval.metrics import scores_from_matrix
+from refine_cli.engine.eval.per_image import PerImageScores
+from refine_cli.engine.eval.report_figures import confusion_heatmap, normalised_confusion, top_confusions
 from tests.support.pictures import assert_picture
 
 
@@ -39,7 +39,7 @@ def test_worst_and_best_are_exact_and_only_k_images_are_kept() -> None:
 
 
 def test_collected_matrix_equals_the_evaluators(tmp_path) -> None:  # noqa: ANN001
-    from refine_cli.data.unified import UnifiedDataset
+    from refine_cli.data.format.unified import UnifiedDataset
     from refine_cli.models import create_model
     from tests.support.tiny_seg import make_tiny_dataset
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from refine_cli.config import TrainConfig, resolve_config
-from refine_cli.data.unified import UnifiedDataset
-from refine_cli.engine import run_files
-from refine_cli.engine.train_step import TrainStep
-from refine_cli.engine.trainer import TrainCallbacks, Trainer, train
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.engine.train import run_files
+from refine_cli.engine.train.config import TrainConfig, resolve_config
+from refine_cli.engine.train.step import TrainStep
+from refine_cli.engine.train.trainer import TrainCallbacks, Trainer, train
 from refine_cli.errors import RefineError
 from refine_cli.models.checkpoint import load_checkpoint
 from tests.support.tiny_seg import make_tiny_dataset
@@ -101,7 +101,7 @@ def test_run_folder_and_exact_resume(tiny: Path, tmp_path: Path) -> None:
 
 def test_resumed_run_reports_the_speed_of_its_own_steps(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     """train_seconds adds up every session; img/s is this session's images over this session's time only."""
-    import refine_cli.engine.trainer as trainer_module
+    import refine_cli.engine.train.trainer as trainer_module
 
     cfg, run = tiny_config(tiny), tmp_path / "run"
     with pytest.raises(_Stop):
@@ -130,8 +130,8 @@ def test_resume_after_kill_9_during_checkpoint_write(tiny: Path, tmp_path: Path)
         import os, signal, torch
         torch.set_num_threads(1)
         import refine_cli.models.checkpoint as ck
-        from refine_cli.config import TrainConfig
-        from refine_cli.engine.trainer import train
+        from refine_cli.engine.train.config import TrainConfig
+        from refine_cli.engine.train.trainer import train
         real_save, calls = torch.save, []
         def dying_save(obj, path, *a, **k):
             calls.append(path)
@@ -177,8 +177,8 @@ def test_last_pt_on_its_own_cadence_and_exact_resume_after_kill_9(tiny: Path, tm
         f"""
         import os, signal, torch
         torch.set_num_threads(1)
-        from refine_cli.config import TrainConfig
-        from refine_cli.engine.trainer import TrainCallbacks, train
+        from refine_cli.engine.train.config import TrainConfig
+        from refine_cli.engine.train.trainer import TrainCallbacks, train
         class KillAfter4(TrainCallbacks):
             def on_checkpoint(self, step, path):
                 if step == 4:

@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refine_cli.engine.tta import (
+from refine_cli.cli._inference_opts import DEFAULT_MSC, resolve_tta
+from refine_cli.cli._options import fill_optional_values
+from refine_cli.engine.infer.tta import (
     DEFAULT_MSC_SCALES,
     parse_scales,
-    parse_tile,
     predict_batch_probs,
     predict_probs,
     softmax_channels,
@@ -115,10 +116,19 @@ def test_tiled_prediction_matches_whole_for_a_pointwise_model_and_sums_to_one() 
 def test_parsers() -> None:
     assert parse_scales("0.5,0.75,1,1.25,1.5") == DEFAULT_MSC_SCALES
     assert parse_scales(None) == (1.0,)
-    assert parse_tile("512x1024") == (512, 1024) and parse_tile("300") == (300, 300) and parse_tile(None) is None
+    assert resolve_tta(None, "512x1024")[1] == (512, 1024) and resolve_tta(None, "300")[1] == (300, 300)
+    assert resolve_tta(None, None) == ((1.0,), None)
     for bad in ("a,b", "0,1", "-1"):
         with pytest.raises(RefineError):
             parse_scales(bad)
     for bad in ("axb", "8x8", "1x2x3"):
-        with pytest.raises(RefineError):
-            parse_tile(bad)
+        with pytest.raises(RefineError, match="--tile"):
+            resolve_tta(None, bad)
+
+
+def test_msc_alone_means_the_tta_modules_default_scales() -> None:
+    """`--msc` with no value (or `--msc=`) is DEFAULT_MSC_SCALES of the TTA module: one source for the default."""
+    assert resolve_tta("", None)[0] == DEFAULT_MSC_SCALES
+    filled = fill_optional_values(["eval", "--msc", "--flip"])
+    assert filled == ["eval", "--msc", DEFAULT_MSC, "--flip"]
+    assert resolve_tta(filled[2], None)[0] == DEFAULT_MSC_SCALES

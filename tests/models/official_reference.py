@@ -1,6 +1,6 @@
 """An independent transcription of the official architectures, with the official module names.
 
-Written from docs/architecture.md and the official key listings, deliberately without using
+Written from docs/models.md and the official key listings, deliberately without using
 anything from refine_cli.models (not even torchvision's ResNet), so that equivalence tests compare
 two separate implementations: DrSleep's LW ResNet, LW MobileNetV2 and refinenet-pytorch's RefineNet.
 """

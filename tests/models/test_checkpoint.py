@@ -13,7 +13,7 @@ from refine_cli.models import create_model
 from refine_cli.models.checkpoint import (
     FORMAT_VERSION,
     VOC_CLASSES,
-    color_map,
+    default_palette,
     load_checkpoint,
     save_checkpoint,
 )
@@ -22,7 +22,7 @@ MODEL = "lw-refinenet-mobilenetv2"
 
 
 def test_voc_colour_map_and_defaults() -> None:
-    palette = color_map(256)
+    palette = default_palette(256)
     assert palette[:4] == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
     assert palette[15] == [192, 128, 128] and palette[20] == [0, 64, 128]  # person, tvmonitor
     assert len({tuple(rgb) for rgb in palette}) == 256
@@ -44,7 +44,7 @@ def test_round_trip_builds_identical_model(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left behind
     checkpoint = load_checkpoint(path)
     assert checkpoint.model == MODEL and checkpoint.num_classes == 3 and checkpoint.format_version == FORMAT_VERSION
-    assert checkpoint.classes == ["bg", "cat", "dog"] and checkpoint.palette == color_map(3)
+    assert checkpoint.classes == ["bg", "cat", "dog"] and checkpoint.palette == default_palette(3)
     assert checkpoint.train_config == {"lr": 5e-4, "data": str(tmp_path / "data"), "crop": [500, 500]}
     assert checkpoint.metrics == {"miou": 0.5} and checkpoint.created and checkpoint.refine_version
     rebuilt = checkpoint.build_model().eval()
@@ -57,7 +57,7 @@ def test_defaults_are_voc_for_21_classes(tmp_path: Path) -> None:
     model = create_model(MODEL, num_classes=21)
     save_checkpoint(tmp_path / "ck.pt", model_name=MODEL, state_dict=model.state_dict(), num_classes=21)
     checkpoint = load_checkpoint(tmp_path / "ck.pt")
-    assert checkpoint.classes == VOC_CLASSES and checkpoint.palette == color_map(21)
+    assert checkpoint.classes == VOC_CLASSES and checkpoint.palette == default_palette(21)
 
 
 def _error(path: Path) -> RefineError:

@@ -110,7 +110,7 @@ def test_cuda_forward_matches_cpu() -> None:
     "name,gmacs", [("lw-refinenet-50", 31.98), ("lw-refinenet-mobilenetv2", 8.58), ("refinenet-50", 243.5)]
 )
 def test_multiply_adds_match_official_at_512(name: str, gmacs: float) -> None:
-    """Conv/linear MACs at 512x512 equal those measured on the official code (docs/architecture.md)."""
+    """Conv/linear MACs at 512x512 equal those measured on the official code (docs/models.md)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):

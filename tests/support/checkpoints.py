@@ -47,7 +47,7 @@ def shapes_with_checkpoint(root: Path, n: int, extra: dict[str, Any] | None = No
     from typer.testing import CliRunner
 
     from refine_cli.cli.app import app
-    from refine_cli.data.unified import UnifiedDataset
+    from refine_cli.data.format.unified import UnifiedDataset
 
     result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", str(n), "--size", "64"])
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from refine_cli.data.unified import voc_palette
+from refine_cli.class_tables import voc_palette
 
 VOC_TAR = "VOCtrainval_11-May-2012.tar"
 SBD_TGZ = "benchmark.tgz"
@@ -383,7 +383,7 @@ def fixture_manifest(
     """
     import hashlib
 
-    from refine_cli.data.manifest import load_manifest
+    from refine_cli.data.acquire.manifest import load_manifest
 
     real = load_manifest(name)
     base = (base_url or "http://127.0.0.1:9").rstrip("/")

@@ -299,7 +299,7 @@ def scenes_manifest(
 ) -> Path:
     """A copy of packaged manifest `name` describing the fixture files: same keys and `extract`/`login`
     flags, the fixtures' sizes and checksums, URLs on `base_url` (or a closed port), the given split counts."""
-    from refine_cli.data.manifest import load_manifest
+    from refine_cli.data.acquire.manifest import load_manifest
 
     real = load_manifest(name)
     base = (base_url or "http://127.0.0.1:9").rstrip("/")

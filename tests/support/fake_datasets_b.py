@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refine_cli.data.unified import voc_palette
+from refine_cli.class_tables import voc_palette
 
 VOC2010_TAR = "VOCtrainval_03-May-2010.tar"
 PERSON_PART_ZIP = "pascal_person_part.zip"

@@ -7,7 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from refine_cli.data.unified import DatasetMeta, UnifiedWriter, voc_palette
+from refine_cli.class_tables import voc_palette
+from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter
 
 
 def make_tiny_dataset(

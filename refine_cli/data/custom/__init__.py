@@ -1,1 +1,0 @@
-"""Own labelled data (`refine prepare custom`): layouts, class lists, COCO JSON."""

@@ -1,0 +1,42 @@
+"""The model catalogue behind `refine models`: every registered model and peer with its size and cost."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE, measure
+
+
+def describe_models(height: int = 512, width: int = 512, num_classes: int = 21) -> list[dict[str, Any]]:
+    """One row per registered model, then the torchvision peers: params and GMACs at height x width."""
+    from refine_cli.models import create_model, list_models, model_info
+    from refine_cli.models.registry import is_peer
+
+    rows = []
+    names = sorted(list_models(), key=_natural_key) + [n for n in list_models(include_peers=True) if is_peer(n)]
+    for name in names:
+        info = model_info(name)
+        cost = measure(lambda name=name: create_model(name, num_classes=num_classes), height, width)
+        rows.append(_row(name, info.family, info.backbone, info.variant, info.description, is_peer(name), cost))
+    for row in rows:
+        row.update({"num_classes": num_classes, "size": [height, width], "mac_unit": MAC_UNIT_NOTE})
+    return rows
+
+
+def _natural_key(name: str) -> list[Any]:
+    """lw-refinenet-50 before lw-refinenet-101; LW models before the original RefineNet."""
+    return [not name.startswith("lw-")] + [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _row(name: str, family: str, backbone: str, variant: str, description: str, peer: bool, cost) -> dict[str, Any]:
+    return {
+        "name": name,
+        "family": family,
+        "backbone": backbone,
+        "variant": variant,
+        "peer": peer,
+        "params": cost.params,
+        "gmacs": round(cost.gmacs, 3),
+        "description": description,
+    }
