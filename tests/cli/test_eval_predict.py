@@ -71,7 +71,11 @@ def test_eval_checkpoint_with_msc_flip_json_and_save_pred(workspace: dict[str, P
 def test_eval_errors_are_one_line(workspace: dict[str, Path], tmp_path: Path) -> None:
     data = str(workspace["data"])
     wrong = _run(["eval", "--checkpoint", str(workspace["wrong"]), "--data", data, "--device", "cpu"])
-    assert wrong.exit_code == 2 and "predicts 3 classes but dataset shapes has 6" in wrong.output and "Traceback" not in wrong.output
+    assert (
+        wrong.exit_code == 2
+        and "predicts 3 classes but dataset shapes has 6" in wrong.output
+        and "Traceback" not in wrong.output
+    )
     split = _run(["eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--split", "test", "--device", "cpu"])
     assert split.exit_code == 2 and "no split 'test'" in split.output
     pred_dir = tmp_path / "p"
