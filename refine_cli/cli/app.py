@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
 try:
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -17,6 +16,7 @@ except ImportError:  # typer releases that use the click package itself
 
 from refine_cli import __version__
 from refine_cli.cli._console import err
+from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
@@ -32,7 +32,7 @@ def _report(line: str) -> None:
     err.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, markup=True)
 
 
-class _RefineGroup(TyperGroup):
+class _RefineGroup(RefineGroup):
     """A Typer group whose commands fail with one line and exit code 2 instead of a traceback."""
 
     def main(self, args: Sequence[str] | None = None, *pargs, **kwargs):  # type: ignore[override]
@@ -107,7 +107,7 @@ def json_destinations(args: Sequence[str]) -> list[str]:
     return found
 
 
-app = typer.Typer(
+app = RefineTyper(
     cls=_RefineGroup,
     name="refine",
     help="RefineNet-family semantic segmentation: prepare datasets, train, predict, evaluate, benchmark.",

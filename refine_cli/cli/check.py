@@ -14,7 +14,7 @@ from refine_cli.errors import RefineError
 
 WorkersOpt = Annotated[
     Optional[int],  # noqa: UP045 - typer evaluates this at runtime
-    typer.Option("--workers", "-j", min=1, help="Parallel processes (default: CPU count)."),
+    typer.Option("--workers", "-j", min=1, help="Processes checking samples in parallel (default: CPU count)."),
 ]
 
 

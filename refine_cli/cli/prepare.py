@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, out
+from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._prepare_common import PrepareCommon, download_examples, prepare_command
 
 
@@ -126,7 +127,7 @@ def prepare_callback(
         _list_datasets()
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help())
+        typer.echo(ctx.get_help(), color=ctx.color)
         raise typer.Exit()
 
 
@@ -170,7 +171,8 @@ def register(app: typer.Typer) -> None:
     """Attach `refine prepare` and one subcommand per dataset (order = order in --help)."""
     from refine_cli.cli import prepare_custom, prepare_scenes, prepare_shapes
 
-    prepare_app = typer.Typer(
+    prepare_app = RefineTyper(
+        cls=RefineGroup,
         help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
         "The download and archive limits below go before the dataset name.",
         no_args_is_help=False,
