@@ -15,7 +15,7 @@ except ImportError:  # typer releases that use the click package itself
     from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from refine_cli import __version__
-from refine_cli.cli._console import err
+from refine_cli.cli._console import err, reports_to_stderr
 from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
@@ -42,7 +42,8 @@ class _RefineGroup(RefineGroup):
         except RefineError as error:
             _report(error.one_line())
             sys.exit(error.exit_code)
-        return super().main(args, *pargs, **kwargs)
+        with reports_to_stderr("-" in json_destinations(args)):  # `--json -`: stdout is the JSON alone
+            return super().main(args, *pargs, **kwargs)
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
