@@ -31,10 +31,16 @@ def _assert_one_line_error(result, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
-def test_models_json_has_exact_counts() -> None:
+@pytest.fixture(scope="module")
+def catalogue() -> list[dict]:
+    """`refine models --json -`: every model's row (counted once for the tests of this file)."""
     result = _run("models", "--json", "-")
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    return json.loads(result.stdout)
+
+
+def test_models_json_has_exact_counts(catalogue: list[dict]) -> None:
+    rows = {row["name"]: row for row in catalogue}
     assert rows["lw-refinenet-50"]["params"] == 27_357_525
     assert rows["lw-refinenet-101"]["params"] == 46_349_653
     assert rows["lw-refinenet-mobilenetv2"]["params"] == 3_284_565
@@ -43,6 +49,24 @@ def test_models_json_has_exact_counts() -> None:
     assert rows["tv:lraspp_mobilenet_v3_large"]["peer"] is True
     assert not rows["lw-refinenet-50"]["peer"]
     assert "FLOPs = 2 x MACs" in rows["lw-refinenet-50"]["mac_unit"]
+
+
+def test_models_fit_80_columns_with_one_line_per_model(catalogue: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns (and in a pipe) a few words per model replace the descriptions: 29 lines, not 93."""
+    from refine_cli.engine.bench import catalog
+
+    monkeypatch.setattr(catalog, "describe_models", lambda *args, **kwargs: catalogue)
+    narrow = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert len(lines) <= 30 and max(len(line) for line in lines) <= 80 and "…" not in narrow.stdout, narrow.stdout
+    wide = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"}).stdout.splitlines()
+    for row in catalogue:
+        line = next(line for line in lines if line.split()[:1] == [row["name"]])
+        assert f"{row['params']:,}" in line and f"{row['gmacs']:.2f}" in line, line
+        assert line.rstrip().endswith(row["summary"].removeprefix("peer: ")), line  # whole, on the model's line
+        assert next(line for line in wide if line.split()[:1] == [row["name"]]).rstrip().endswith(row["description"])
+    assert "Full descriptions: a wider terminal or --json." in narrow.stdout
 
 
 def test_bench_json_fields_and_consistency() -> None:
