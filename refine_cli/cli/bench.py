@@ -167,7 +167,7 @@ def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> 
     for row in results:
         lat = row.latency_ms
         cells = {
-            "model": row.model,
+            "model": row.label,
             "runtime": row.runtime,
             "params": f"{row.params / 1e6:.2f}M",
             "GMACs": f"{row.gmacs:.2f}",
