@@ -97,6 +97,9 @@ def _checked_inputs(
         {"--out": [out_dir / f"{path.stem}{suffix}" for path in paths for suffix in suffixes], "--json": json_out},
         {"input image": paths, "--checkpoint": checkpoint, "--label-map": label_map},
     )
+    # a folder given as input is read whole: outputs in it (or below it) would be inputs of the next run
+    folders = [Path(text).expanduser() for text in inputs if Path(text).expanduser().is_dir()]
+    refuse_output_over_inputs({"--out": out_dir}, {"input folder": folders})
     return paths, problems
 
 
