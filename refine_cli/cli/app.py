@@ -16,7 +16,7 @@ except ImportError:  # typer releases that use the click package itself
     from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from refine_cli import __version__
-from refine_cli.cli._console import err
+from refine_cli.cli._console import err, tagged
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
@@ -27,9 +27,7 @@ MODEL_COMMANDS = frozenset({"bench", "predict", "eval", "train"})
 
 
 def _report(line: str) -> None:
-    from rich.markup import escape  # the line is text: "palette[5]" or a file "a[1].jpg" is no markup tag
-
-    err.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, markup=True)
+    err.print(tagged("error:", "bold red", line), soft_wrap=True)  # the line is text, never markup
 
 
 class _RefineGroup(TyperGroup):

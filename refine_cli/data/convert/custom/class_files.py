@@ -10,13 +10,14 @@ guessed: a value or colour that is in no class is an error naming it and the mas
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from refine_cli.class_tables import voc_palette
+from refine_cli.class_tables import check_class_name, voc_palette
 from refine_cli.errors import RefineError
 
 IGNORE = 255
@@ -42,11 +43,13 @@ def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> Clas
     if not entries:
         raise RefineError(f"{where} names no classes", hint="one class name per line, e.g. background, cat, dog")
     names = [name for name, _ in entries]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise RefineError(f"{where} names the class(es) {', '.join(duplicates)} more than once")
-    if len(names) >= IGNORE:
+    if len(names) >= IGNORE:  # before any work that grows with the count
         raise RefineError(f"{where} has {len(names)} classes; at most 254 fit (255 means ignore)")
+    for name in names:
+        check_class_name(name, where, "give every class a name on one line, without control characters")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise RefineError(f"{where} names the class(es) {', '.join(map(repr, duplicates))} more than once")
     colored = [color for _, color in entries if color is not None]
     if colored and len(colored) != len(entries):
         missing = [name for name, color in entries if color is None]
