@@ -29,7 +29,7 @@ from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter, validate_
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
 from refine_cli.locks import hold_lock
-from refine_cli.workers import die_with_parent
+from refine_cli.workers import die_with_parent, pool_size
 
 MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
 
@@ -118,6 +118,7 @@ def _run_work(
     spec = plan.spec
     job = (type(converter).convert, writer, spec.palette, spec.num_classes, spec.ignore_index)
     bar = tqdm(total=len(todo), desc=f"convert {spec.name}", unit=" samples", disable=not progress)
+    workers = pool_size(workers, len(todo))
     try:
         if workers <= 1:
             for chunk in _chunks(todo, 1):
