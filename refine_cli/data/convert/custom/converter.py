@@ -101,9 +101,6 @@ class CustomConverter(Converter):
     manifest = ""  # local files: nothing to download
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return []
-
     def dataset_name(self, options: dict[str, Any]) -> str:
         """NAME becomes <root>/NAME: a path in it (`../x`, `a/b`) would write (and lock) outside --root."""
         name = options.get("name", self.name)
