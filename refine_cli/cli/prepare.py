@@ -65,7 +65,7 @@ def _list_datasets() -> None:
         table.add_row(Text(name), size, login, Text(title))
         terms.add_row(Text(name), Text(" ".join(licence.split()) or "not stated"))
     out.print(table)
-    out.print("[bold]terms of use[/bold]")
+    out.print(Text("terms of use", style="bold"))
     out.print(terms)
 
 

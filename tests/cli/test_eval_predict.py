@@ -229,3 +229,20 @@ def test_pixel_bombs_are_skipped_by_predict_and_refused_by_eval_and_check(
     assert result.exit_code == 2 and "claims 30000x30000" in result.output
     result = _run(["--max-pixels", "0", "check", str(data)])  # no limit: the header is then believed
     assert "claims 30000x30000" not in result.output
+
+
+def test_an_overlay_too_wide_for_jpeg_is_reported_not_counted(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """A 65,600 px wide image: the label PNG is written, the overlay JPEG cannot be, and the run says so."""
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.fromarray(np.full((4, 65_600, 3), 120, np.uint8)).save(images / "wide.png")
+    out = tmp_path / "out"
+    args = ["predict", str(images), "--checkpoint", str(workspace["ck"]), "--out", str(out), "--overlay",
+            "--device", "cpu", "--json", str(tmp_path / "r.json")]  # fmt: skip
+    result = _run(args)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "wide.png").size == (65_600, 4) and not (out / "wide_overlay.jpg").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outputs"] == [str(out / "wide.png")]
+    assert report["not_written"][0]["output"] == str(out / "wide_overlay.jpg")
+    assert "not written" in result.output and "65500 pixels per side" in " ".join(result.output.split())
