@@ -4,6 +4,9 @@ Text is printed as text: the consoles parse no Rich markup, so a path or class n
 prints as typed, and control characters (terminal escape sequences, NUL, carriage returns) in
 anything printed are shown as `\\xNN` instead of driving the terminal. Styled words (`error:`,
 `warning:`) are built as Rich `Text` with `tagged`, never by formatting markup around user text.
+
+With `--json -` stdout carries the JSON alone (`refine check data/voc --json - | jq ...`): the reports
+that would go to stdout are written to stderr for the whole command (`reports_to_stderr`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +53,19 @@ err = SafeConsole(stderr=True, highlight=False, markup=False)
 def tagged(tag: str, style: str, message: object) -> Text:
     """`tag` in `style`, then the message as plain text: 'warning: ...', 'error: ...'."""
     return Text.assemble((tag, style), " ", plain(message))
+
+
+@contextmanager
+def reports_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """While active (and `enabled`), everything printed through `out` goes to stderr instead of stdout."""
+    if not enabled:
+        yield
+        return
+    saved, out.stderr = out.stderr, True
+    try:
+        yield
+    finally:
+        out.stderr = saved
 
 
 def emit_json(obj: Any, dest: str) -> None:

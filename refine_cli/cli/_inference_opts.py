@@ -51,7 +51,13 @@ CrfParamOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 WorkersOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--workers", "-j", min=1, help="CRF worker processes (default: CPU count - 1)."),
+    typer.Option(
+        "--crf-workers",
+        "--workers",
+        "-j",
+        min=1,
+        help="Processes running the dense CRF, with --crf (default: CPU count - 1); --workers is the old name.",
+    ),
 ]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (PyTorch checkpoints; pays off on long runs).")
@@ -60,6 +66,7 @@ PrecisionOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--precision",
+        metavar="fp32|tf32|bf16|fp16",
         help="fp32 (default, strict: TF32 off), tf32 (CUDA), bf16 (CPUs with AVX512-BF16/AMX, CUDA) or fp16 (CUDA) "
         "autocast; logits, TTA and CRF stay fp32. An .onnx file keeps its export precision.",
     ),
@@ -116,7 +123,7 @@ class InferenceOptions:
         return {
             "--msc": self.msc is not None, "--flip": self.flip, "--tile": self.tile is not None, "--crf": self.crf,
             "--precision": self.precision is not None, "--compile": self.compile_model,
-            "--device": self.device != "auto", "--batch": self.batch != 1, "--workers": self.workers is not None,
+            "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
         }  # fmt: skip
 
 

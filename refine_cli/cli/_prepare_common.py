@@ -19,7 +19,6 @@ import typer
 from refine_cli.cli._console import emit_json, err, out, warn
 from refine_cli.cli._options import JsonOpt, parameters_of, with_shared_options
 from refine_cli.cli._paths import default_root
-from refine_cli.cli.check import WorkersOpt
 
 RootOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
@@ -41,6 +40,10 @@ TrustOpt = Annotated[
     typer.Option(
         "--trust-archives", help="Accept user-supplied archives whose size/checksum differ (re-packed copies)."
     ),
+]
+WorkersOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--workers", "-j", min=1, help="Processes converting samples in parallel (default: CPU count)."),
 ]
 SkipBadOpt = Annotated[
     bool,

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
 try:
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -16,7 +15,8 @@ except ImportError:  # typer releases that use the click package itself
     from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from refine_cli import __version__
-from refine_cli.cli._console import err, tagged
+from refine_cli.cli._console import err, reports_to_stderr, tagged
+from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
@@ -30,7 +30,7 @@ def _report(line: str) -> None:
     err.print(tagged("error:", "bold red", line), soft_wrap=True)  # the line is text, never markup
 
 
-class _RefineGroup(TyperGroup):
+class _RefineGroup(RefineGroup):
     """A Typer group whose commands fail with one line and exit code 2 instead of a traceback."""
 
     def main(self, args: Sequence[str] | None = None, *pargs, **kwargs):  # type: ignore[override]
@@ -40,7 +40,8 @@ class _RefineGroup(TyperGroup):
         except RefineError as error:
             _report(error.one_line())
             sys.exit(error.exit_code)
-        return super().main(args, *pargs, **kwargs)
+        with reports_to_stderr("-" in json_destinations(args)):  # `--json -`: stdout is the JSON alone
+            return super().main(args, *pargs, **kwargs)
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         """The root's own options (`refine --max-pixels -1 models`): a bad one is one line like any other."""
@@ -129,7 +130,7 @@ def json_destinations(args: Sequence[str]) -> list[str]:
     return found
 
 
-app = typer.Typer(
+app = RefineTyper(
     cls=_RefineGroup,
     name="refine",
     help="RefineNet-family semantic segmentation: prepare datasets, train, predict, evaluate, benchmark.",

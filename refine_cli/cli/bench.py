@@ -19,15 +19,25 @@ def bench_command(
     model: list[str] = typer.Option(
         [], "--model", "-m", help="Model to time (repeatable): a `refine models` name or a tv: peer."
     ),
-    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Also time the model of this refine checkpoint."),
+    checkpoint: str | None = typer.Option(
+        None,
+        "--checkpoint",
+        metavar="PATH",
+        help="Also time this refine checkpoint (.pt), or an `refine export` file (.onnx) under ONNX Runtime.",
+    ),
     size: str = typer.Option("512", "--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625)."),
     batch: int = typer.Option(1, "--batch", help="Images per forward pass."),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast."
+        "fp32",
+        "--precision",
+        metavar="fp32|tf32|bf16|fp16",
+        help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast.",
     ),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for model and input."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time reported apart)."),
-    compile_mode: str = typer.Option("default", "--compile-mode", help="default, reduce-overhead or max-autotune."),
+    compile_mode: str = typer.Option(
+        "default", "--compile-mode", metavar="default|reduce-overhead|max-autotune", help="torch.compile's mode."
+    ),
     warmup: int = typer.Option(10, "--warmup", help="Untimed iterations before timing."),
     iters: int = typer.Option(50, "--iters", help="Timed iterations (at least 2; 100+ for published numbers)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -39,11 +49,17 @@ def bench_command(
     cudnn_benchmark: bool = typer.Option(False, "--cudnn-benchmark", help="Let cuDNN pick algorithms per shape."),
     num_classes: int = typer.Option(21, "--num-classes", help="Classes of the --model heads."),
     plot: str | None = typer.Option(
-        None, "--plot", help="Also draw latency against GMACs (or --plot-x params) into FILE.png (.svg, .pdf)."
+        None,
+        "--plot",
+        metavar="FILE",
+        help="Also draw latency against GMACs (or --plot-x params) into FILE.png (.svg, .pdf).",
     ),
-    plot_x: str = typer.Option("gmacs", "--plot-x", help="x axis of --plot: gmacs or params."),
+    plot_x: str = typer.Option("gmacs", "--plot-x", metavar="gmacs|params", help="x axis of --plot."),
     runtime: list[str] = typer.Option(
-        ["torch"], "--runtime", help="torch or onnxruntime (repeatable: one row per model and runtime)."
+        ["torch"],
+        "--runtime",
+        metavar="torch|onnxruntime",
+        help="Repeatable: one row per model and runtime.",
     ),
     json_out: JsonOpt = None,
 ) -> None:
@@ -151,7 +167,7 @@ def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> 
     for row in results:
         lat = row.latency_ms
         cells = {
-            "model": row.model,
+            "model": row.label,
             "runtime": row.runtime,
             "params": f"{row.params / 1e6:.2f}M",
             "GMACs": f"{row.gmacs:.2f}",

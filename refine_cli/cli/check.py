@@ -14,7 +14,7 @@ from refine_cli.errors import RefineError
 
 WorkersOpt = Annotated[
     Optional[int],  # noqa: UP045 - typer evaluates this at runtime
-    typer.Option("--workers", "-j", min=1, help="Parallel processes (default: CPU count)."),
+    typer.Option("--workers", "-j", min=1, help="Processes checking samples in parallel (default: CPU count)."),
 ]
 
 
@@ -22,20 +22,19 @@ def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-f
     """Print the histogram table and the listed problems of a CheckReport."""
     from rich.table import Table
 
-    total = max(report.total_pixels, 1)
     table = Table(title=f"{report.name}: {report.samples} samples, splits {_splits(report.splits)}")
     table.add_column("#", justify="right")
     table.add_column("class")
     table.add_column("pixels", justify="right")
     table.add_column("%", justify="right")
     table.add_column("images", justify="right")
-    for index, (name, pixels, images) in enumerate(
-        zip(report.classes, report.class_pixels, report.class_images, strict=True)
+    for index, (name, pixels, share, images) in enumerate(
+        zip(report.classes, report.class_pixels, report.shares(), report.class_images, strict=True)
     ):
         style = "yellow" if pixels == 0 else None
-        table.add_row(str(index), name, f"{pixels:,}", f"{100 * pixels / total:.2f}", f"{images:,}", style=style)
-    table.add_row(str(report.ignore_index), "(ignore)", f"{report.ignore_pixels:,}",
-                  f"{100 * report.ignore_pixels / total:.2f}", "", style="dim")  # fmt: skip
+        table.add_row(str(index), name, f"{pixels:,}", f"{share:.2f}", f"{images:,}", style=style)
+    table.add_row(str(report.ignore_index), "(ignore)", f"{report.ignore_pixels:,}", f"{report.ignore_share:.2f}", "",
+                  style="dim")  # fmt: skip
     out.print(table)
     for problem in report.problems:
         out.print(tagged("problem:", "red", problem), soft_wrap=True)

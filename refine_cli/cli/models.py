@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from refine_cli.cli._console import emit_json, out, tagged
+from refine_cli.cli._console import emit_json, out
 from refine_cli.cli._options import JsonOpt, parse_size
 
 
@@ -14,8 +16,6 @@ def models_command(
     json_out: JsonOpt = None,
 ) -> None:
     """List models with parameters and GMACs (counted on the meta device: nothing is allocated)."""
-    from rich.table import Table
-
     from refine_cli.engine.bench.catalog import describe_models
     from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE
 
@@ -25,16 +25,40 @@ def models_command(
         emit_json(rows, json_out)
         if json_out == "-":
             return
-    table = Table(title=f"Models ({num_classes} classes, GMACs at {height}x{width})", title_justify="left")
+    title = f"Models ({num_classes} classes, GMACs at {height}x{width})"
+    # one line per model: the full descriptions where they fit, a few words in a narrow terminal or a pipe
+    # (80 columns), and no words at all below that; nothing is ever cut in the middle of a word
+    layouts = ("description", "summary", None)
+    unbounded = out.options.update(max_width=10_000)  # the width the table wants, not what it gets
+    for column in layouts:
+        table = _models_table(rows, title, column)
+        if out.measure(table, options=unbounded).maximum <= out.width:
+            break
+    out.print(table)
+    if column != "description":
+        out.print("Full descriptions: a wider terminal or --json.")
+    out.print(f"{MAC_UNIT_NOTE}. Peers are torchvision models (tv:NAME), usable with `refine bench --model`.")
+
+
+def _models_table(rows: list[dict], title: str, text_column: str | None) -> Any:
+    """The table with `text_column` (description or summary) as its last column, or without one."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("model", no_wrap=True)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("GMACs", justify="right", no_wrap=True)
-    table.add_column("description", overflow="fold")
+    if text_column:
+        table.add_column("description", no_wrap=True)
     for row in rows:
-        description = tagged("peer:", "dim", row["description"]) if row["peer"] else row["description"]
-        table.add_row(row["name"], f"{row['params']:,}", f"{row['gmacs']:.2f}", description)
-    out.print(table)
-    out.print(f"{MAC_UNIT_NOTE}. Peers are torchvision models (tv:NAME), usable with `refine bench --model`.")
+        cells = [Text(row["name"]), f"{row['params']:,}", f"{row['gmacs']:.2f}"]
+        if text_column:
+            text = row[text_column].removeprefix("peer: ")
+            cells.append(Text.assemble(("peer: ", "dim") if row["peer"] else "", text))
+        table.add_row(*cells)
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -15,12 +15,22 @@ _EXAMPLES = """
 Examples:
 
   refine predict photos/ --checkpoint best.pt --out preds --overlay
+  refine predict photos/ --checkpoint best.pt --out preds --overlay --alpha 0.3 --legend
   refine predict 'shots/**/*.jpg' --checkpoint best.pt --out preds --msc --flip --crf
 """
 _MAX_LISTED_FAILURES = 10
 
 
-OverlayOpt = Annotated[bool, typer.Option("--overlay", help="Also write <stem>_overlay.jpg (labels over image).")]
+OverlayOpt = Annotated[
+    bool,
+    typer.Option("--overlay", help="Also write <stem>_overlay.jpg: the labels over the image, each region outlined."),
+]
+AlphaOpt = Annotated[
+    Optional[float],  # noqa: UP045 - typer evaluates this at runtime
+    typer.Option("--alpha", min=0.0, max=1.0, help="Opacity of the labels in the overlay (0: outlines only).",
+                 show_default="0.5"),
+]  # fmt: skip
+LegendOpt = Annotated[bool, typer.Option("--legend", help="Draw a legend of the classes present below each overlay.")]
 ProbsOpt = Annotated[
     bool, typer.Option("--probs", help="Also write <stem>_probs.npz: float16 class probabilities (C,H,W).")
 ]
@@ -44,6 +54,8 @@ def predict_command(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help=CheckpointHelp)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
     overlay: OverlayOpt = False,
+    alpha: AlphaOpt = None,
+    legend: LegendOpt = False,
     probs: ProbsOpt = False,
     label_ids: LabelIdsOpt = False,
     label_map: LabelMapOpt = None,
@@ -53,6 +65,12 @@ def predict_command(
     from refine_cli.engine.infer.predictor import label_id_map_of, predict_images
 
     scales, tile, crf = run.views()
+    if (alpha is not None or legend) and not overlay:
+        from refine_cli.errors import RefineError
+
+        given = [flag for flag, used in (("--alpha", alpha is not None), ("--legend", legend)) if used]
+        verb = "style" if len(given) > 1 else "styles"
+        raise RefineError(f"{' and '.join(given)} {verb} the overlay, drawn only with --overlay", hint="add --overlay")
     paths, problems = _checked_inputs(inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
     loaded = run.load(checkpoint)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
@@ -63,7 +81,8 @@ def predict_command(
     summary = predict_images(
         loaded.backend, paths, out_dir, palette=loaded.palette, classes=loaded.classes, scales=scales, flip=run.flip,
         tile=tile, crf=crf, save_overlay=overlay, save_probs=probs, batch_size=run.batch, workers=run.workers,
-        progress=err.is_terminal, label_id_map=id_map, notify=warn,
+        progress=err.is_terminal, label_id_map=id_map, notify=warn, overlay_alpha=0.5 if alpha is None else alpha,
+        overlay_legend=legend,
     )  # fmt: skip
     summary.failed[:0] = problems
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
@@ -97,6 +116,9 @@ def _checked_inputs(
         {"--out": [out_dir / f"{path.stem}{suffix}" for path in paths for suffix in suffixes], "--json": json_out},
         {"input image": paths, "--checkpoint": checkpoint, "--label-map": label_map},
     )
+    # a folder given as input is read whole: outputs in it (or below it) would be inputs of the next run
+    folders = [Path(text).expanduser() for text in inputs if Path(text).expanduser().is_dir()]
+    refuse_output_over_inputs({"--out": out_dir}, {"input folder": folders})
     return paths, problems
 
 

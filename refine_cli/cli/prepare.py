@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from refine_cli.cli._console import emit_json, out
+from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._prepare_common import PrepareCommon, download_examples, prepare_command
 
 
@@ -39,22 +40,53 @@ _LOCAL_DATASETS = [
 
 
 def _list_datasets() -> None:
+    """Every dataset: what it is, its download size and login, then each one's terms, wrapped at words."""
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from refine_cli.data.acquire.manifest import list_manifests, load_manifest
 
-    table = Table(title="datasets (packaged manifests, then local ones)")
-    for column in ("name", "title", "download", "login", "licence"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for name in list_manifests():
         manifest = load_manifest(name)
-        size = sum(s.size or 0 for s in manifest.sources if not s.optional)
         login = "yes" if any(s.login for s in manifest.sources) else "no"
-        licence = " ".join(manifest.licence.split())
-        table.add_row(name, manifest.title, f"{size / 1e9:.1f} GB" if size else "?", login, licence[:120])
-    for name, title, licence in _LOCAL_DATASETS:
-        table.add_row(name, title, "none", "no", licence)
+        rows.append((name, manifest.title, download_size(manifest.sources), login, manifest.licence))
+    rows += [(name, title, "none", "no", licence) for name, title, licence in _LOCAL_DATASETS]
+    table = Table(title="datasets (packaged manifests, then local ones)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
+    for column in ("name", "download", "login"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what", ratio=1)
+    terms = Table.grid(padding=(0, 2))
+    terms.add_column(no_wrap=True)
+    terms.add_column(ratio=1)
+    for name, title, size, login, licence in rows:
+        table.add_row(Text(name), size, login, Text(title))
+        terms.add_row(Text(name), Text(" ".join(licence.split()) or "not stated"))
     out.print(table)
+    out.print(Text("terms of use", style="bold"))
+    out.print(terms)
+
+
+def download_size(sources: list[Any]) -> str:
+    """The download of a dataset's sources: `2.0 GB`, `~0.9 GB` (published rough sizes), `+ ?` for unknown ones.
+
+    Optional sources (e.g. SBD for `voc --aug`) are added on a second line.
+    """
+
+    def total(chosen: list[Any]) -> str:
+        known = sum(s.size or s.approx_size or 0 for s in chosen)
+        rough = any(s.size is None and s.approx_size for s in chosen)
+        unknown = any(s.size is None and s.approx_size is None for s in chosen)
+        if not known:
+            return "?"
+        amount = f"{known / 1e9:.1f} GB" if known >= 1e8 else f"{known / 1e6:.0f} MB"
+        return ("~" if rough else "") + amount + (" + ?" if unknown else "")
+
+    needed = [s for s in sources if not s.optional]
+    optional = [s for s in sources if s.optional]
+    return total(needed) + (f"\n+{total(optional)} optional" if optional else "")
 
 
 def _limit_option(flag: str, metavar: str, minimum: float, help_text: str) -> Any:
@@ -126,7 +158,7 @@ def prepare_callback(
         _list_datasets()
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help())
+        typer.echo(ctx.get_help(), color=ctx.color)
         raise typer.Exit()
 
 
@@ -170,7 +202,8 @@ def register(app: typer.Typer) -> None:
     """Attach `refine prepare` and one subcommand per dataset (order = order in --help)."""
     from refine_cli.cli import prepare_custom, prepare_scenes, prepare_shapes
 
-    prepare_app = typer.Typer(
+    prepare_app = RefineTyper(
+        cls=RefineGroup,
         help="Download (or take) a dataset's archives, convert them to the unified format and check the result. "
         "The download and archive limits below go before the dataset name.",
         no_args_is_help=False,

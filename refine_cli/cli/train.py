@@ -30,6 +30,10 @@ Examples:
 """
 
 Opt = Optional  # noqa: UP045 - typer evaluates annotations at runtime
+_RECIPE_HELP = (
+    "A named recipe (see Recipes above) or a YAML file. Without it: the built-in LW-RefineNet settings, "
+    "sized to the data for a `refine prepare custom` dataset."
+)
 
 
 def train_command(
@@ -37,7 +41,7 @@ def train_command(
     out_dir: Annotated[
         Opt[Path], typer.Option("--out", help="Run folder: config.yaml, last.pt, best.pt, metrics.")
     ] = None,
-    recipe: Annotated[Opt[str], typer.Option("--recipe", help="Named recipe (listed above) or a YAML file.")] = None,
+    recipe: Annotated[Opt[str], typer.Option("--recipe", help=_RECIPE_HELP)] = None,
     resume: Annotated[Opt[Path], typer.Option("--resume", help="Continue the run in this folder exactly.")] = None,
     class_weights: Annotated[
         Opt[str],
@@ -47,6 +51,7 @@ def train_command(
             help="Weight the loss per class for imbalanced data: auto = median-frequency balancing from the "
             "training split's pixel counts (clipped to 0.1-10), or one number per class.",
             rich_help_panel="Training",
+            show_default="none",
         ),
     ] = None,
     settings: Annotated[
@@ -91,11 +96,16 @@ def _parameter_name(key: str) -> str:
 
 def _config_parameters() -> list[inspect.Parameter]:
     """One keyword parameter, with its typer.Option, per flag of the train options table."""
+    from refine_cli.engine.train.config import TrainConfig
+
+    builtin = TrainConfig().to_dict()
     parameters = []
     for key, hint, spec in train_options():
         kind = next(arg for arg in (typing.get_args(hint) or (hint,)) if arg is not type(None))
         decls = (f"{spec.flag}/--no-{spec.flag[2:]}",) if kind is bool else (spec.flag,)
-        settings: dict[str, Any] = {"help": spec.help, "rich_help_panel": spec.panel}
+        section, name = key.split(".")
+        settings: dict[str, Any] = {"help": spec.help, "rich_help_panel": spec.panel,
+                                    "show_default": _default_shown(spec.flag, builtin[section][name])}  # fmt: skip
         if spec.minimum is not None:
             settings["min"] = kind(spec.minimum)
         if spec.metavar or spec.choices:
@@ -104,6 +114,16 @@ def _config_parameters() -> list[inspect.Parameter]:
         parameters.append(inspect.Parameter(_parameter_name(key), inspect.Parameter.KEYWORD_ONLY, default=None,
                                             annotation=annotation))  # fmt: skip
     return parameters
+
+
+def _default_shown(flag: str, value: Any) -> str | bool:
+    """`[default: 500 or the recipe's]`: the option is None until given, so its help names the built-in value.
+
+    A recipe (or the own-data sizing, or a resumed run's config) sets its own; False = nothing to show.
+    """
+    if isinstance(value, bool):
+        value = flag[2:] if value else f"no-{flag[2:]}"
+    return False if value is None or value == "" else f"{value} or the recipe's"
 
 
 def _generated_signature() -> inspect.Signature:
@@ -268,4 +288,9 @@ def register(app: typer.Typer) -> None:
 
     train_command.__signature__ = _generated_signature()  # type: ignore[attr-defined]
     summary = (train_command.__doc__ or "").split("\n\n")[0]
-    app.command("train", help=f"{summary}\n\nRecipes: {', '.join(list_recipes())}.\n{_EXAMPLES}")(train_command)
+    defaults = (
+        "A recipe sets every option at once and the flags given override it; `[default: X or the recipe's]` "
+        "is refine's built-in value, which a recipe, the own-data sizing or a resumed run may replace."
+    )
+    recipes = f"Recipes: {', '.join(list_recipes())}."
+    app.command("train", help=f"{summary}\n\n{recipes}\n\n{defaults}\n{_EXAMPLES}")(train_command)

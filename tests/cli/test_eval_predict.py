@@ -117,6 +117,41 @@ def test_predict_writes_labels_overlays_probs_and_skips_bad_files(workspace: dic
     assert not (out / "broken.png").exists()
 
 
+def test_overlay_outlines_every_region_in_its_class_colour() -> None:
+    from refine_cli.data.format.palette import overlay, palette_array
+
+    table = palette_array([[0, 0, 0], [200, 30, 30], [30, 200, 30]], 3)
+    label = np.zeros((40, 40), np.uint8)
+    label[10:30, 10:30] = 1
+    label[15:25, 15:25] = 2
+    image = np.full((40, 40, 3), 128, np.uint8)
+    drawn = overlay(image, label, table, alpha=0.3)
+    assert tuple(drawn[10, 20]) == (200, 30, 30) and tuple(drawn[15, 20]) == (30, 200, 30)  # borders, full colour
+    assert tuple(drawn[12, 20]) not in ((200, 30, 30), (128, 128, 128))  # inside: blended at alpha 0.3
+    assert tuple(overlay(image, label, table, alpha=0.0)[12, 20]) == (128, 128, 128)  # 0: only the outlines
+
+
+def test_predict_overlay_alpha_and_legend(workspace: dict[str, Path], tmp_path: Path) -> None:
+    """Overlays had no outlines, no legend and a fixed opacity: --alpha and --legend style them."""
+    image = sorted((workspace["data"] / "images").iterdir())[0]
+    base = ["predict", str(image), "--checkpoint", str(workspace["ck"]), "--device", "cpu", "--overlay"]
+    plain = _run([*base, "--out", str(tmp_path / "plain"), "--alpha", "0"])
+    assert plain.exit_code == 0, plain.output
+    styled = _run([*base, "--out", str(tmp_path / "styled"), "--alpha", "1", "--legend"])
+    assert styled.exit_code == 0, styled.output
+    name = f"{image.stem}_overlay.jpg"
+    thin = np.asarray(Image.open(tmp_path / "plain" / name).convert("RGB")).astype(int)
+    legend = np.asarray(Image.open(tmp_path / "styled" / name).convert("RGB")).astype(int)
+    source = np.asarray(Image.open(image).convert("RGB")).astype(int)
+    assert thin.shape == source.shape and legend.shape[1] == 64 and legend.shape[0] > 64  # a legend strip below
+    assert np.abs(legend[:64] - thin).mean() > 10  # opacity 1 against 0: the labels' colours replace the photo
+    strip = legend[64:]
+    assert (strip > 230).all(axis=2).mean() > 0.4 and (strip < 100).all(axis=2).sum() > 20  # white with dark text
+    line = [part for part in _run([*base[:-1], "--out", str(tmp_path / "no"), "--legend"]).output.splitlines() if part]
+    assert line == ["error: --legend styles the overlay, drawn only with --overlay (add --overlay)"]
+    assert _run([*base, "--out", str(tmp_path / "x"), "--alpha", "1.5"]).exit_code == 2
+
+
 def test_predict_nothing_processed_and_unwritable_out(workspace: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")

@@ -173,6 +173,25 @@ def test_bench_times_both_runtimes_in_one_table() -> None:
     assert unknown.exit_code == 2 and "unknown runtime 'tensorrt'" in unknown.output
 
 
+def test_bench_times_an_exported_file_under_onnx_runtime(exported: dict) -> None:
+    """`bench --checkpoint x.onnx` called a valid file "corrupt or of another kind"; now it is timed as it is."""
+    args = ["bench", "--checkpoint", str(exported["onnx"]), "-m", "lw-refinenet-mobilenetv2", "--size", "64",
+            "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "6"]  # fmt: skip
+    result = _run([*args, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    onnx_row, torch_row = json.loads(result.stdout)
+    assert onnx_row["label"] == "lw-refinenet-mobilenetv2 (tiny.onnx)" and onnx_row["runtime"] == "onnxruntime"
+    assert onnx_row["onnxruntime"]["providers"][0] == "CPUExecutionProvider" and onnx_row["onnxruntime"]["opset"] >= 17
+    assert onnx_row["checkpoint"] == str(exported["onnx"]) and onnx_row["num_classes"] == 6
+    assert onnx_row["params"] == torch_row["params"] and onnx_row["gmacs"] == torch_row["gmacs"]
+    assert onnx_row["bn_folded"] == torch_row["bn_folded"] > 0 and onnx_row["latency_ms"]["mean"] > 0
+    assert torch_row["label"] == "lw-refinenet-mobilenetv2" and torch_row["runtime"] == "torch"
+    table = _run(args)
+    assert "(tiny.onnx)" in table.stdout and "onnxruntime" in table.stdout  # the label wraps at its space
+    refused = _run([*args, "--precision", "bf16"])
+    assert "runs at the precision it was exported with" in _one_line_refusal(refused)
+
+
 # --- `--static HxW` and `--fp16`: the files they write, and eval/predict through them ---
 
 STATIC = (48, 64)  # not square: a height/width swap anywhere would show
@@ -283,6 +302,11 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     args = ["predict", str(small), "--checkpoint", str(onnx_path), "--out", str(tmp_path / "o2"), "--tile", "48x64"]
     line = _one_line_refusal(_run([*args, "--device", "cpu"]))
     assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
+    bench = ["bench", "--checkpoint", str(onnx_path), "--iters", "2", "--warmup", "0", "--device", "cpu"]
+    line = _one_line_refusal(_run([*bench, "--size", "64"]))
+    assert "was exported for 48x64 inputs only, not --size 64x64" in line and "use --size 48x64" in line
+    timed = _run([*bench, "--size", "48x64", "--json", "-"])
+    assert timed.exit_code == 0 and json.loads(timed.stdout)[0]["size"] == [48, 64], timed.output
 
 
 def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tmp_path: Path) -> None:

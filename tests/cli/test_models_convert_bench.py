@@ -31,10 +31,16 @@ def _assert_one_line_error(result, *fragments: str) -> None:
         assert fragment in lines[0]
 
 
-def test_models_json_has_exact_counts() -> None:
+@pytest.fixture(scope="module")
+def catalogue() -> list[dict]:
+    """`refine models --json -`: every model's row (counted once for the tests of this file)."""
     result = _run("models", "--json", "-")
     assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    return json.loads(result.stdout)
+
+
+def test_models_json_has_exact_counts(catalogue: list[dict]) -> None:
+    rows = {row["name"]: row for row in catalogue}
     assert rows["lw-refinenet-50"]["params"] == 27_357_525
     assert rows["lw-refinenet-101"]["params"] == 46_349_653
     assert rows["lw-refinenet-mobilenetv2"]["params"] == 3_284_565
@@ -43,6 +49,24 @@ def test_models_json_has_exact_counts() -> None:
     assert rows["tv:lraspp_mobilenet_v3_large"]["peer"] is True
     assert not rows["lw-refinenet-50"]["peer"]
     assert "FLOPs = 2 x MACs" in rows["lw-refinenet-50"]["mac_unit"]
+
+
+def test_models_fit_80_columns_with_one_line_per_model(catalogue: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns (and in a pipe) a few words per model replace the descriptions: 29 lines, not 93."""
+    from refine_cli.engine.bench import catalog
+
+    monkeypatch.setattr(catalog, "describe_models", lambda *args, **kwargs: catalogue)
+    narrow = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert len(lines) <= 30 and max(len(line) for line in lines) <= 80 and "…" not in narrow.stdout, narrow.stdout
+    wide = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"}).stdout.splitlines()
+    for row in catalogue:
+        line = next(line for line in lines if line.split()[:1] == [row["name"]])
+        assert f"{row['params']:,}" in line and f"{row['gmacs']:.2f}" in line, line
+        assert line.rstrip().endswith(row["summary"].removeprefix("peer: ")), line  # whole, on the model's line
+        assert next(line for line in wide if line.split()[:1] == [row["name"]]).rstrip().endswith(row["description"])
+    assert "Full descriptions: a wider terminal or --json." in narrow.stdout
 
 
 def test_bench_json_fields_and_consistency() -> None:
@@ -66,16 +90,25 @@ def test_bench_json_fields_and_consistency() -> None:
     assert rows[0]["gmacs"] == pytest.approx(8.584 / 64, rel=0.01)  # MACs scale with the pixel count
 
 
-def test_bench_table_and_checkpoint(tmp_path: Path) -> None:
+def test_bench_table_and_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --checkpoint row is named by its file: beside a --model row of the same architecture, the two differ."""
+    from refine_cli.engine.bench import plot
     from refine_cli.models import create_model
     from refine_cli.models.checkpoint import save_checkpoint
 
-    path = tmp_path / "ck.pt"
+    path = tmp_path / "best.pt"
     name = "lw-refinenet-mobilenetv2"
     save_checkpoint(path, model_name=name, model=create_model(name, num_classes=4), num_classes=4)
-    result = _run("bench", "--checkpoint", str(path), *TINY, "--batch", "2", "--precision", "bf16", "--channels-last")
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda figure, target: figures.append(figure) or Path(target))
+    args = ["bench", "--checkpoint", str(path), "-m", name, *TINY, "--batch", "2", "--precision", "bf16"]
+    result = _run(*args, "--channels-last", "--plot", str(tmp_path / "speed.png"))
     assert result.exit_code == 0, result.output
-    assert name in result.stdout and "bf16" in result.stdout and "not a CUDA benchmark" in result.stdout
+    assert "bf16" in result.stdout and "not a CUDA benchmark" in result.stdout
+    rows = [line.split()[:2] for line in result.stdout.splitlines() if line.strip().startswith(name)]
+    assert len(rows) == 2 and rows[0] == [name, "(best.pt)"] and rows[1][1][0].isdigit(), result.stdout
+    labels = sorted(text.get_text() for text in figures[0].axes[0].texts)
+    assert labels == sorted([f"{name} (best.pt)", name])
 
 
 def _bench_row(model: str, runtime: str, mean: float):  # noqa: ANN202 - a BenchResult
@@ -84,8 +117,9 @@ def _bench_row(model: str, runtime: str, mean: float):  # noqa: ANN202 - a Bench
     latency = {"mean": mean, "std": 0.5, "min": mean - 1, "p50": mean, "p90": mean + 1, "p99": mean + 2.34}
     env = {"cpu": "a CPU", "torch": "2.x", "torchvision": "0.x", "refine": "0.1.0"}
     return BenchResult(
-        model=model, runtime=runtime, size=[64, 64], device="cpu", batch=1, precision="fp32", channels_last=True,
-        compile=False, compile_mode=None, params=11_025_477, gmacs=163.58, latency_ms=latency, fps=1000 / mean,
+        model=model, label=model, runtime=runtime, size=[64, 64], device="cpu", batch=1, precision="fp32",
+        channels_last=True, compile=False, compile_mode=None, params=11_025_477, gmacs=163.58, latency_ms=latency,
+        fps=1000 / mean,
         peak_memory_mb=1234.0, peak_reserved_mb=None, compile_time_s=None, env=env, threads=1, onnxruntime=None,
         checkpoint=None, num_classes=21, mac_unit="MACs", timed="forward", timer="time.perf_counter", warmup=1,
         iters=3, bn_folded=52, malloc_tuned=True, notes=[],

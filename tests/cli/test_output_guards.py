@@ -95,23 +95,29 @@ def test_json_equals_form_checks_the_folder_up_front(ws: dict[str, Path], tmp_pa
     assert "does not exist" in line and not (tmp_path / "no").exists()
 
 
-def test_predict_next_to_inputs_only_when_nothing_is_replaced(ws: dict[str, Path], tmp_path: Path) -> None:
+def test_predict_never_writes_into_an_input_folder(ws: dict[str, Path], tmp_path: Path) -> None:
+    """`predict photos/ --out photos` wrote the PNGs among the photos, and the next run took them as inputs."""
     photos = tmp_path / "photos"
     photos.mkdir()
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(image).save(photos / "a.jpg")
+    predict = ["predict", "-c", str(ws["ck"]), "--device", "cpu"]
+    for out in (photos, photos / "preds", photos / "deep" / "er"):  # the folder itself, or anywhere below it
+        line = _refused([*predict, str(photos), "--out", str(out)], photos)
+        assert f"--out {out} " in line and f"the input folder {photos}" in line, line
+        assert not (photos / "a.png").exists() and not (photos / "preds").exists()
+    # b.png is an input image and would be replaced by the prediction for b.png
     Image.fromarray(image).save(photos / "b.png")
-    # b.png is an input and would be replaced by the prediction for b.png
-    line = _refused(["predict", str(photos), "-c", str(ws["ck"]), "--out", str(photos), "--device", "cpu"], photos)
+    line = _refused([*predict, str(photos / "b.png"), "--out", str(photos)], photos)
     assert "would overwrite the input image" in line and "b.png" in line
-    (photos / "b.png").unlink()
-    # only a.jpg: a.png beside it replaces nothing, so it is allowed
-    ok = CliRunner().invoke(app, ["predict", str(photos), "-c", str(ws["ck"]), "--out", str(photos), "--device", "cpu"])
+    # images given one by one: a prediction beside its image replaces nothing and is allowed
+    ok = CliRunner().invoke(app, [*predict, str(photos / "a.jpg"), "--out", str(photos)])
     assert ok.exit_code == 0, ok.output
     assert (photos / "a.jpg").is_file() and (photos / "a.png").is_file()
+    (photos / "a.png").unlink()
     # --json onto an input image
-    line = _refused(["predict", str(photos / "a.jpg"), "-c", str(ws["ck"]), "--out", str(tmp_path / "o"),
-                     "--json", str(photos / "a.jpg")], photos)  # fmt: skip
+    line = _refused([*predict, str(photos / "a.jpg"), "--out", str(tmp_path / "o"), "--json", str(photos / "a.jpg")],
+                    photos)  # fmt: skip
     assert "would overwrite the input image" in line and not (tmp_path / "o").exists()
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
@@ -73,12 +76,32 @@ def test_eval_report_for_a_checkpoint_and_for_saved_predictions(workspace: dict[
     assert len(rows) == scores["num_images"] and [float(r["miou"]) for r in rows] == sorted(
         float(r["miou"]) for r in rows
     )
+    # wrong pixels are drawn in the colour the page names, and no class is drawn in it (it was red, a class colour)
+    wrong = tuple(int(v) for v in re.search(r'rgb\((\d+),(\d+),(\d+)\)"></span> wrong', text).groups())
+    assert wrong not in {tuple(colour) for colour in UnifiedDataset(workspace["data"]).meta.palette}
+    worst = np.asarray(Image.open(tmp_path / "ck" / "gallery" / "worst_01.png").convert("RGB"))
+    assert (worst[:, 3 * worst.shape[1] // 4 :] == wrong).all(axis=2).sum() > 50  # in the errors panel
 
     rescored = _run("eval", "--pred", str(tmp_path / "pred"), "--data", data, "--report", str(tmp_path / "p"))
     assert rescored.exit_code == 0, rescored.output
     _check_report(tmp_path / "p", names)
     # the same predictions give the same per-image scores either way
     assert (tmp_path / "p" / "per_image.csv").read_text() == (tmp_path / "ck" / "per_image.csv").read_text()
+
+
+def test_error_colour_is_none_of_the_class_colours() -> None:
+    from refine_cli.class_tables import voc_palette
+    from refine_cli.data.format.palette import palette_array
+    from refine_cli.engine.eval.report_figures import error_colour, error_map
+
+    for palette in (voc_palette(21), [[0, 0, 0], [230, 25, 25], [255, 0, 255], [250, 10, 10], [0, 255, 255]]):
+        table = palette_array(palette, len(palette))
+        wrong = error_colour(table, len(palette), 255)
+        nearest = min(float(np.linalg.norm(np.subtract(wrong, colour))) for colour in palette)
+        assert nearest >= 100, (wrong, nearest)
+        label = np.array([[0, 1], [1, 255]], np.uint8)
+        drawn = error_map(np.zeros((2, 2, 3), np.uint8), label, np.ones_like(label), 255, table[255], wrong)
+        assert tuple(drawn[0, 0]) == wrong and tuple(drawn[0, 1]) != wrong and tuple(drawn[1, 1]) == tuple(table[255])
 
 
 def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
@@ -128,6 +151,31 @@ def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
     assert_picture(run / "curves.png")
 
 
+def _drawn(monkeypatch: pytest.MonkeyPatch, module: object) -> list:
+    """The matplotlib figures `module` saves from now on (each still written to its file)."""
+    figures: list = []
+    save = module.save_figure  # type: ignore[attr-defined]
+    monkeypatch.setattr(module, "save_figure", lambda figure, path, **kw: figures.append(figure) or save(figure, path))
+    return figures
+
+
+def test_curves_show_a_single_logged_point_and_the_learning_rate(tmp_path: Path, monkeypatch) -> None:
+    """One logged step was drawn as a line of one point (invisible); the learning rate had no panel."""
+    from refine_cli.engine.train import run_log
+
+    figures = _drawn(monkeypatch, run_log)
+    rows = [{"kind": "train", "step": 1, "loss": 1.5, "lr": 5e-4}, {"kind": "val", "step": 1, "miou": 0.2}]
+    path = run_log.plot_curves(rows, tmp_path / "run" / "curves.png")
+    loss, miou, rate = figures[0].axes
+    for axes, value in ((loss, 1.5), (miou, 20.0), (rate, 5e-4)):
+        (line,) = axes.get_lines()
+        assert list(line.get_ydata()) == [value] and line.get_marker() not in (None, "None", "", " "), axes
+    assert "learning rate" in rate.get_ylabel() and rate.get_xlabel() == "step"
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    top = pixels[: pixels.shape[0] // 3]  # the loss panel: its one point is on the picture
+    assert (np.abs(top - (72, 120, 168)).sum(axis=2) < 40).sum() > 10
+
+
 def test_bench_plot(tmp_path: Path) -> None:
     plot = tmp_path / "speed.png"
     result = _run("bench", "-m", "lw-refinenet-mobilenetv2", "-m", "tv:lraspp_mobilenet_v3_large", "--size", "32",
@@ -137,9 +185,23 @@ def test_bench_plot(tmp_path: Path) -> None:
     assert "cannot write a plot" in _one_line_error(_run("bench", "-m", "lw-refinenet-mobilenetv2", "--plot", "x.jpg"))
 
 
-def test_check_gallery(workspace: dict[str, Path], tmp_path: Path) -> None:
-    result = _run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"), "--gallery-samples", "4")
+def test_check_gallery(workspace: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    from refine_cli.data.format import gallery
+
+    figures = _drawn(monkeypatch, gallery)
+    result = _run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"), "--gallery-samples", "4",
+                  "--json", str(tmp_path / "check.json"))  # fmt: skip
     assert result.exit_code == 0, result.output
+    # the chart's numbers are the table's (it said background 80% where the table said 74.09%), axis ends at 100%
+    report = json.loads((tmp_path / "check.json").read_text())
+    chart = figures[0].axes[0]
+    shown = [text.get_text() for text in chart.texts]
+    assert shown == [f"{100 * row['fraction']:.2f}% / {row['images']:,} img" for row in report["classes"]]
+    for row in report["classes"]:
+        assert f" {100 * row['fraction']:.2f} " in result.stdout  # the same figure in the check table
+    assert chart.get_xlim()[1] == 100 and chart.get_xscale() == "log"
+    ignore = 100 * report["ignore_pixels"] / (sum(row["pixels"] for row in report["classes"]) + report["ignore_pixels"])
+    assert f"ignore {ignore:.2f}%" in chart.get_xlabel()
     frequency = assert_picture(tmp_path / "g" / "class_frequency.png", min_colours=6)
     samples = assert_picture(tmp_path / "g" / "samples.png", min_colours=50)
     assert frequency.shape[0] > 200 and samples.shape[1] > 800

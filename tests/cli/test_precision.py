@@ -157,7 +157,7 @@ def test_eval_of_saved_predictions_refuses_precision(workspace: dict[str, Path],
     assert made.exit_code == 0, made.output
     scored = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data])
     assert scored.exit_code == 0, scored.output
-    for flag in (["--precision", "bf16"], ["--compile"], ["--device", "cpu"], ["--batch", "4"], ["--workers", "2"]):
+    for flag in (["--precision", "bf16"], ["--compile"], ["--device", "cpu"], ["--batch", "4"], ["--crf-workers", "2"]):
         result = CliRunner().invoke(app, ["eval", "--pred", str(saved), "--data", data, *flag])
         assert result.exit_code == 2 and f"{flag[0]} needs --checkpoint, not --pred" in result.output, result.output
         assert f"(drop {flag[0]})" in result.output

@@ -79,6 +79,7 @@ def test_load_by_path(tmp_path: Path) -> None:
         (lambda t: t.replace('sha256 = "' + "a" * 64 + '"', ""), "sources.main"),
         (lambda t: t.replace('file = "demo.tar"', 'file = "../demo.tar"'), "sources.main.file"),
         (lambda t: t.replace("size = 10", "size = -1"), "sources.main.size"),
+        (lambda t: t.replace("size = 10", 'approx_size = "1 GB"'), "sources.main.approx_size"),
         (lambda t: t.replace("train = 3", 'train = "3"'), "splits.train"),
         (lambda t: t.replace('title = "Demo"', 'title = "Demo"\ncolour = 1'), "colour"),
         (lambda t: t.replace('key = "main"', 'key = "main"\nmirror = 1'), "sources[0].mirror"),

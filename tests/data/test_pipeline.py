@@ -235,9 +235,37 @@ def test_cli_prepare_missing_archives_lists_them(tmp_path: Path) -> None:
     assert "VOCtrainval_11-May-2012.tar" in result.output and "http" in result.output
 
 
-def test_cli_prepare_list() -> None:
-    result = CliRunner().invoke(app, ["prepare", "--list"])
-    assert result.exit_code == 0 and "voc" in result.output
+def test_cli_prepare_list_fits_80_columns_cuts_no_licence_and_knows_the_sizes() -> None:
+    from refine_cli.data.acquire.manifest import list_manifests, load_manifest
+
+    result = CliRunner().invoke(app, ["prepare", "--list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    page = result.stdout
+    assert max(len(line) for line in page.splitlines()) <= 80 and "…" not in page
+    flat = " ".join(page.split())
+    for name in list_manifests():
+        manifest = load_manifest(name)
+        assert " ".join(manifest.licence.split()) in flat, name  # every word of the terms, wrapped not cut
+        row = next(line for line in page.splitlines() if line.startswith(f" {name} "))
+        size = row.split()[1]
+        assert size != "?" and size.lstrip("~")[0].isdigit(), row  # the sizes the README gives (approx_size)
+    sizes = {
+        line.split()[0]: " ".join(line.split()[1:3])
+        for line in page.splitlines()
+        if line[:1] == " " and line[1:2].strip()
+    }
+    assert sizes["ade20k"] == "~0.9 GB" and sizes["cityscapes"] == "~11.2 GB" and sizes["coco"] == "20.4 GB"
+
+
+def test_missing_login_archives_say_where_to_get_them(tmp_path: Path) -> None:
+    """Cityscapes' zips have no URL: the refusal names the homepage (it read "from see the dataset homepage")."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["prepare", "cityscapes", "--root", str(tmp_path), "--archives", str(empty)])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert "gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com/ (needs a login);" in line, line
+    assert "from see" not in line
 
 
 def test_unverified_source_is_pinned_by_its_measured_sha256(tmp_path: Path, archives: tuple[Path, Path]) -> None:

@@ -303,13 +303,13 @@ def _stderr_warning(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
-def missing_archives_error(missing: list[Source], archives_dir: Path) -> RefineError:
+def missing_archives_error(missing: list[Source], archives_dir: Path, homepage: str = "") -> RefineError:
     """One error that lists every file the user still has to fetch, with where to get it."""
     parts = []
     for source in missing:
-        where = " or ".join(source.urls) if source.urls else "see the dataset homepage"
+        where = " or ".join(source.urls) or homepage or "the dataset's homepage"
         login = " (needs a login)" if source.login else ""
-        parts.append(f"{source.file}{login} from {where}")
+        parts.append(f"{source.file} from {where}{login}")
     return RefineError(
         f"missing in {archives_dir}: " + "; ".join(parts),
         hint=f"download them into {archives_dir}, or drop --archives to let refine download what it can",

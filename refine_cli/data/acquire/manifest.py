@@ -29,6 +29,7 @@ _HEX = {"md5": 32, "sha1": 40, "sha256": 64}
 _SOURCE_FIELDS = {
     *("key", "file", "urls", "size", "md5", "sha1", "sha256", "login", "extract", "optional", "note"),
     "unverified",  # true = no checksum was ever published for this file (e.g. pascal_person_part.zip)
+    "approx_size",  # bytes, roughly: only shown (`prepare --list`, free-space checks never rely on it)
 }
 _TOP_FIELDS = {"name", "title", "homepage", "licence", "sources", "splits", "notes"}
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -50,6 +51,7 @@ class Source:
     note: str = ""
     sha1: str | None = None
     unverified: bool = False  # no checksum was ever published: only the size (if known) can be checked
+    approx_size: int | None = None  # a published rough size where the exact byte count is unknown (display only)
 
     def checksums(self) -> dict[str, str]:
         """The known sums by algorithm name, strongest first."""
@@ -188,9 +190,10 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
             raise fail(f"{where}.{flag}", "must be true or false")
     if not urls and not login:
         raise fail(f"{where}.urls", "is empty; give at least one URL or set login = true")
-    size = raw.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
-        raise fail(f"{where}.size", "must be a positive integer (bytes)")
+    size, approx_size = raw.get("size"), raw.get("approx_size")
+    for field_name, value in (("size", size), ("approx_size", approx_size)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise fail(f"{where}.{field_name}", "must be a positive integer (bytes)")
     sums: dict[str, str | None] = {}
     for algo, length in _HEX.items():
         value = raw.get(algo)
@@ -215,4 +218,5 @@ def _parse_source(raw: Any, index: int, fail: Any) -> Source:
         unverified=raw.get("unverified", False),
         note=note,
         sha1=sums["sha1"],
+        approx_size=approx_size,
     )

@@ -49,7 +49,7 @@ def fetch_sources(
             raise RefineError(f"--archives {archives} is not a folder")
         missing = [s for s in sources if not (Path(archives) / s.file).is_file()]
         if missing:  # one error that lists everything, before any work starts
-            raise missing_archives_error(missing, Path(archives))
+            raise missing_archives_error(missing, Path(archives), manifest.homepage)
     downloads = root / "downloads"
     if archives is None:  # everything that still has to come must fit, before the first byte
         check_download_space(sources, downloads)

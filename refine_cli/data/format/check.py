@@ -49,8 +49,17 @@ class CheckReport:
     def total_pixels(self) -> int:
         return sum(self.class_pixels) + self.ignore_pixels
 
-    def to_dict(self) -> dict[str, Any]:
+    def shares(self) -> list[float]:
+        """Each class's share of all label pixels, ignore included, in %: one number for the table, JSON and chart."""
         total = max(self.total_pixels, 1)
+        return [100 * pixels / total for pixels in self.class_pixels]
+
+    @property
+    def ignore_share(self) -> float:
+        """The ignore value's share of all label pixels, in % (the rest of `shares()` up to 100)."""
+        return 100 * self.ignore_pixels / max(self.total_pixels, 1)
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "name": self.name,
@@ -58,8 +67,10 @@ class CheckReport:
             "samples": self.samples,
             "splits": self.splits,
             "classes": [
-                {"index": i, "name": name, "pixels": px, "fraction": px / total, "images": n}
-                for i, (name, px, n) in enumerate(zip(self.classes, self.class_pixels, self.class_images, strict=True))
+                {"index": i, "name": name, "pixels": px, "fraction": share / 100, "images": n}
+                for i, (name, px, share, n) in enumerate(
+                    zip(self.classes, self.class_pixels, self.shares(), self.class_images, strict=True)
+                )
             ],
             "ignore_index": self.ignore_index,
             "ignore_pixels": self.ignore_pixels,

@@ -28,30 +28,36 @@ GALLERY_FILES = ("class_frequency.png", "samples.png")  # what write_gallery wri
 
 
 def class_frequency_chart(report: CheckReport, table: np.ndarray, path: Path) -> Path:
-    """One bar per class in the class's own colour; classes with no pixel are named in red."""
+    """One bar per class in the class's own colour; classes with no pixel are named in red.
+
+    The shares are `report.shares()`, the numbers of the check table (of all label pixels, ignore
+    included), written beside the axes as the table writes them; the log axis ends at 100%.
+    """
+    from matplotlib.ticker import FuncFormatter
+
     count = len(report.classes)
-    total = max(sum(report.class_pixels), 1)
-    fractions = [100 * pixels / total for pixels in report.class_pixels]
+    shares = report.shares()
     font = class_font_size(count)
     figure = new_figure(8.0, max(3.0, 0.16 * count + 1.4))
     axes = figure.add_subplot()
     rows = np.arange(count)[::-1]  # class 0 on top, as in the check table
     colours = [tuple(int(v) / 255 for v in table[index]) for index in range(count)]
-    axes.barh(rows, [max(value, 1e-6) for value in fractions], color=colours, edgecolor="#555555", linewidth=0.5)
+    low = max(min([v for v in shares if v > 0], default=1e-3) / 3, 1e-4)
+    axes.barh(rows, shares, color=colours, edgecolor="#555555", linewidth=0.5)
     labels = [f"{index} {name}" for index, name in enumerate(report.classes)]
     axes.set_yticks(rows, labels, fontsize=font)
     for tick, pixels in zip(axes.get_yticklabels(), report.class_pixels, strict=True):
         if pixels == 0:
             tick.set_color("#d01010")
     axes.set_xscale("log")
-    low = max(min([v for v in fractions if v > 0], default=1e-3) / 3, 1e-4)
-    axes.set_xlim(low, max(max(fractions), low) * 8)  # room right of the longest bar for its text
-    for row, value, images in zip(rows, fractions, report.class_images, strict=True):
-        if value > 0:
-            axes.annotate(f"{value:.2g}% / {images:,} img", (value, row), textcoords="offset points", xytext=(3, -2),
-                          fontsize=max(font - 1, 4), va="center")  # fmt: skip
+    axes.set_xlim(low, 100)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    beside = axes.get_yaxis_transform()  # x in axes fractions, y in rows: the text column right of the axes
+    for row, value, images in zip(rows, shares, report.class_images, strict=True):
+        axes.text(1.01, row, f"{value:.2f}% / {images:,} img", transform=beside, fontsize=max(font - 1, 4),
+                  va="center", ha="left", clip_on=False)  # fmt: skip
     axes.set_ylim(-0.6, count - 0.4)
-    axes.set_xlabel("% of labelled pixels (log scale); text: share / images containing the class")
+    axes.set_xlabel(f"% of all label pixels (log scale; ignore {report.ignore_share:.2f}%); right: share / images")
     axes.grid(axis="x", alpha=0.3)
     axes.set_title(f"{report.name}: class frequency over {report.samples:,} samples (red: never labelled)", fontsize=9)
     return save_figure(figure, path)

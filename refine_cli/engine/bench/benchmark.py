@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -156,6 +157,7 @@ class BenchResult:
     """
 
     model: str
+    label: str  # what the table and the plot call the row: the model, or `model (best.pt)` for a checkpoint
     runtime: str
     onnxruntime: dict[str, Any] | None
     checkpoint: str | None
@@ -202,9 +204,21 @@ class _TimedStep:
 
 
 def _prepare_step(
-    builder: Callable[[], nn.Module], settings: BenchSettings, device: torch.device, runtime: str, memory: PeakMemory
+    builder: Callable[[], nn.Module] | None,
+    settings: BenchSettings,
+    device: torch.device,
+    runtime: str,
+    memory: PeakMemory,
+    onnx_file: Any = None,
 ) -> _TimedStep:
-    """Build the model under `runtime` and return its timed step; the first (compiling) call is timed apart."""
+    """Build the model under `runtime` and return its timed step; the first (compiling) call is timed apart.
+
+    `onnx_file` (an opened `refine export` file) is timed as it is, under ONNX Runtime.
+    """
+    if onnx_file is not None:
+        memory.reset_peak()
+        return _TimedStep(onnx_file.step(settings, _make_step), onnx_file.bn_folded, runtime_info=onnx_file.info)
+    assert builder is not None
     if runtime == "onnxruntime":
         from refine_cli.engine.bench.onnx_timing import onnxruntime_step
 
@@ -258,11 +272,13 @@ def benchmark_one(
     name: str,
     settings: BenchSettings,
     device: torch.device,
-    builder: Callable[[], nn.Module],
+    builder: Callable[[], nn.Module] | None,
     counter: Callable[[], nn.Module] | None = None,
     checkpoint: str | None = None,
     num_classes: int | None = None,
     runtime: str = "torch",
+    label: str | None = None,
+    onnx_file: Any = None,
 ) -> BenchResult:
     """Benchmark the model that `builder` returns under `runtime`.
 
@@ -270,10 +286,10 @@ def benchmark_one(
     Under onnxruntime the BN-folded model is exported (dynamic HxW, as `refine export`) and the
     timed step is session.run plus the same upsample + argmax.
     """
-    complexity = measure(counter or builder, settings.height, settings.width)
+    complexity = measure(counter or builder, settings.height, settings.width)  # type: ignore[arg-type]
     memory = PeakMemory(device)
     memory.start()
-    timed = _prepare_step(builder, settings, device, runtime, memory)
+    timed = _prepare_step(builder, settings, device, runtime, memory, onnx_file)
     timer_device = device if runtime == "torch" else torch.device("cpu")  # session.run returns host arrays
     for _ in range(settings.warmup):
         timed.step()
@@ -286,6 +302,7 @@ def benchmark_one(
         notes.append(memory.note)
     return BenchResult(
         model=name,
+        label=label or name,
         runtime=runtime,
         onnxruntime=timed.runtime_info,
         checkpoint=checkpoint,
@@ -298,7 +315,7 @@ def benchmark_one(
         peak_memory_mb=memory_mib.get("peak_memory_mb"),
         peak_reserved_mb=memory_mib.get("peak_reserved_mb"),
         device=str(device),
-        precision=settings.precision,
+        precision=onnx_file.card.precision if onnx_file is not None else settings.precision,
         batch=settings.batch,
         size=[settings.height, settings.width],
         channels_last=settings.channels_last and runtime == "torch",
@@ -333,21 +350,7 @@ def run_benchmarks(
     runtimes = _check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
         model_info(name)
-    jobs: list[dict[str, Any]] = []
-    if checkpoint:
-        from refine_cli.models import create_model
-        from refine_cli.models.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(checkpoint)
-        jobs.append(
-            {
-                "name": loaded.model,
-                "builder": loaded.build_model,
-                "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
-                "checkpoint": checkpoint,
-                "num_classes": loaded.num_classes,
-            }
-        )
+    jobs = [_checkpoint_job(checkpoint, settings, device)] if checkpoint else []
     jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
     if not jobs:
         raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")
@@ -363,7 +366,7 @@ def run_benchmarks(
         with tf32_mode(settings.precision == "tf32"):
             cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
         for job in jobs:
-            for runtime in runtimes:
+            for runtime in ["onnxruntime"] if job.get("onnx_file") else runtimes:  # an .onnx file has one runtime
                 if on_start:
                     on_start(job["name"] + ("" if runtimes == ["torch"] else f" ({runtime})"))
                 # TF32 switches only around PyTorch rows: the ONNX exporter refuses half-set TF32 flags
@@ -376,6 +379,31 @@ def run_benchmarks(
         torch.set_num_threads(saved_threads)
         torch.backends.cudnn.benchmark = saved_cudnn
     return results
+
+
+def _checkpoint_job(checkpoint: str, settings: BenchSettings, device: torch.device) -> dict[str, Any]:
+    """The row of --checkpoint: a refine checkpoint (.pt) or an exported file (.onnx, timed by ONNX Runtime).
+
+    Labelled with its file name, so it never reads like the same model's --model row.
+    """
+    from refine_cli.engine.infer.loop import is_onnx_file
+    from refine_cli.models import create_model
+
+    if is_onnx_file(checkpoint):
+        from refine_cli.engine.bench.onnx_timing import onnx_file_job
+
+        return onnx_file_job(checkpoint, settings, device)
+    from refine_cli.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    return {
+        "name": loaded.model,
+        "label": f"{loaded.model} ({Path(checkpoint).name})",
+        "builder": loaded.build_model,
+        "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
+        "checkpoint": checkpoint,
+        "num_classes": loaded.num_classes,
+    }
 
 
 def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:

@@ -7,6 +7,15 @@ from typing import Any
 
 from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE, measure
 
+# A few words per kind of model, for `refine models` in a narrow terminal (the description has the rest)
+_SUMMARIES = {
+    "lw": "Light-Weight, BMVC 2018",
+    "cascade4": "4-cascade, CVPR 2017",
+    "cascade2": "2-cascade (paper 4.3)",
+    "single": "single block (paper 4.3)",
+    "2scale": "2-scale (paper 4.3)",
+}
+
 
 def describe_models(height: int = 512, width: int = 512, num_classes: int = 21) -> list[dict[str, Any]]:
     """One row per registered model, then the torchvision peers: params and GMACs at height x width."""
@@ -39,4 +48,5 @@ def _row(name: str, family: str, backbone: str, variant: str, description: str, 
         "params": cost.params,
         "gmacs": round(cost.gmacs, 3),
         "description": description,
+        "summary": f"peer: {description.split(',')[0]}" if peer else _SUMMARIES.get(variant, description),
     }

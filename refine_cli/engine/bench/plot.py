@@ -66,8 +66,7 @@ def plot_benchmarks(results: list[BenchResult], path: str | Path, x_axis: str = 
         )  # fmt: skip
         seen.add(kind)
         xs.append(x)
-        name = row.model + (" (checkpoint)" if row.checkpoint else "")
-        name += f" [{runtime}]" if several_runtimes else ""
+        name = row.label + (f" [{runtime}]" if several_runtimes else "")
         axes.annotate(name, (x, latency["mean"]), textcoords="offset points", xytext=(6, 5), fontsize=8)
     positive = [value for value in xs if value > 0]
     if positive and max(positive) / min(positive) > 20:

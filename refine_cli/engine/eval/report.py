@@ -28,7 +28,13 @@ from refine_cli.data.format.palette import palette_array
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.engine.eval.evaluator import EvalReport
 from refine_cli.engine.eval.per_image import GalleryItem, PerImageScores
-from refine_cli.engine.eval.report_figures import confusion_heatmap, gallery_row, per_class_chart, top_confusions
+from refine_cli.engine.eval.report_figures import (
+    confusion_heatmap,
+    error_colour,
+    gallery_row,
+    per_class_chart,
+    top_confusions,
+)
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic, write_text_atomic
 
@@ -124,7 +130,9 @@ def _legend(item: GalleryItem, names: list[str], table: np.ndarray) -> str:
     return f'<div class="legend">{"".join(parts)}</div>'
 
 
-def _gallery(items: list[GalleryItem], kind: str, out_dir: Path, dataset: UnifiedDataset, table: np.ndarray) -> str:
+def _gallery(
+    items: list[GalleryItem], kind: str, out_dir: Path, dataset: UnifiedDataset, table: np.ndarray, wrong: tuple
+) -> str:
     meta = dataset.meta
     blocks = []
     for rank, item in enumerate(items, start=1):
@@ -135,7 +143,7 @@ def _gallery(items: list[GalleryItem], kind: str, out_dir: Path, dataset: Unifie
                 f"{item.label.shape[1]}x{item.label.shape[0]}",
                 hint="the data set is inconsistent; run `refine check` on it",
             )
-        row = gallery_row(image, item.label, item.pred, table, meta.ignore_index)
+        row = gallery_row(image, item.label, item.pred, table, meta.ignore_index, wrong)
         name = f"gallery/{kind}_{rank:02d}.png"
         write_bytes_atomic(out_dir / name, encode_image_png(row))
         caption = (
@@ -160,15 +168,16 @@ def write_eval_report(out_dir: Path, report: EvalReport, samples: PerImageScores
     per_class_chart(names, report.scores.iou, report.scores.acc, out_dir / "per_class.png")
     confusion_heatmap(matrix, names, out_dir / "confusion.png")
     worst, best = samples.worst(), samples.best()
-    worst_html = _gallery(worst, "worst", out_dir, dataset, table)
-    best_html = _gallery(best, "best", out_dir, dataset, table)
+    wrong = error_colour(table, meta.num_classes, meta.ignore_index)  # a colour no class is drawn in
+    worst_html = _gallery(worst, "worst", out_dir, dataset, table, wrong)
+    best_html = _gallery(best, "best", out_dir, dataset, table, wrong)
     current = {f"{kind}_{rank:02d}.png" for kind, items in (("worst", worst), ("best", best))
                for rank in range(1, len(items) + 1)}  # fmt: skip
     for stale in (out_dir / "gallery").glob("*_[0-9][0-9].png"):  # from an earlier report into the same folder
         if stale.name not in current and stale.name.startswith(("worst_", "best_")):
             stale.unlink()
     write_text_atomic(out_dir / "per_image.csv", _per_image_csv(samples))
-    write_text_atomic(out_dir / REPORT_FILE, _page(report, matrix, table, worst_html, best_html))
+    write_text_atomic(out_dir / REPORT_FILE, _page(report, matrix, table, worst_html, best_html, wrong))
     return out_dir / REPORT_FILE
 
 
@@ -183,7 +192,9 @@ def _per_image_csv(samples: PerImageScores) -> str:
     return buffer.getvalue()
 
 
-def _page(report: EvalReport, matrix: np.ndarray, table: np.ndarray, worst_html: str, best_html: str) -> str:
+def _page(
+    report: EvalReport, matrix: np.ndarray, table: np.ndarray, worst_html: str, best_html: str, wrong: tuple
+) -> str:
     summary = report.scores.summary()
     names = list(report.class_names)
     what = report.settings.get("checkpoint") or report.settings.get("predictions") or "?"
@@ -231,7 +242,8 @@ def _page(report: EvalReport, matrix: np.ndarray, table: np.ndarray, worst_html:
         if confusion_rows
         else "<p>No pixel was confused.</p>",
         "<h2>Worst images by per-image mIoU</h2>",
-        "<p>image | ground truth | prediction | errors (red: wrong; grey: right; pale: ignored). "
+        f"<p>image | ground truth | prediction | errors ({_swatch(np.array(wrong))} wrong, a colour no class has; "
+        "grey: right; the ignore colour: not scored). "
         "All scores: <a href='per_image.csv'>per_image.csv</a>.</p>",
         worst_html or "<p>No scored image.</p>",
         "<h2>Best images</h2>" if best_html else "",

@@ -15,7 +15,10 @@ from refine_cli.data.format.palette import colorize
 from refine_cli.figures import class_font_size, fit_height, new_figure, save_figure
 
 GALLERY_HEIGHT = 240  # pixels per gallery panel: enough to judge a mask, small enough for 12 rows on a page
-ERROR_COLOR = (230, 25, 25)
+# Colours a wrong pixel may get, best first; the report takes the first one far from every class colour
+_ERROR_CANDIDATES = ((255, 0, 255), (255, 0, 0), (0, 255, 255), (255, 255, 0), (255, 128, 0), (0, 255, 0),
+                     (0, 0, 255), (255, 255, 255), (0, 0, 0))  # fmt: skip
+_CLEARLY_APART = 100.0  # RGB distance at which two flat colours are not mistaken for each other
 
 
 def per_class_chart(names: list[str], iou: np.ndarray, acc: np.ndarray, path: Path) -> Path:
@@ -112,25 +115,48 @@ def top_confusions(matrix: np.ndarray, names: list[str], limit: int = 20) -> lis
     return rows
 
 
-def error_map(image: np.ndarray, label: np.ndarray, pred: np.ndarray, ignore_index: int, ignore_colour) -> np.ndarray:
-    """The image greyed and dimmed where the prediction is right, red where wrong, the ignore colour where unscored."""
+def error_colour(table: np.ndarray, num_classes: int, ignore_index: int) -> tuple[int, int, int]:
+    """The colour of wrong pixels: one that no class (nor ignore, nor the grey of right pixels) is drawn in.
+
+    The first candidate clearly apart from all of them, else the one farthest from the closest.
+    """
+    greys = [(value, value, value) for value in range(40, 160, 20)]  # right pixels: the image dimmed to grey
+    used = np.array([*table[:num_classes].tolist(), table[ignore_index].tolist(), *greys], dtype=np.float32)
+    candidates = np.array(_ERROR_CANDIDATES, dtype=np.float32)
+    nearest = np.linalg.norm(candidates[:, None, :] - used[None, :, :], axis=2).min(axis=1)
+    apart = np.flatnonzero(nearest >= _CLEARLY_APART)
+    best = int(apart[0]) if apart.size else int(nearest.argmax())
+    return _ERROR_CANDIDATES[best]
+
+
+def error_map(
+    image: np.ndarray,
+    label: np.ndarray,
+    pred: np.ndarray,
+    ignore_index: int,
+    ignore_colour,
+    wrong_colour,  # noqa: ANN001
+) -> np.ndarray:
+    """The image greyed and dimmed where the prediction is right, `wrong_colour` where wrong, ignore where unscored."""
     grey = image.astype(np.float32).mean(axis=2, keepdims=True) * 0.45 + 40
     result = np.repeat(grey, 3, axis=2).astype(np.uint8)
     wrong = (pred != label) & (label != ignore_index)
-    result[wrong] = ERROR_COLOR
+    result[wrong] = wrong_colour
     result[label == ignore_index] = ignore_colour
     return result
 
 
 def gallery_row(
-    image: np.ndarray, label: np.ndarray, pred: np.ndarray, table: np.ndarray, ignore_index: int
-) -> np.ndarray:
+    image: np.ndarray, label: np.ndarray, pred: np.ndarray, table: np.ndarray, ignore_index: int,
+    wrong_colour: tuple[int, int, int],
+) -> np.ndarray:  # fmt: skip
     """image | ground truth | prediction | error map, side by side at label size (scaled to GALLERY_HEIGHT)."""
+    errors = error_map(image, label, pred, ignore_index, table[ignore_index], wrong_colour)
     panels = [
         fit_height(image, GALLERY_HEIGHT, nearest=False),
         fit_height(colorize(label, table), GALLERY_HEIGHT, nearest=True),
         fit_height(colorize(pred, table), GALLERY_HEIGHT, nearest=True),
-        fit_height(error_map(image, label, pred, ignore_index, table[ignore_index]), GALLERY_HEIGHT, nearest=True),
+        fit_height(errors, GALLERY_HEIGHT, nearest=True),
     ]
     gap = np.full((panels[0].shape[0], 6, 3), 255, dtype=np.uint8)
     return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)

@@ -18,7 +18,7 @@ import numpy as np
 from torch import nn
 
 from refine_cli.data.format.imageio import ImageReadError, encode_label_png, read_rgb
-from refine_cli.data.format.palette import overlay, palette_array
+from refine_cli.data.format.palette import palette_array, prediction_overlay
 from refine_cli.engine.infer.crf import CRFParams
 from refine_cli.engine.infer.loop import Backend, prefetch, run_inference
 from refine_cli.errors import RefineError
@@ -99,18 +99,22 @@ def predict_images(
     workers: int | None = None,
     progress: bool = True,
     label_id_map: Sequence[int] | None = None,
+    overlay_alpha: float = 0.5,
+    overlay_legend: bool = False,
     notify: Callable[[str], None] | None = None,
 ) -> PredictSummary:
     """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image.
 
     With `label_id_map` (class index -> source id, e.g. Cityscapes trainId -> labelId) `<stem>.png` holds
     the source ids as a plain 8-bit grayscale PNG, the format benchmark servers expect; ignore and any
-    index without an entry become 0.
+    index without an entry become 0. The overlay blends the labels at `overlay_alpha` with every region
+    outlined, and with `overlay_legend` a legend of the classes present below the picture.
     """
     from tqdm import tqdm
 
     _check_unique_stems(paths)
     writer = PredictionWriter(out_dir, palette, classes, save_overlay, save_probs, label_id_map)
+    writer.overlay_alpha, writer.overlay_legend = overlay_alpha, overlay_legend
     summary = PredictSummary(out_dir=out_dir)
     created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     check_writable_folder(out_dir)  # right before the loop: its `finally` removes them if nothing is written
@@ -177,6 +181,7 @@ class PredictionWriter:
     ) -> None:
         self.out_dir, self.classes = out_dir, classes
         self.save_overlay, self.save_probs = save_overlay, save_probs
+        self.overlay_alpha, self.overlay_legend = 0.5, False  # --alpha, --legend
         self.table = palette_array(palette, len(classes))
         self.id_lut = None
         if label_id_map is not None:
@@ -193,7 +198,8 @@ class PredictionWriter:
         else:
             write_bytes_atomic(written[0], encode_label_png(label.astype(np.uint8, copy=False), self.table))
         if self.save_overlay and max(image.shape[:2]) <= JPEG_MAX_SIDE:
-            blended = cv2.cvtColor(overlay(image, label, self.table), cv2.COLOR_RGB2BGR)
+            drawn = prediction_overlay(image, label, self.table, self.classes, self.overlay_alpha, self.overlay_legend)
+            blended = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
             ok, jpeg = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if ok:
                 written.append(self.out_dir / f"{stem}_overlay.jpg")

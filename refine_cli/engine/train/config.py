@@ -85,7 +85,9 @@ class DataConfig:
     min_short_side: int | None = option(350, minimum=1)
     hflip: bool = True
     batch: int = option(6, flag="--batch", minimum=1, help="Images per step per process.", panel=_DATA)
-    workers: int = option(2, flag="--workers", minimum=0, help="Data loader processes.", panel=_DATA)
+    workers: int = option(
+        2, flag="--workers", minimum=0, help="Data loader processes per training process (0 = none).", panel=_DATA
+    )
 
     def __post_init__(self) -> None:
         _check_bounds(self, "data")

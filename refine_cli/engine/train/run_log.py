@@ -4,7 +4,7 @@
                                       val/miou, val/pixel_acc, val/mean_acc, val/fwiou and
                                       val_iou/<class> at every validation, plus a few validation
                                       images (image | ground truth | prediction)
-    runs/NAME/curves.png              training loss and validation mIoU against steps
+    runs/NAME/curves.png              training loss, validation mIoU and learning rate against steps
 
 `tensorboard --logdir runs/` shows every run under its folder name. The trainer calls this module
 only where it already logs (every `log_every` steps and at validation), never per step, and only
@@ -105,24 +105,31 @@ class TrainLog:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Training loss (top) and validation mIoU (bottom) against the optimiser step."""
-    train = [(row["step"], row["loss"]) for row in rows if row.get("kind") == "train" and row.get("loss") is not None]
-    val = [(row["step"], row["miou"]) for row in rows if row.get("kind") == "val" and row.get("miou") is not None]
-    figure = new_figure(7.0, 5.0)
-    loss_axes, miou_axes = figure.subplots(2, 1, sharex=True)
-    if train:
-        steps, losses = zip(*train, strict=True)
-        loss_axes.plot(steps, losses, color="#4878a8", linewidth=1.2)
-    loss_axes.set_ylabel("training loss")
-    loss_axes.grid(alpha=0.3)
+    """Training loss, validation mIoU and the learning rate against the optimiser step.
+
+    Few points are drawn as markers too: a run with one logged point shows that point, not an empty panel.
+    """
+    train = [row for row in rows if row.get("kind") == "train" and row.get("loss") is not None]
+    val = [(row["step"], 100 * row["miou"]) for row in rows if row.get("kind") == "val" and row.get("miou") is not None]
+    figure = new_figure(7.0, 6.5)
+    loss_axes, miou_axes, lr_axes = figure.subplots(3, 1, sharex=True)
+    _series(loss_axes, [(row["step"], row["loss"]) for row in train], "#4878a8", "training loss")
+    _series(miou_axes, val, "#d0502a", "validation mIoU %")
     if val:
-        steps, mious = zip(*val, strict=True)
-        miou_axes.plot(steps, [100 * m for m in mious], marker="o", color="#d0502a", linewidth=1.2)
-        best = max(range(len(mious)), key=lambda i: mious[i])
-        miou_axes.annotate(f"best {100 * mious[best]:.1f}", (steps[best], 100 * mious[best]), fontsize=8,
-                           textcoords="offset points", xytext=(4, -12))  # fmt: skip
-    miou_axes.set_ylabel("validation mIoU %")
-    miou_axes.set_xlabel("step")
-    miou_axes.grid(alpha=0.3)
+        best = max(val, key=lambda point: point[1])
+        miou_axes.annotate(f"best {best[1]:.1f}", best, fontsize=8, textcoords="offset points", xytext=(4, -12))
+    rates = [(row["step"], row["lr"]) for row in train if row.get("lr") is not None]
+    _series(lr_axes, rates, "#5a9e4b", "learning rate\n(encoder)")
+    lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    lr_axes.set_xlabel("step")
     figure.suptitle(path.parent.name, fontsize=10)
     return save_figure(figure, path)
+
+
+def _series(axes: Any, points: list[tuple[float, float]], colour: str, label: str) -> None:
+    """One curve; with fewer than 30 points each is marked (a single point drawn as a line is invisible)."""
+    if points:
+        steps, values = zip(*points, strict=True)
+        axes.plot(steps, values, color=colour, linewidth=1.2, marker="o" if len(points) < 30 else None, markersize=4)
+    axes.set_ylabel(label)
+    axes.grid(alpha=0.3)
