@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refine_cli.data.load.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from refine_cli.data.load.normalize import input_normalization, normalize_image
 from refine_cli.engine.infer.crf import CRFParams, CRFPool
 from refine_cli.engine.infer.model_prep import (
     check_precision,
@@ -61,7 +61,7 @@ class TorchBackend:
         check_precision(precision, self.device)
         self.precision = precision
         self.num_classes = getattr(model, "num_classes", None)
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = input_normalization(model)  # the checkpoint's own, else ImageNet's
         self._forward: Callable[[torch.Tensor], torch.Tensor] = compile_for_inference(model) if compile_model else model
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
