@@ -223,12 +223,15 @@ def run_inference(
     batch_size: int = 1,
     workers: int | None = None,
     want_probs: bool = False,
+    upsample: str = "bilinear",
+    short_side: tuple[int, int] | None = None,
 ) -> Iterator[Prediction]:
     """(key, HxWx3 uint8 RGB) samples -> Predictions in the same order, at each image's own resolution.
 
     Images of equal shape are batched (up to `batch_size`); every view of the TTA goes through the
     backend; with `crf` the dense CRF runs in `workers` processes while the next batch is inferred.
-    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W).
+    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W). `upsample` and
+    `short_side` are the test protocol's logit resize and short-side range (see `predict_batch_probs`).
     """
     backend = as_backend(model)
     labels_only = crf is None and not want_probs  # then one view needs no softmax (see predict_batch_probs)
@@ -238,7 +241,10 @@ def run_inference(
             images = torch.stack(
                 [normalize_image(image, backend.device, backend.mean, backend.std) for _, image in group]
             )
-            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=tile, labels_only=labels_only)
+            probs = predict_batch_probs(
+                backend, images, scales=scales, flip=flip, tile=tile, labels_only=labels_only, upsample=upsample,
+                short_side=short_side,
+            )  # fmt: skip
             for (key, image), sample_probs in zip(group, probs, strict=True):
                 yield key, image, sample_probs
 
