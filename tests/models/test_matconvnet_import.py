@@ -151,3 +151,17 @@ def test_other_files_are_refused_with_what_they_are(tmp_path: Path, narrow: None
     refused(good, "not --model refinenet-101", expect_model="refinenet-101")
     ade = write_release_file(tmp_path / "refinenet_res50_voc2012_copy.mat", Variant(depth=50, channels=151), seed=1)
     refused(ade, "named like a voc model but has 151 outputs")
+
+
+def test_an_array_claiming_too_many_values_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    import h5py
+
+    from refine_cli import matfile
+
+    with h5py.File(tmp_path / "lying.mat", "w", userblock_size=512) as handle:  # 2**27 singles, none written
+        node = handle.create_dataset("w", shape=(1 << 27, 1), dtype=np.float32, chunks=(1024, 1))
+        node.attrs.create("MATLAB_class", np.bytes_("single"))
+    assert (tmp_path / "lying.mat").stat().st_size < 100_000
+    with matfile.open_mat73(tmp_path / "lying.mat", "test file") as handle:
+        with pytest.raises(RefineError, match="claims 134,217,728 values"):
+            matfile.read_numeric(handle["w"], "w")
