@@ -74,43 +74,41 @@ def _find(extracted: Path, marker: str, hint: str) -> Path:
     raise RefineError(f"{extracted} does not contain {marker}", hint=hint)
 
 
-def _strings(path: Path, variable: str) -> list[str]:
-    """A cell of text (allsplit.mat, seg37list.mat) from a v7.3 or an older MAT-file."""
+_AGAIN = "download SUNRGBDtoolbox.zip again"
+
+
+def _old_mat(path: Path, variable: str, field: str | None = None) -> np.ndarray:
+    """`variable` (and, for a struct array, that its elements have `field`) from an older MAT-file (scipy)."""
     import scipy.io
 
-    if matfile.is_mat73(path):
-        with matfile.open_mat73(path, "SUN RGB-D file") as handle:
-            if variable not in handle:
-                raise RefineError(f"{path} has no variable {variable!r}", hint="download SUNRGBDtoolbox.zip again")
-            nodes = matfile.elements(handle, handle[variable], f"{path}:{variable}")
-            return [matfile.read_string(node, f"{path}:{variable}") for node in nodes]
     try:
         data = scipy.io.loadmat(path, variable_names=[variable], squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
-        raise RefineError(f"cannot read {path}: {error}", hint="download SUNRGBDtoolbox.zip again") from None
-    if variable not in data:
-        raise RefineError(f"{path} has no variable {variable!r}", hint="download SUNRGBDtoolbox.zip again")
-    return [str(value) for value in np.atleast_1d(data[variable]).ravel()]
+    except (OSError, ValueError, NotImplementedError, MemoryError, scipy.io.matlab.MatReadError) as error:
+        raise RefineError(f"cannot read {path}: {error}", hint=_AGAIN) from None
+    values = np.atleast_1d(data.get(variable, np.empty(0))).ravel()
+    if not values.size or (field is not None and not hasattr(values[0], field)):
+        raise RefineError(f"{path} has no {variable}{'.' + field if field else ''}", hint=_AGAIN)
+    return values
+
+
+def _strings(path: Path, variable: str, field: str | None = None) -> list[str]:
+    """A cell of text (allsplit.mat, seg37list.mat), or a text field of a struct array (SUNRGBDMeta.rgbpath),
+    from a v7.3 or an older MAT-file."""
+    where = f"{path}:{variable}{'.' + field if field else ''}"
+    if not matfile.is_mat73(path):
+        return [str(getattr(v, field) if field else v) for v in _old_mat(path, variable, field)]
+    with matfile.open_mat73(path, "SUN RGB-D file") as handle:
+        node = handle.get(variable)
+        if node is not None and field is not None:
+            node = node.get(field) if matfile.matlab_class(node) == "struct" else None
+        if node is None:
+            raise RefineError(f"{path} has no {variable}{'.' + field if field else ''}", hint=_AGAIN)
+        return [matfile.read_string(element, where) for element in matfile.elements(handle, node, where)]
 
 
 def read_image_paths(path: Path) -> list[str]:
     """`SUNRGBDMeta(i).rgbpath` for every frame i, from a v7.3 or an older MAT-file."""
-    import scipy.io
-
-    if matfile.is_mat73(path):
-        with matfile.open_mat73(path, "SUNRGBDMeta.mat") as handle:
-            if "SUNRGBDMeta" not in handle or "rgbpath" not in handle["SUNRGBDMeta"]:
-                raise RefineError(f"{path} has no SUNRGBDMeta.rgbpath", hint="download SUNRGBDtoolbox.zip again")
-            nodes = matfile.elements(handle, handle["SUNRGBDMeta"]["rgbpath"], f"{path}:SUNRGBDMeta.rgbpath")
-            return [matfile.read_string(node, f"{path}:SUNRGBDMeta.rgbpath") for node in nodes]
-    try:
-        data = scipy.io.loadmat(path, variable_names=["SUNRGBDMeta"], squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as error:
-        raise RefineError(f"cannot read {path}: {error}", hint="download SUNRGBDtoolbox.zip again") from None
-    frames = np.atleast_1d(data.get("SUNRGBDMeta", np.empty(0)))
-    if not frames.size or not hasattr(frames[0], "rgbpath"):
-        raise RefineError(f"{path} has no SUNRGBDMeta.rgbpath", hint="download SUNRGBDtoolbox.zip again")
-    return [str(frame.rgbpath) for frame in frames]
+    return _strings(path, "SUNRGBDMeta", "rgbpath")
 
 
 def check_class_names(path: Path) -> None:
@@ -128,7 +126,7 @@ def _seg_count(path: Path) -> int:
     if matfile.is_mat73(path):
         with matfile.open_mat73(path, "SUNRGBD2Dseg.mat") as handle:
             if "SUNRGBD2Dseg" not in handle or "seglabel" not in handle["SUNRGBD2Dseg"]:
-                raise RefineError(f"{path} has no SUNRGBD2Dseg.seglabel", hint="download SUNRGBDtoolbox.zip again")
+                raise RefineError(f"{path} has no SUNRGBD2Dseg.seglabel", hint=_AGAIN)
             return int(handle["SUNRGBD2Dseg"]["seglabel"].size)
     return len(_old_labels(str(path)))
 
@@ -206,16 +204,7 @@ def _seg_handle(path: str) -> tuple[Any, np.ndarray]:
 @functools.lru_cache(maxsize=1)
 def _old_labels(path: str) -> list[np.ndarray]:
     """Every label map of a SUNRGBD2Dseg.mat re-saved as an older MAT-file (scipy reads it whole)."""
-    import scipy.io
-
-    try:
-        data = scipy.io.loadmat(path, variable_names=["SUNRGBD2Dseg"], squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError, MemoryError) as error:
-        raise RefineError(f"cannot read {path}: {error}", hint="use the v7.3 file of SUNRGBDtoolbox.zip") from None
-    frames = np.atleast_1d(data.get("SUNRGBD2Dseg", np.empty(0)))
-    if not frames.size or not hasattr(frames[0], "seglabel"):
-        raise RefineError(f"{path} has no SUNRGBD2Dseg.seglabel", hint="download SUNRGBDtoolbox.zip again")
-    return [np.asarray(frame.seglabel) for frame in frames]
+    return [np.asarray(frame.seglabel) for frame in _old_mat(Path(path), "SUNRGBD2Dseg", "seglabel")]
 
 
 def _label(seg: str, index: int) -> np.ndarray:
