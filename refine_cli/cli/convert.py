@@ -53,7 +53,8 @@ def convert_command(
     from refine_cli.errors import RefineError
     from refine_cli.guards import refuse_output_over_inputs
 
-    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"source file": src})
+    what = "MatConvNet model" if source_format is SourceFormat.matconvnet else "source checkpoint"
+    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {what: src})
     if source_format is SourceFormat.matconvnet:
         _convert_matconvnet(src, out_path, model, num_classes, dataset, force, json_out)
         return
