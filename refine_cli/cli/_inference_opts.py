@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,20 +19,41 @@ from refine_cli.cli._options import (
     parse_size,
     with_shared_options,
 )
-from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES
+from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES, MSC_PRESETS
 
 DEFAULT_MSC = ",".join(f"{scale:g}" for scale in DEFAULT_MSC_SCALES)  # the TTA module's, spelled for the CLI
-# `--msc` alone means the default scale set (see fill_optional_values in _options.py).
+# `--msc` alone means the default scale set (see fill_optional_values in _options.py); a preset name counts.
 OPTIONAL_VALUE_DEFAULTS.setdefault("--msc", DEFAULT_MSC)
-OPTIONAL_VALUE_PATTERNS.setdefault("--msc", re.compile(r"[0-9.,\s]*"))
-OPTIONAL_VALUE_EXAMPLES.setdefault("--msc", "scales like 0.5,1,1.5")
+OPTIONAL_VALUE_PATTERNS.setdefault(
+    "--msc", re.compile(r"[0-9.,\s]*|" + "|".join(re.escape(name) for name in MSC_PRESETS), re.IGNORECASE)
+)
+OPTIONAL_VALUE_EXAMPLES.setdefault("--msc", "scales like 0.5,1,1.5 or a preset (" + ", ".join(MSC_PRESETS) + ")")
 
 MscOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer evaluates this at runtime
     typer.Option(
         "--msc",
-        metavar="[SCALES]",
-        help=f"Multi-scale inference: average softmax over these scales; alone (or --msc=) = {DEFAULT_MSC}.",
+        metavar="[SCALES|PRESET]",
+        help=f"Multi-scale inference: average softmax over these scales; alone (or --msc=) = {DEFAULT_MSC}. "
+        "Presets: refinenet = 0.4,0.6,0.8,1,1.2 after bringing the short side into [450, 800], no flip (the "
+        "MATLAB RefineNet's demo_predict_mscale_*.m); refinenet-cityscapes = the same with [600, 1100].",
+    ),
+]
+
+
+class LogitUpsample(str, Enum):
+    """How logits reach the image/label size."""
+
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
+UpsampleOpt = Annotated[
+    LogitUpsample,
+    typer.Option(
+        "--upsample",
+        help="How logits are resized to the image: bilinear (refine's default, LW-RefineNet v2), or bicubic "
+        "(cv2 INTER_CUBIC's kernel, as the LW-RefineNet notebooks and v1 validation did).",
     ),
 ]
 FlipOpt = Annotated[bool, typer.Option("--flip", help="Also average horizontally flipped views.")]
@@ -77,6 +99,7 @@ BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forwar
 
 def _inference_options(
     msc: MscOpt = None,
+    upsample: UpsampleOpt = LogitUpsample.bilinear,
     flip: FlipOpt = False,
     tile: TileOpt = None,
     crf: CrfOpt = False,
@@ -95,6 +118,7 @@ class InferenceOptions:
     """How `eval` and `predict` run a model: views (TTA), CRF, device, batch, workers, compile, precision."""
 
     msc: str | None = None
+    upsample: LogitUpsample | str = LogitUpsample.bilinear
     flip: bool = False
     tile: str | None = None
     crf: bool = False
@@ -110,6 +134,20 @@ class InferenceOptions:
         scales, tile = resolve_tta(self.msc, self.tile)
         return scales, tile, resolve_crf(self.crf, self.crf_param)
 
+    def protocol(self) -> dict[str, Any]:
+        """The test protocol besides the scales: logit upsampling, short-side range, preset name.
+
+        Keyword arguments of `evaluate` and `predict_images`, and what their reports record.
+        """
+        from refine_cli.engine.infer.tta import resolve_msc
+
+        setting = resolve_msc(self.msc) if self.msc and self.msc.strip() else None
+        return {
+            "upsample": LogitUpsample(self.upsample).value,
+            "short_side": setting.short_side if setting else None,
+            "protocol": setting.preset if setting else None,
+        }
+
     def load(self, checkpoint: Path) -> Any:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
         from refine_cli.engine.infer.loop import load_model
@@ -122,6 +160,7 @@ class InferenceOptions:
         """Which of these options the user set (for commands where running no model makes them meaningless)."""
         return {
             "--msc": self.msc is not None, "--flip": self.flip, "--tile": self.tile is not None, "--crf": self.crf,
+            "--upsample": LogitUpsample(self.upsample) is not LogitUpsample.bilinear,
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
         }  # fmt: skip
@@ -134,11 +173,11 @@ def inference_command(fn: Callable) -> Callable:
 
 def resolve_tta(msc: str | None, tile: str | None) -> tuple[tuple[float, ...], tuple[int, int] | None]:
     """CLI strings -> (scales, tile); `--msc=` (empty) means the default set."""
-    from refine_cli.engine.infer.tta import parse_scales
+    from refine_cli.engine.infer.tta import resolve_msc
 
     if msc is not None and not msc.strip():
         msc = DEFAULT_MSC
-    return parse_scales(msc), (parse_size(tile, "--tile", minimum=16) if tile and tile.strip() else None)
+    return resolve_msc(msc).scales, (parse_size(tile, "--tile", minimum=16) if tile and tile.strip() else None)
 
 
 def resolve_precision(value: str | None) -> str | None:
@@ -185,9 +224,16 @@ def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - C
     return params
 
 
-def describe_settings(scales: tuple[float, ...], flip: bool, tile: tuple[int, int] | None, crf: object) -> str:
-    """One line for report headers: what inference actually did."""
+def describe_settings(
+    scales: tuple[float, ...], flip: bool, tile: tuple[int, int] | None, crf: object, protocol: dict | None = None
+) -> str:
+    """One line for report headers: what inference actually did (`protocol`: InferenceOptions.protocol())."""
+    protocol = protocol or {}
     scale_text = ", ".join(f"{s:g}" for s in scales)
+    if protocol.get("protocol"):
+        scale_text = f"{protocol['protocol']}: {scale_text}"
+    if protocol.get("short_side"):
+        scale_text += " (short side into {}-{})".format(*protocol["short_side"])
     crf_text = "off"
     if crf is not None:
         crf_text = (
@@ -195,4 +241,5 @@ def describe_settings(scales: tuple[float, ...], flip: bool, tile: tuple[int, in
             "gaussian w={pos_w:g} xy={pos_xy_std:g})".format(**crf.to_dict())
         )  # type: ignore[attr-defined]
     tile_text = f"{tile[0]}x{tile[1]}" if tile else "whole image"
-    return f"scales {scale_text} | flip {'on' if flip else 'off'} | CRF {crf_text} | {tile_text}"
+    upsample = protocol.get("upsample") or "bilinear"
+    return f"scales {scale_text} | flip {'on' if flip else 'off'} | CRF {crf_text} | {tile_text} | {upsample} logits"

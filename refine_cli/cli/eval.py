@@ -16,6 +16,7 @@ Examples:
 
   refine eval --checkpoint runs/voc/best.pt --data data/voc --split val
   refine eval --checkpoint best.pt --data voc --msc --flip --json report.json
+  refine eval --checkpoint rn101-voc-matlab.pt --data voc --msc refinenet --upsample bicubic   (the CVPR protocol)
   refine eval --pred my_predictions/ --data data/voc --split val
   refine eval --checkpoint best.pt --data voc --report reports/voc-val   (then open reports/voc-val/report.html)
 """
@@ -106,19 +107,20 @@ def _evaluate_checkpoint(
     from refine_cli.engine.eval.evaluator import check_classes_match, evaluate
 
     scales, tile, crf = run.views()
+    protocol = run.protocol()
     loaded = run.load(checkpoint)
     check_classes_match(loaded.num_classes, dataset.meta, f"checkpoint {checkpoint}")
     if list(loaded.classes) != list(dataset.meta.classes):
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
         f"Evaluating {checkpoint} ({loaded.model}) on {dataset.path} split {split}\n"
-        f"{describe_settings(scales, run.flip, tile, crf)} | device {loaded.describe_device()}, "
+        f"{describe_settings(scales, run.flip, tile, crf, protocol)} | device {loaded.describe_device()}, "
         f"{loaded.backend.precision}"
     )
     report = evaluate(
         loaded.backend, dataset, split, scales=scales, flip=run.flip, tile=tile, crf=crf, batch_size=run.batch,
         workers=run.workers, save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn,
+        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn, **protocol,
     )  # fmt: skip
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")

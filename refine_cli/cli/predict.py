@@ -71,22 +71,24 @@ def predict_command(
         given = [flag for flag, used in (("--alpha", alpha is not None), ("--legend", legend)) if used]
         verb = "style" if len(given) > 1 else "styles"
         raise RefineError(f"{' and '.join(given)} {verb} the overlay, drawn only with --overlay", hint="add --overlay")
+    protocol = run.protocol()
     paths, problems = _checked_inputs(inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
     loaded = run.load(checkpoint)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     err.print(
         f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}, "
-        f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf)}"
+        f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf, protocol)}"
     )
     summary = predict_images(
         loaded.backend, paths, out_dir, palette=loaded.palette, classes=loaded.classes, scales=scales, flip=run.flip,
         tile=tile, crf=crf, save_overlay=overlay, save_probs=probs, batch_size=run.batch, workers=run.workers,
         progress=err.is_terminal, label_id_map=id_map, notify=warn, overlay_alpha=0.5 if alpha is None else alpha,
-        overlay_legend=legend,
+        overlay_legend=legend, upsample=protocol["upsample"], short_side=protocol["short_side"],
     )  # fmt: skip
     summary.failed[:0] = problems
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
-                "scales": list(scales), "flip": run.flip}  # fmt: skip
+                "scales": list(scales), "flip": run.flip, **protocol,
+                "short_side": list(protocol["short_side"]) if protocol["short_side"] else None}  # fmt: skip
     _report(summary, len(paths) + len(problems), out_dir, settings, json_out)
 
 

@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
     prepare_command(prepare_app, "sbd")(sbd_command)
     prepare_command(prepare_app, "coco")(coco_command)
     prepare_shapes.register(prepare_app)
-    prepare_scenes.register(prepare_app)  # nyudv2, ade20k, cityscapes
+    prepare_scenes.register(prepare_app)  # nyudv2, sunrgbd, ade20k, cityscapes
     prepare_custom.register(prepare_app)  # your own data
     prepare_command(prepare_app, "person-part")(person_part_command)
     context_epilog = download_examples("context", "refine prepare context --classes both")

@@ -1,4 +1,4 @@
-"""`refine prepare nyudv2 | ade20k | cityscapes`: the indoor, scene-parsing and driving datasets.
+"""`refine prepare nyudv2 | sunrgbd | ade20k | cityscapes`: the indoor, scene-parsing and driving datasets.
 
 Thin commands: their own options in, `PrepareCommon.run` out (the shared options come from prepare.py).
 Cityscapes adds the login-then-download step (library: refine_cli.data.acquire.cityscapes_login) before the
@@ -32,6 +32,11 @@ def nyudv2_command(
 
     top, right, bottom, left = parse_crop(crop_border)  # fail on a typo before any download
     common.run("nyudv2", {"crop_border": f"{top},{right},{bottom},{left}"})
+
+
+def sunrgbd_command(common: PrepareCommon) -> None:
+    """SUN RGB-D 37 classes (RGB only): train 5,285 / val 5,050 (the official test set), from the toolbox's labels."""
+    common.run("sunrgbd", {})
 
 
 def ade20k_command(common: PrepareCommon) -> None:
@@ -87,8 +92,9 @@ def _progress_bars():  # noqa: ANN202 - a (name, done, total) callback or None
 
 
 def register(prepare_app: typer.Typer) -> None:
-    """Attach `nyudv2`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
+    """Attach `nyudv2`, `sunrgbd`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
     prepare_command(prepare_app, "nyudv2")(nyudv2_command)
+    prepare_command(prepare_app, "sunrgbd")(sunrgbd_command)
     prepare_command(prepare_app, "ade20k")(ade20k_command)
     login = "refine prepare cityscapes --username me@example.com   (password: prompt or $CITYSCAPES_PASSWORD)"
     prepare_command(prepare_app, "cityscapes", epilog=download_examples("cityscapes", login))(cityscapes_command)

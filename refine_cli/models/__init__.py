@@ -15,18 +15,25 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
-def upsample_logits(logits: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize 1/4-resolution logits to the label/image size (bilinear, align_corners=False).
+LOGIT_UPSAMPLE_MODES = ("bilinear", "bicubic")
 
-    This is how the reference training loss and evaluation resized logits, so losses and metrics
-    computed on the result match the published recipes (the decoder's internal align_corners=True
-    is a different, historical choice that the imported weights depend on).
+
+def upsample_logits(logits: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resize reduced-resolution logits to the label/image size (align_corners=False).
+
+    "bilinear" is how the reference training loss and the LW-RefineNet v2 evaluation resized logits,
+    so losses and metrics match the published recipes (the decoder's internal align_corners=True is a
+    different, historical choice that the imported weights depend on). "bicubic" is PyTorch's cubic
+    convolution (a = -0.75, half-pixel centres, edge pixels repeated), the kernel of OpenCV's
+    INTER_CUBIC that the LW-RefineNet notebooks and v1 validation used on the logits.
     """
     import torch.nn.functional as F
 
+    if mode not in LOGIT_UPSAMPLE_MODES:
+        raise ValueError(f"upsample mode must be one of {LOGIT_UPSAMPLE_MODES}, not {mode!r}")
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(logits, size=tuple(size), mode=mode, align_corners=False)
 
 
 def freeze_batchnorm_stats(model: nn.Module) -> None:
@@ -42,4 +49,12 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
             module.eval()
 
 
-__all__ = ["ModelInfo", "create_model", "freeze_batchnorm_stats", "list_models", "model_info", "upsample_logits"]
+__all__ = [
+    "LOGIT_UPSAMPLE_MODES",
+    "ModelInfo",
+    "create_model",
+    "freeze_batchnorm_stats",
+    "list_models",
+    "model_info",
+    "upsample_logits",
+]

@@ -21,11 +21,15 @@ class ResNetEncoder(nn.Module):
     Strides 4/8/16/32 with 256/512/1024/2048 channels. In training mode dropout (p=0.5 by default)
     is applied to l3 and l4 after l4 has been computed from the undropped l3, as in the reference
     code; it is a no-op in eval mode.
+
+    `caffe_stride` puts the stride 2 of layer2..layer4 in the first block's 1x1 conv instead of its 3x3,
+    as in the original Caffe ResNets (and MatConvNet's import of them, which the MATLAB RefineNet used):
+    the same weights and output sizes, different numbers.
     """
 
     channels = (256, 512, 1024, 2048)
 
-    def __init__(self, depth: int, dropout: float = 0.5) -> None:
+    def __init__(self, depth: int, dropout: float = 0.5, caffe_stride: bool = False) -> None:
         super().__init__()
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"ResNet depth must be one of {RESNET_DEPTHS}, not {depth}")
@@ -36,6 +40,11 @@ class ResNetEncoder(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
         self.dropout = nn.Dropout(dropout)
+        self.caffe_stride = caffe_stride
+        if caffe_stride:
+            for layer in (self.layer2, self.layer3, self.layer4):
+                first = layer[0]
+                first.conv1.stride, first.conv2.stride = first.conv2.stride, first.conv1.stride
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from refine_cli.models.registry import CRP_ORDERS, RESIZE_MODES
+
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
     """A stride-1 'same' convolution; RefineNet decoders use only these (3x3 or 1x1)."""
@@ -29,6 +31,19 @@ def resize_like(x: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def resize_map(x: Tensor, size: Sequence[int], mode: str = "bilinear") -> Tensor:
+    """Bring a coarser map to `size` between levels: `resize_like` (the PyTorch codes), or MATLAB's bicubic
+    `imresize` by one factor and a top-left crop, as the MatConvNet RefineNet's `My_sum_layer` does.
+    """
+    if mode == "matlab-bicubic":
+        from refine_cli.models.matlab_resize import matlab_resize
+
+        if tuple(x.shape[-2:]) == tuple(size):
+            return x
+        return matlab_resize(x, size, by_factor=True)
+    return resize_like(x, size)
 
 
 class ResidualConvUnit(nn.Module):
@@ -119,19 +134,25 @@ def _exporting() -> bool:
 class ChainedResidualPool(nn.Module):
     """CRP: a chain of [5x5 max-pool stride 1 -> conv] stages, each output added to the input.
 
-    Pool-before-conv as in the VOC/Cityscapes models and both PyTorch codes. The chain captures
-    context from ever larger windows at full resolution; the preceding ReLU lives in `RefineBlock`.
+    Pool-before-conv (`order="pool-conv"`) as in the VOC/Cityscapes models and both PyTorch codes;
+    `order="conv-pool"` is the "improved" chain of the MATLAB release (`gen_network_pool_block.m`,
+    conv then pool in every stage), which its NYUD, Person-Part, Context, SUN-RGBD and ADE models use.
+    The chain captures context from ever larger windows at full resolution; the preceding ReLU lives in
+    `RefineBlock`. Both orders have the same weights, so only the option tells them apart.
     """
 
-    def __init__(self, channels: int, stages: int = 4, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, stages: int = 4, kernel_size: int = 3, order: str = "pool-conv") -> None:
         super().__init__()
+        if order not in CRP_ORDERS:
+            raise ValueError(f"CRP order must be one of {CRP_ORDERS}, not {order!r}")
         self.pool = MaxPool5x5()
         self.convs = nn.ModuleList(conv(channels, channels, kernel_size) for _ in range(stages))
+        self.conv_first = order == "conv-pool"
 
     def forward(self, x: Tensor) -> Tensor:
         top = x
         for stage in self.convs:
-            top = stage(self.pool(top))
+            top = self.pool(stage(top)) if self.conv_first else stage(self.pool(top))
             x = x + top
         return x
 
@@ -145,9 +166,17 @@ class MultiResolutionFusion(nn.Module):
     """
 
     def __init__(
-        self, in_channels: Sequence[int], out_channels: int, kernel_size: int, project: Sequence[bool] | None = None
+        self,
+        in_channels: Sequence[int],
+        out_channels: int,
+        kernel_size: int,
+        project: Sequence[bool] | None = None,
+        resize: str = "bilinear",
     ) -> None:
         super().__init__()
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {RESIZE_MODES}, not {resize!r}")
+        self.resize = resize
         project = [True] * len(in_channels) if project is None else list(project)
         if len(project) != len(in_channels):
             raise ValueError("project needs one flag per input")
@@ -161,9 +190,9 @@ class MultiResolutionFusion(nn.Module):
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
         projected = [module(x) for module, x in zip(self.convs, inputs, strict=True)]
         size = max((p.shape[-2:] for p in projected), key=lambda s: s[0] * s[1])
-        out = resize_like(projected[0], size)
+        out = resize_map(projected[0], size, self.resize)
         for p in projected[1:]:
-            out = out + resize_like(p, size)
+            out = out + resize_map(p, size, self.resize)
         return out
 
 
@@ -199,8 +228,10 @@ class RefineBlock(nn.Module):
         adapt_rcus: int = 2,
         output_rcus: int = 3,
         crp_stages: int = 4,
+        crp_order: str = "pool-conv",
         project_laterals: bool = True,
         relu6: bool = False,
+        resize: str = "bilinear",
     ) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(
@@ -209,13 +240,15 @@ class RefineBlock(nn.Module):
         fused_in = list(lateral_widths) + ([cascade_channels] if cascade_channels is not None else [])
         if len(fused_in) > 1:
             project = [project_laterals] * len(lateral_widths) + [True] * (cascade_channels is not None)
-            self.fuse: MultiResolutionFusion | None = MultiResolutionFusion(fused_in, width, kernel_size, project)
+            self.fuse: MultiResolutionFusion | None = MultiResolutionFusion(
+                fused_in, width, kernel_size, project, resize
+            )
         else:
             if fused_in[0] != width:
                 raise ValueError("a single-input block keeps its input width")
             self.fuse = None
         self.act: nn.Module = nn.ReLU6() if relu6 else nn.ReLU()
-        self.crp = ChainedResidualPool(width, crp_stages, kernel_size)
+        self.crp = ChainedResidualPool(width, crp_stages, kernel_size, crp_order)
         self.out_rcus = nn.Sequential(*(ResidualConvUnit(width) for _ in range(output_rcus)))
         self.out_channels = width
 
@@ -271,5 +304,6 @@ __all__ = [
     "conv",
     "logits_size",
     "resize_like",
+    "resize_map",
     "separable_max_pool5",
 ]

@@ -10,6 +10,7 @@ reading and loading weights is `weights.py`'s job, official key names `official.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,12 +31,13 @@ from refine_cli.class_tables import (
 )
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
+from refine_cli.models.registry import ARCHITECTURE_OPTIONS, check_architecture
 from refine_cli.models.weights import load_strict, read_torch_file, unwrap_state_dict
 
 FORMAT = "refine-checkpoint"
 FORMAT_VERSION = 1
 # What `create_model` may be given from a file: loading never downloads or reads other weights.
-MODEL_KWARGS = ("num_classes",)
+MODEL_KWARGS = ("num_classes", *ARCHITECTURE_OPTIONS)
 _REWRITE = "the file is damaged or was not written by refine; use a checkpoint from refine train/convert"
 
 
@@ -47,6 +49,28 @@ def default_classes(num_classes: int) -> list[str]:
 def default_palette(num_classes: int) -> list[list[int]]:
     """The VOC colours of the first `num_classes` classes, as the JSON-friendly lists a checkpoint stores."""
     return [list(rgb) for rgb in voc_palette(num_classes)]
+
+
+def check_normalization(value: Any, where: str) -> dict[str, list[float]] | None:
+    """A checkpoint's input normalisation: None (ImageNet's) or {"mean": [3 floats], "std": [3 floats > 0]}.
+
+    Both apply to RGB scaled to [0, 1]: the model sees (x / 255 - mean) / std. The MATLAB RefineNet's
+    "RGB 0-255 minus 128" is mean 128/255 and std 1/255.
+    """
+    if value is None:
+        return None
+    ok = isinstance(value, Mapping) and set(value) <= {"mean", "std", "note"}
+    numbers = {}
+    for key in ("mean", "std"):
+        items = value.get(key) if ok else None
+        good = isinstance(items, (list, tuple)) and len(items) == 3
+        good = good and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items)
+        if not good or (key == "std" and min(items) <= 0):
+            raise RefineError(f"{where}: normalization.{key} must be 3 finite numbers (std > 0)", hint=_REWRITE)
+        numbers[key] = [float(v) for v in items]
+    if "note" in value and not isinstance(value["note"], str):
+        raise RefineError(f"{where}: normalization.note must be text", hint=_REWRITE)
+    return {**numbers, **({"note": value["note"]} if "note" in value else {})}
 
 
 @dataclass
@@ -66,6 +90,7 @@ class Checkpoint:
     created: str | None = None
     format_version: int = FORMAT_VERSION
     path: Path | None = field(default=None, repr=False)
+    normalization: dict[str, Any] | None = None  # None: ImageNet's mean/std (check_normalization)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any], path: Path) -> Checkpoint:
@@ -88,6 +113,10 @@ class Checkpoint:
         unknown = sorted(str(key) for key in kwargs if key not in MODEL_KWARGS)
         if unknown:
             raise RefineError(f"{path}: model_kwargs has unknown argument(s) {', '.join(unknown)}", hint=_REWRITE)
+        try:
+            architecture = check_architecture(payload["model"], {k: v for k, v in kwargs.items() if k != "num_classes"})
+        except RefineError as error:
+            raise RefineError(f"{path}: model_kwargs: {error.message}", hint=_REWRITE) from None
         classes = payload.get("classes")
         num_classes = kwargs.get("num_classes", len(classes) if isinstance(classes, list) else None)
         num_classes = check_num_classes(num_classes, "model_kwargs.num_classes", str(path), _REWRITE)
@@ -103,7 +132,7 @@ class Checkpoint:
             raise RefineError(f"{path}: state_dict must map parameter names to tensors", hint=_REWRITE)
         return cls(
             model=payload["model"],
-            model_kwargs={**kwargs, "num_classes": num_classes},
+            model_kwargs={**architecture, "num_classes": num_classes},
             num_classes=num_classes,
             classes=check_class_names(classes, num_classes, "classes", str(path), _REWRITE),
             palette=check_palette(palette, num_classes, "palette", str(path), _REWRITE),
@@ -115,7 +144,13 @@ class Checkpoint:
             created=_field(payload, "created", str, path),
             format_version=version,
             path=path,
+            normalization=check_normalization(payload.get("normalization"), str(path)),
         )
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The architecture options the model was built with (those that differ from the defaults)."""
+        return {key: value for key, value in self.model_kwargs.items() if key != "num_classes"}
 
     @property
     def dataset_facts(self) -> dict[str, Any]:
@@ -139,6 +174,7 @@ class Checkpoint:
 
         model = create_model(self.model, **self.model_kwargs)
         load_checkpoint_weights(model, self.state_dict, str(self.path or "checkpoint"))
+        set_input_normalization(model, self.normalization)
         return model.to(device)
 
 
@@ -152,6 +188,17 @@ def _field(payload: Mapping[str, Any], name: str, kind: type, path: Path, requir
     if not isinstance(value, kind):
         raise RefineError(f"{path}: {name} must be a {kind.__name__}, not {type(value).__name__}", hint=_REWRITE)
     return value
+
+
+def set_input_normalization(model: nn.Module, normalization: Mapping[str, Any] | None) -> None:
+    """Give `model` the input normalisation its weights expect, as (mean, std); None keeps ImageNet's.
+
+    It travels with the module, so the inference loop, training from `--init` and a checkpoint saved
+    from the model all use (and keep) the one the weights were trained with.
+    """
+    model.input_normalization = (
+        (tuple(normalization["mean"]), tuple(normalization["std"])) if normalization is not None else None
+    )
 
 
 def load_checkpoint_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -189,10 +236,20 @@ def save_checkpoint(
     metrics: dict | None = None,
     extra: dict | None = None,
     model_kwargs: dict | None = None,
+    normalization: dict | None = None,
 ) -> None:
-    """Write a refine checkpoint atomically (weights from `model` or `state_dict`, moved to the CPU)."""
+    """Write a refine checkpoint atomically (weights from `model` or `state_dict`, moved to the CPU).
+
+    A `model` made by `create_model` brings its architecture options and input normalisation along
+    (`model_kwargs` and `normalization` given here win).
+    """
     if (model is None) == (state_dict is None):
         raise TypeError("give exactly one of model= or state_dict=")
+    model_kwargs = {**dict(getattr(model, "architecture", None) or {}), **(model_kwargs or {})}
+    if normalization is None and getattr(model, "input_normalization", None) is not None:
+        mean, std = model.input_normalization  # type: ignore[union-attr]
+        normalization = {"mean": list(mean), "std": list(std)}
+    normalization = check_normalization(normalization, str(path))
     weights = model.state_dict() if model is not None else state_dict
     classes = list(classes) if classes is not None else default_classes(num_classes)
     palette = [list(map(int, rgb)) for rgb in palette] if palette is not None else default_palette(num_classes)
@@ -202,7 +259,8 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model_name,
-        "model_kwargs": _plain({**(model_kwargs or {}), "num_classes": num_classes}, "model_kwargs"),
+        "model_kwargs": _plain({**model_kwargs, "num_classes": num_classes}, "model_kwargs"),
+        "normalization": normalization,
         "classes": classes,
         "palette": palette,
         "state_dict": {key: value.detach().cpu() for key, value in weights.items()},

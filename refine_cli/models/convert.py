@@ -18,7 +18,8 @@ from refine_cli.models.official import OFFICIAL_CLASSIFIERS, guess_official_mode
 from refine_cli.models.weights import classifier_classes, load_strict, read_torch_file, unwrap_state_dict
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a source file, read in 1 MiB blocks: the provenance a converted checkpoint records."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -87,7 +88,7 @@ def convert_official(
     model = create_model(model_name, num_classes=found)
     load_strict(model, ours, f"weights in {src}")  # released LW files lack BN counters: they keep their 0
     params = sum(p.numel() for p in model.parameters())
-    source_sha = _sha256(src)
+    source_sha = file_sha256(src)
     save_checkpoint(
         out,
         model_name=model_name,

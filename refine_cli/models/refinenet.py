@@ -15,15 +15,23 @@ each block after the first also takes the previous block's output (the cascade).
 Lateral widths follow the code: l4 is reduced to 512 channels, the others to 256; each fused block
 works at the smallest width among its inputs (the paper's rule), so the top block of the 4-cascade is
 512 wide and the rest 256.
+
+The architecture options of the registry (`registry.ARCHITECTURE_OPTIONS`) describe the MATLAB release
+that `refine convert --from matconvnet` imports: Caffe-style strides, the conv-before-pool CRP, its
+number of CRP stages, MATLAB's bicubic resize between levels and the image's internal x1.2 scale.
+Their defaults are the PyTorch port's architecture.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from refine_cli.errors import RefineError
 from refine_cli.models.backbones import ResNetEncoder
 from refine_cli.models.blocks import RefineBlock, SegmentationModel, conv
 from refine_cli.models.registry import ModelInfo
@@ -45,10 +53,10 @@ class TwoScaleResNet(nn.Module):
     scales = (1.2, 0.6)
     scale_tenths = (12, 6)  # the same scales as integers, so the resize sizes stay exportable (ONNX)
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, caffe_stride: bool = False) -> None:
         super().__init__()
-        self.large = ResNetEncoder(depth)
-        self.small = ResNetEncoder(depth)
+        self.large = ResNetEncoder(depth, caffe_stride=caffe_stride)
+        self.small = ResNetEncoder(depth, caffe_stride=caffe_stride)
 
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         height, width = x.shape[-2:]
@@ -83,11 +91,17 @@ class RefineNet(SegmentationModel):
         relu6: bool = False,
         project_laterals: bool = True,
         head_dropout: float = 0.5,
+        crp_order: str = "pool-conv",
+        crp_stages: int = 4,
+        resize_mode: str = "bilinear",
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__(model_name, num_classes)
         self.encoder = encoder
         self.groups = tuple(tuple(g) for g in groups)
         self.multiscale = scales > 1
+        self.resize_mode = resize_mode
+        self.input_scale = Fraction(input_scale).limit_denominator(1000)
         blocks = []
         cascade = None
         for group in self.groups:
@@ -103,8 +117,11 @@ class RefineNet(SegmentationModel):
                     kernel_size=1 if lightweight else 3,
                     adapt_rcus=0 if lightweight else 2,
                     output_rcus=0 if lightweight else 3,
+                    crp_stages=crp_stages,
+                    crp_order=crp_order,
                     project_laterals=project_laterals,
                     relu6=relu6,
+                    resize=resize_mode,
                 )
             )
             cascade = width
@@ -118,7 +135,25 @@ class RefineNet(SegmentationModel):
             return [self.encoder.large, self.encoder.small]
         return [self.encoder]
 
+    def scale_input(self, x: Tensor) -> Tensor:
+        """The image resized by `input_scale` (MATLAB: `imresize(img, round(size * 1.2))`), or `x` at scale 1.
+
+        Sizes are rounded half up in integer arithmetic, so they stay exportable with symbolic sizes.
+        """
+        if self.input_scale == 1:
+            return x
+        num, den = self.input_scale.numerator, self.input_scale.denominator
+        size = [max(1, (side * 2 * num + den) // (2 * den)) for side in x.shape[-2:]]
+        if self.resize_mode == "matlab-bicubic":
+            from refine_cli.models.matlab_resize import matlab_resize
+
+            return matlab_resize(x, size)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
     def forward(self, x: Tensor) -> Tensor:
+        """Logits at 1/4 of the input; with `input_scale` at 1/4 of the scaled input (one resize less later)."""
+        if self.input_scale != 1:
+            x = self.scale_input(x)
         taps = self.encoder(x)
         if not self.multiscale:
             taps = [[t] for t in taps]
@@ -134,14 +169,26 @@ class RefineNet(SegmentationModel):
         return logits
 
 
-def build(info: ModelInfo, num_classes: int) -> RefineNet:
-    """Registry builder for the `refinenet-*` names."""
+def build(info: ModelInfo, num_classes: int, caffe_stride: bool = False, **options: object) -> RefineNet:
+    """Registry builder for the `refinenet-*` names; `options` are checked architecture options."""
     depth = int(info.backbone.removeprefix("resnet"))
     if info.variant == "2scale":
-        encoder: nn.Module = TwoScaleResNet(depth)
+        if not math.isclose(float(options.get("input_scale", 1.0)), 1.0):  # type: ignore[arg-type]
+            raise RefineError(
+                f"{info.name} scales the image itself (x1.2 and x0.6): input_scale does not apply",
+                hint="drop input_scale, or use a single-scale refinenet-* model",
+            )
+        encoder: nn.Module = TwoScaleResNet(depth, caffe_stride=caffe_stride)
         groups, scales = GROUPS["cascade4"], 2
     else:
-        encoder, groups, scales = ResNetEncoder(depth), GROUPS[info.variant], 1
+        encoder, groups, scales = ResNetEncoder(depth, caffe_stride=caffe_stride), GROUPS[info.variant], 1
     return RefineNet(
-        info.name, num_classes, encoder, ResNetEncoder.channels, RESNET_LATERAL_WIDTHS, groups, scales=scales
+        info.name,
+        num_classes,
+        encoder,
+        ResNetEncoder.channels,
+        RESNET_LATERAL_WIDTHS,
+        groups,
+        scales=scales,
+        **options,  # type: ignore[arg-type]
     )

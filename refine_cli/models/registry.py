@@ -8,16 +8,85 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from refine_cli.class_tables import is_int
 from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
     from torch import nn
 
 RESNET_DEPTHS = (50, 101, 152)
+CRP_ORDERS = ("pool-conv", "conv-pool")
+RESIZE_MODES = ("bilinear", "matlab-bicubic")
+
+
+@dataclass(frozen=True)
+class ArchitectureOption:
+    """A named switch of the `refinenet-*` architecture; its default is the PyTorch port's model."""
+
+    default: Any
+    allowed: str  # the valid values, as an error message says them
+    valid: Callable[[Any], bool]
+    help: str
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Everything `refine convert --from matconvnet` needs to rebuild the MATLAB release exactly.
+ARCHITECTURE_OPTIONS: dict[str, ArchitectureOption] = {
+    "caffe_stride": ArchitectureOption(
+        False, "true or false", lambda v: isinstance(v, bool),
+        "ResNet stride 2 in each stage's first 1x1 conv (Caffe, MatConvNet) instead of its 3x3 (torchvision)",
+    ),
+    "crp_order": ArchitectureOption(
+        "pool-conv", " or ".join(CRP_ORDERS), lambda v: v in CRP_ORDERS,
+        "chained residual pooling stage: pool then conv (original), or conv then pool (the MATLAB 'improved' CRP)",
+    ),
+    "crp_stages": ArchitectureOption(
+        4, "an integer in 1..8", lambda v: is_int(v) and 1 <= v <= 8, "number of pool/conv stages in every CRP",
+    ),
+    "resize_mode": ArchitectureOption(
+        "bilinear", " or ".join(RESIZE_MODES), lambda v: v in RESIZE_MODES,
+        "resize between cascade levels (and of the image for input_scale): bilinear, or MATLAB's bicubic imresize",
+    ),
+    "input_scale": ArchitectureOption(
+        1.0, "a number in [0.25, 4]", lambda v: _number(v) and 0.25 <= v <= 4,
+        "the image is resized by this factor inside the model (MATLAB release: 1.2); logits are 1/4 of that size",
+    ),
+}  # fmt: skip
+
+
+def check_architecture(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture options of model `name`, checked; only values that differ from the default are kept.
+
+    RefineError names an unknown option, a bad value, or an option given to a model family without them.
+    """
+    unknown = sorted(str(key) for key in options if key not in ARCHITECTURE_OPTIONS)
+    if unknown:
+        raise RefineError(
+            f"unknown architecture option(s) {', '.join(unknown)}",
+            hint="known options: " + ", ".join(ARCHITECTURE_OPTIONS),
+        )
+    chosen: dict[str, Any] = {}
+    for key, value in options.items():
+        option = ARCHITECTURE_OPTIONS[key]
+        if not option.valid(value):
+            raise RefineError(f"architecture option {key} must be {option.allowed}, not {value!r}")
+        if value != option.default:
+            chosen[key] = float(value) if key == "input_scale" else value
+    if chosen and model_info(name).family != "refinenet":
+        raise RefineError(
+            f"{name} takes no architecture options ({', '.join(chosen)})",
+            hint="they describe the refinenet-* models (e.g. converted MatConvNet files)",
+        )
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -116,14 +185,18 @@ def create_model(
     num_classes: int = 21,
     pretrained_backbone: bool = False,
     backbone_weights: str | Path | None = None,
+    **architecture: Any,
 ) -> nn.Module:
     """Build a registered model with `num_classes` outputs.
 
     `pretrained_backbone` loads torchvision's ImageNet weights (downloaded once, cached);
     `backbone_weights` loads a local backbone state_dict instead (for offline machines).
-    Without either the backbone is randomly initialised.
+    Without either the backbone is randomly initialised. `architecture` holds options of
+    ARCHITECTURE_OPTIONS (refinenet-* only); the model keeps the non-default ones in `.architecture`,
+    which a checkpoint saved from it records.
     """
     info = model_info(name)
+    options = check_architecture(info.name, architecture)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise RefineError(f"num_classes must be a positive integer, not {num_classes!r}", hint="e.g. 21 for VOC")
     if info.family == "torchvision" and (pretrained_backbone or backbone_weights is not None):
@@ -134,7 +207,8 @@ def create_model(
             hint="use --backbone-weights FILE for local weights, or the download, not both",
         )
     builder = importlib.import_module(_BUILDERS[info.family])
-    model = builder.build(info, num_classes)
+    model = builder.build(info, num_classes, **options)
+    model.architecture = options
     if pretrained_backbone or backbone_weights is not None:
         from refine_cli.models.backbones import ResNetEncoder, load_backbone_file, load_imagenet_resnet
 

@@ -124,7 +124,9 @@ def test_msc_with_a_word_that_is_no_scale_list(workspace: dict[str, Path], tmp_p
     image = next(iter(sorted((workspace["data"] / "images").iterdir())))
     args = ["--checkpoint", str(workspace["ck"]), "--out", str(tmp_path / "p"), "--device", "cpu"]
     line = _error_line(["predict", "--msc", "abc", str(image), *args])
-    assert "--msc expects scales like 0.5,1,1.5, not 'abc'" in line
+    assert (
+        "--msc expects scales like 0.5,1,1.5 or a preset (default, refinenet, refinenet-cityscapes), not 'abc'" in line
+    )
     ok = CliRunner().invoke(app, ["predict", "--msc", str(image), *args])  # a path after --msc is an input
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "p" / f"{image.stem}.png").is_file()

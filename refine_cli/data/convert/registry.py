@@ -14,7 +14,7 @@ _REGISTRY: dict[str, type[Converter]] = {}
 _BUILTIN_MODULES = (
     *(
         f"refine_cli.data.convert.datasets.{name}"
-        for name in ("voc", "sbd", "coco", "person_part", "context", "nyudv2", "ade20k", "cityscapes")
+        for name in ("voc", "sbd", "coco", "person_part", "context", "nyudv2", "sunrgbd", "ade20k", "cityscapes")
     ),
     "refine_cli.data.convert.custom.converter",
 )

@@ -1,8 +1,10 @@
 """Input normalisation shared by training, evaluation and prediction.
 
-All RefineNet-family models here see RGB/255 normalised with the ImageNet mean and std (the
-PyTorch ports' convention, docs/models.md); keeping the constants in one module guarantees that
-training transforms and inference use exactly the same numbers.
+RefineNet-family models see RGB/255 normalised with the ImageNet mean and std (the PyTorch ports'
+convention, docs/models.md) unless their checkpoint states its own: a converted MatConvNet model
+wants RGB 0-255 minus 128 (mean 128/255, std 1/255), which `Checkpoint.build_model` puts on the
+module as `input_normalization`. Keeping the constants and that rule in one module guarantees that
+training, inference and export use exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,21 @@ import torch
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def input_normalization(model: object) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) `model` expects: its own `input_normalization`, else ImageNet's.
+
+    Looks through the wrappers training and inference put around a module (DDP's `.module`,
+    torch.compile's `._orig_mod`).
+    """
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "_orig_mod", inner)
+    own = getattr(inner, "input_normalization", None)
+    if own is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    mean, std = own
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def normalize_image(

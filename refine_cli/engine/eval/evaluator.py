@@ -40,8 +40,11 @@ _SETTING_KEYS = (
     "runtime",
     "precision",
     "predictions",
+    "protocol",
     "scales",
+    "short_side",
     "flip",
+    "upsample",
     "tile",
     "crf",
 )
@@ -125,6 +128,9 @@ def evaluate(
     distributed: bool = False,
     on_sample: SampleCallback | None = None,
     notify: Callable[[str], None] | None = None,
+    upsample: str = "bilinear",
+    short_side: tuple[int, int] | None = None,
+    protocol: str | None = None,
 ) -> EvalReport:
     """Score `model` (an nn.Module or an inference-loop backend, e.g. ONNX Runtime) on `split`.
 
@@ -139,6 +145,9 @@ def evaluate(
     label HxW uint8 as stored (ignore pixels included), pred HxW uint8 class indices (after TTA and
     CRF), all NumPy at the label's resolution. With `distributed`, each rank sees only its own images.
     An exception from it stops the evaluation.
+
+    `upsample` (bilinear, bicubic) and `short_side` are the test protocol (see `tta.predict_batch_probs`);
+    `protocol` names the `--msc` preset they came from. All three are recorded in the report.
     """
     meta = dataset.meta
     backend = as_backend(model)
@@ -155,7 +164,7 @@ def evaluate(
     try:
         for prediction in run_inference(
             backend, samples, scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
-            notify=notify,
+            notify=notify, upsample=upsample, short_side=short_side,
         ):  # fmt: skip
             sample_id, label = prediction.key
             scorer.record(sample_id, prediction.label, label, prediction.image)
@@ -164,7 +173,16 @@ def evaluate(
         bar.close()
     if world > 1:
         scorer.matrix.reduce_distributed()
-    resolved = {**_inference_settings(dataset, split, scales, flip, tile, crf, backend, device), **(settings or {})}
+    protocol_settings = {
+        "protocol": protocol,
+        "upsample": upsample,
+        "short_side": list(short_side) if short_side else None,
+    }
+    resolved = {
+        **_inference_settings(dataset, split, scales, flip, tile, crf, backend, device),
+        **protocol_settings,
+        **(settings or {}),
+    }
     return EvalReport(scorer.matrix.compute(), list(meta.classes), len(all_ids), resolved, time.perf_counter() - start)
 
 

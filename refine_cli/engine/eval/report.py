@@ -72,13 +72,17 @@ def _setting(key: str, value: Any) -> str:
         return f"{value[0]}x{value[1]} sliding window" if value else "whole image"
     if key == "crf":
         return "off" if not value else ", ".join(f"{k}={v}" for k, v in value.items())
+    if key == "short_side":
+        return "as given" if not value else f"brought into {value[0]}-{value[1]} px first"
+    if key == "protocol":
+        return "custom" if value is None else str(value)
     return "n/a" if value is None else str(value)
 
 
 def _settings_rows(report: EvalReport) -> list[tuple[str, str]]:
     data = report.to_json()
     keys = ("checkpoint", "model", "runtime", "precision", "predictions", "dataset", "dataset_path", "split")
-    keys += ("scales", "flip", "tile", "crf")
+    keys += ("protocol", "scales", "short_side", "flip", "upsample", "tile", "crf")
     if data.get("predictions"):  # scored files: no model, no test-time settings
         keys = ("predictions", "dataset", "dataset_path", "split")
     rows = [(key.replace("_", " "), _setting(key, data.get(key))) for key in keys]

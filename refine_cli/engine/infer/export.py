@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refine_cli.data.load.normalize import IMAGENET_MEAN, IMAGENET_STD
+from refine_cli.data.load.normalize import input_normalization
 from refine_cli.engine.infer.model_prep import fold_batchnorm
 from refine_cli.engine.infer.onnx_backend import OnnxModelCard, open_session, require_onnx
 from refine_cli.errors import RefineError
@@ -138,15 +138,22 @@ class ExportReport:
         return asdict(self)
 
 
-def _model_card(loaded: Any, source_name: str, static: tuple[int, int] | None, precision: str) -> OnnxModelCard:
-    """The metadata that makes the exported file self-sufficient: classes, palette, normalisation, provenance."""
+def _model_card(
+    loaded: Any, model: nn.Module, source_name: str, static: tuple[int, int] | None, precision: str
+) -> OnnxModelCard:
+    """The metadata that makes the exported file self-sufficient: classes, palette, normalisation, provenance.
+
+    The normalisation is the model's own (a converted MatConvNet model: RGB 0-255 minus 128), so the
+    file is fed exactly what the checkpoint was.
+    """
+    mean, std = input_normalization(model)
     return OnnxModelCard(
         model=loaded.model,
         num_classes=loaded.num_classes,
         classes=list(loaded.classes),
         palette=[list(map(int, rgb)) for rgb in loaded.palette],
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
+        mean=list(mean),
+        std=list(std),
         output_stride=4,
         ignore_index=loaded.ignore_index,
         label_id_map=loaded.label_id_map,
@@ -180,7 +187,7 @@ def export_checkpoint(
     model = loaded.build_model("cpu").eval()
     folded = fold_batchnorm(model, verify=True)
     exported: nn.Module = _HalfPrecision(model) if fp16 else model
-    card = _model_card(loaded, Path(checkpoint).name, static, precision)
+    card = _model_card(loaded, reference, Path(checkpoint).name, static, precision)
     sizes = [tuple(static)] if static else [tuple(size) for size in check_sizes]
     start = time.perf_counter()
     with atomic_path(out) as tmp:

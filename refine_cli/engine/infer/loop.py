@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from refine_cli.data.load.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from refine_cli.data.load.normalize import input_normalization, normalize_image
 from refine_cli.engine.infer.crf import CRFParams, CRFPool
 from refine_cli.engine.infer.model_prep import (
     check_precision,
@@ -61,7 +61,7 @@ class TorchBackend:
         check_precision(precision, self.device)
         self.precision = precision
         self.num_classes = getattr(model, "num_classes", None)
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = input_normalization(model)  # the checkpoint's own, else ImageNet's
         self._forward: Callable[[torch.Tensor], torch.Tensor] = compile_for_inference(model) if compile_model else model
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -236,14 +236,18 @@ def run_inference(
     workers: int | None = None,
     want_probs: bool = False,
     notify: Callable[[str], None] | None = None,
+    upsample: str = "bilinear",
+    short_side: tuple[int, int] | None = None,
 ) -> Iterator[Prediction]:
     """(key, HxWx3 uint8 RGB) samples -> Predictions in the same order, at each image's own resolution.
 
     Images of equal shape are batched (up to `batch_size`); every view of the TTA goes through the
     backend; with `crf` the dense CRF runs in `workers` processes while the next batch is inferred.
-    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W). Without `tile`,
-    an image over AUTO_TILE_PIXELS is predicted in AUTO_TILE windows all the same (`notify` is told
-    once), so the memory a command needs grows with the tile, not with whatever size an image claims.
+    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W). `upsample` and
+    `short_side` are the test protocol's logit resize and short-side range (see `predict_batch_probs`).
+    Without `tile`, an image over AUTO_TILE_PIXELS is predicted in AUTO_TILE windows all the same
+    (`notify` is told once), so the memory a command needs grows with the tile, not with whatever size
+    an image claims.
     """
     backend = as_backend(model)
     labels_only = crf is None and not want_probs  # then one view needs no softmax (see predict_batch_probs)
@@ -266,7 +270,10 @@ def run_inference(
                 [normalize_image(image, backend.device, backend.mean, backend.std) for _, image in group]
             )
             window = tiles_for(*images.shape[-2:])
-            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=window, labels_only=labels_only)
+            probs = predict_batch_probs(
+                backend, images, scales=scales, flip=flip, tile=window, labels_only=labels_only, upsample=upsample,
+                short_side=short_side,
+            )  # fmt: skip
             for (key, image), sample_probs in zip(group, probs, strict=True):
                 yield key, image, sample_probs
 

@@ -102,8 +102,12 @@ def predict_images(
     overlay_alpha: float = 0.5,
     overlay_legend: bool = False,
     notify: Callable[[str], None] | None = None,
+    upsample: str = "bilinear",
+    short_side: tuple[int, int] | None = None,
 ) -> PredictSummary:
     """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image.
+
+    `upsample` and `short_side` are the test protocol (see `tta.predict_batch_probs`).
 
     With `label_id_map` (class index -> source id, e.g. Cityscapes trainId -> labelId) `<stem>.png` holds
     the source ids as a plain 8-bit grayscale PNG, the format benchmark servers expect; ignore and any
@@ -132,7 +136,7 @@ def predict_images(
     try:
         for prediction in run_inference(
             model, decoded(), scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
-            want_probs=save_probs, notify=notify,
+            want_probs=save_probs, notify=notify, upsample=upsample, short_side=short_side,
         ):  # fmt: skip
             path = prediction.key
             written = writer.write(path.stem, prediction.image, prediction.label_array(), prediction.probs)

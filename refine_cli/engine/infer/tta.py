@@ -6,14 +6,16 @@ probabilities, not logits or labels, keeps each view's confidence comparable acr
 The model is any callable images -> logits: a PyTorch module or an inference-loop backend (ONNX Runtime).
 The `--msc` default scale set is DEFAULT_MSC_SCALES below (the one place it is defined: `refine eval
 --msc` and `refine predict --msc` read it from here): the mmseg/DeepLab ratios without 1.75, which
-costs the most and gains the least on VOC-sized images. Logits are resized with the one logit resize
-of refine, `models.upsample_logits`, which the training loss uses too.
+costs the most and gains the least on VOC-sized images. MSC_PRESETS name the protocols of the papers
+(`--msc refinenet`). Logits are resized with the one logit resize of refine, `models.upsample_logits`,
+which the training loss uses too; `upsample="bicubic"` is the LW-RefineNet notebooks' cv2 INTER_CUBIC.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from refine_cli.errors import RefineError
@@ -23,6 +25,60 @@ if TYPE_CHECKING:  # torch is imported where it is used, so the CLI can read the
     import torch
 
 DEFAULT_MSC_SCALES: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+@dataclass(frozen=True)
+class MscPreset:
+    """A named multi-scale protocol: scales, and the short-side range the image is first brought into."""
+
+    scales: tuple[float, ...]
+    short_side: tuple[int, int] | None  # [min, max]: images outside are resized into it before the scales
+    description: str
+
+
+_REFINENET_SCALES = (0.4, 0.6, 0.8, 1.0, 1.2)
+# The MATLAB RefineNet's demo_predict_mscale_*.m: probabilities of 5 scales averaged, no flip, after
+# my_get_batch_ds_info.m resized the image so its short side lies in [450, 800] ([600, 1100] for Cityscapes).
+MSC_PRESETS: dict[str, MscPreset] = {
+    "default": MscPreset(DEFAULT_MSC_SCALES, None, "refine's default scale set"),
+    "refinenet": MscPreset(
+        _REFINENET_SCALES, (450, 800), "RefineNet (CVPR 2017) demo_predict_mscale_*.m: short side into [450, 800]"
+    ),
+    "refinenet-cityscapes": MscPreset(
+        _REFINENET_SCALES, (600, 1100), "RefineNet demo_predict_mscale_cityscapes.m: short side into [600, 1100]"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MscSetting:
+    """What `--msc` asked for: the scales, an optional short-side range, and the preset's name if any."""
+
+    scales: tuple[float, ...]
+    short_side: tuple[int, int] | None = None
+    preset: str | None = None
+
+
+def resolve_msc(text: str | Sequence[float] | None) -> MscSetting:
+    """A preset name ('refinenet') or a scale list ('0.5,1,1.5'); None or '' is the single scale 1."""
+    if isinstance(text, str) and text.strip().lower() in MSC_PRESETS:
+        name = text.strip().lower()
+        preset = MSC_PRESETS[name]
+        return MscSetting(preset.scales, preset.short_side, name)
+    if isinstance(text, str) and text.strip() and text.strip()[0].isalpha():
+        raise RefineError(f"unknown --msc preset {text!r}", hint="presets: " + ", ".join(MSC_PRESETS))
+    return MscSetting(parse_scales(text))
+
+
+def short_side_factor(height: int, width: int, short_side: tuple[int, int] | None) -> float:
+    """The resize that brings the short side into [min, max] (1 when it already is), as the MATLAB demos do."""
+    if short_side is None:
+        return 1.0
+    short = min(height, width)
+    low, high = short_side
+    return low / short if short < low else high / short if short > high else 1.0
+
+
 DEFAULT_TILE_OVERLAP = 1.0 / 3.0
 Logits = Callable[["torch.Tensor"], "torch.Tensor"]  # (N,3,H,W) normalised images -> (N,C,h,w) logits
 
@@ -94,18 +150,25 @@ def softmax_channels(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
-def _forward_probs(model: Logits, images: torch.Tensor, size: tuple[int, int], softmax: bool = True) -> torch.Tensor:
+def _forward_probs(
+    model: Logits, images: torch.Tensor, size: tuple[int, int], softmax: bool = True, upsample: str = "bilinear"
+) -> torch.Tensor:
     """Softmax probabilities of `images` at `size` (the model returns reduced-resolution logits).
 
     `softmax=False` stops at the resized logits (same argmax), for a single view whose labels are all
-    that is wanted.
+    that is wanted. `upsample` is the logit resize (`models.upsample_logits`).
     """
-    logits = upsample_logits(model(images).float(), size)
+    logits = upsample_logits(model(images).float(), size, upsample)
     return softmax_channels(logits) if softmax else logits
 
 
 def _tiled_probs(
-    model: Logits, images: torch.Tensor, tile: tuple[int, int], overlap: float, tile_batch: int
+    model: Logits,
+    images: torch.Tensor,
+    tile: tuple[int, int],
+    overlap: float,
+    tile_batch: int,
+    upsample: str = "bilinear",
 ) -> torch.Tensor:
     """Average of per-window probabilities over overlapping windows, at the input's resolution."""
     import torch
@@ -118,7 +181,7 @@ def _tiled_probs(
     for first in range(0, len(windows), per_call):
         group = windows[first : first + per_call]
         crops = torch.cat([images[:, :, top : top + h, left : left + w] for top, left, h, w in group])
-        window_probs = _forward_probs(model, crops, (group[0][2], group[0][3]))
+        window_probs = _forward_probs(model, crops, (group[0][2], group[0][3]), upsample=upsample)
         if probs is None:
             probs = torch.zeros(batch, window_probs.shape[1], height, width, device=images.device)
         for index, (top, left, h, w) in enumerate(group):
@@ -137,12 +200,16 @@ def predict_batch_probs(
     overlap: float = DEFAULT_TILE_OVERLAP,
     tile_batch: int = 4,
     labels_only: bool = False,
+    upsample: str = "bilinear",
+    short_side: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """(N,3,H,W) normalised images -> (N,C,H,W) class probabilities averaged over all views.
 
     Views: every scale, each also horizontally flipped when `flip` (the flipped prediction is
     flipped back before averaging). With `tile`, each view is processed in overlapping windows of
     that size (in the scaled image) whose probabilities are averaged, so large images fit in memory.
+    `short_side` = (min, max) first rescales every view so the image's short side lies in that range
+    (the MATLAB RefineNet demos); `upsample` is how logits reach the image size (bilinear / bicubic).
 
     `labels_only` (the caller takes the argmax and nothing else): with a single view there is
     nothing to average, so the resized logits are returned instead of their softmax, which costs
@@ -158,15 +225,17 @@ def predict_batch_probs(
     softmax = not (labels_only and len(scales) == 1 and not flip)  # nothing to average: logits will do
     total: torch.Tensor | None = None
     views = 0
+    base = short_side_factor(height, width, short_side)
     with torch.inference_mode():
         for scale in scales:
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            size = (max(1, round(height * base * scale)), max(1, round(width * base * scale)))
             scaled = images if size == (height, width) else _resize_images(images, size)
             inputs = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
             if tile is None:
-                probs = _forward_probs(model, inputs, (height, width), softmax)
+                probs = _forward_probs(model, inputs, (height, width), softmax, upsample)
             else:
-                probs = upsample_logits(_tiled_probs(model, inputs, tile, overlap, tile_batch), (height, width))
+                window_probs = _tiled_probs(model, inputs, tile, overlap, tile_batch, upsample)
+                probs = upsample_logits(window_probs, (height, width), upsample)
             if flip:
                 probs = probs[:batch] + probs[batch:].flip(-1)
             total = probs if total is None else total.add_(probs)

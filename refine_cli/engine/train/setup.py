@@ -16,7 +16,7 @@ from refine_cli.engine.train.config import TrainConfig
 from refine_cli.engine.train.distributed import DistContext
 from refine_cli.errors import RefineError
 from refine_cli.models import create_model
-from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_checkpoint_weights
+from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, load_checkpoint_weights, set_input_normalization
 
 
 def open_dataset(cfg: TrainConfig) -> UnifiedDataset:
@@ -64,9 +64,11 @@ def build_model(cfg: TrainConfig, source: UnifiedDataset, ctx: DistContext) -> t
         num_classes=source.meta.num_classes,
         pretrained_backbone=cfg.model.pretrained_backbone and init is None,
         backbone_weights=cfg.model.backbone_weights if init is None else None,
+        **(init.architecture if init is not None else {}),  # e.g. a converted MatConvNet model's
     )
     if ctx.is_main:
         dist_utils.barrier(ctx)
     if init is not None:
         load_checkpoint_weights(model, init.state_dict, str(init.path))
+        set_input_normalization(model, init.normalization)  # trained on, and saved with, the weights' own input
     return model, notes

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refine_cli.data.load.normalize import IMAGENET_MEAN, IMAGENET_STD
+from refine_cli.data.load.normalize import input_normalization
 from refine_cli.engine.train import distributed as dist_utils
 from refine_cli.engine.train.distributed import DistContext
 from refine_cli.errors import RefineError
@@ -43,8 +43,9 @@ class TrainStep:
         self.device, self.grad_clip, self.ignore_index = ctx.device, grad_clip, ignore_index
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+        mean, std = input_normalization(model)  # ImageNet's, or that of an --init checkpoint (e.g. converted)
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """NHWC uint8 -> normalised NCHW float on the device (channels-last memory, free for convs)."""

@@ -1,0 +1,108 @@
+"""SUN RGB-D: the official release's layout (v7.3 labels, older .mat metadata, or the other way round),
+its split files, the 0 -> ignore mapping, the class table, bad input, and `refine prepare` end to end."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from refine_cli.data.acquire.manifest import load_manifest
+from refine_cli.data.convert.base import SampleError
+from refine_cli.data.convert.datasets.sunrgbd import SUNRGBD_CLASSES, SUNRGBDConverter, frame_folder, sunrgbd_lut
+from refine_cli.data.format.unified import UnifiedDataset
+from refine_cli.errors import RefineError
+from tests.support.fake_datasets_a import patch_center, scenes_manifest
+from tests.support.fake_sunrgbd import FRAMES, PAINTED, build_sunrgbd
+from tests.support.prepare_runner import run_prepare
+
+# seg37list.mat index k (1-based source value) -> (unified value, name); 0 = unlabeled
+KNOWN = {0: (255, None), 1: (0, "wall"), 2: (1, "floor"), 5: (4, "chair"), 20: (19, "floor mat"),
+         31: (30, "person"), 36: (35, "bathtub"), 37: (36, "bag")}  # fmt: skip
+
+
+def test_lut_and_class_table() -> None:
+    lut = sunrgbd_lut()
+    for source, (target, name) in KNOWN.items():
+        assert lut[source] == target
+        if name is not None:
+            assert SUNRGBD_CLASSES[target] == name
+    assert len(SUNRGBD_CLASSES) == 37 and lut[38] == 255
+    assert frame_folder("/n/fs/sun3d/data/SUNRGBD/kv1/NYUdata/NYU0001/image/NYU0001.jpg") == "kv1/NYUdata/NYU0001"
+    assert frame_folder("/n/fs/sun3d/data/SUNRGBD/kv1/NYUdata/NYU0001/") == "kv1/NYUdata/NYU0001"
+
+
+def _extracted(tmp_path: Path, **kwargs) -> tuple[dict[str, Path], object]:
+    fake = build_sunrgbd(tmp_path / "raw", **kwargs)
+    sources = {}
+    for key, archive in (("images", fake.images), ("toolbox", fake.toolbox)):
+        with zipfile.ZipFile(archive) as handle:
+            handle.extractall(tmp_path / key)
+        sources[key] = tmp_path / key
+    return sources, fake
+
+
+@pytest.mark.parametrize("swap_formats", [False, True], ids=["release-formats", "v73-metadata-v5-labels"])
+def test_plan_and_convert(tmp_path: Path, swap_formats: bool) -> None:
+    sources, fake = _extracted(tmp_path, swap_formats=swap_formats)
+    plan = SUNRGBDConverter().plan(sources, {})
+    assert plan.splits == fake.splits and plan.spec.classes == SUNRGBD_CLASSES
+    assert plan.spec.extra["frames_in_no_split"] == 1  # kv1/b3dodata/img_0063 is in neither list
+    for item in plan.items:
+        out = SUNRGBDConverter.convert(item)
+        source = fake.labels[item.sample_id]
+        assert out.label.shape == source.shape == FRAMES[int(item.sample_id) - 1][2]
+        for index in range(len(PAINTED)):
+            y, x = patch_center(index, source.shape[1])
+            assert out.label[y, x] == KNOWN[int(source[y, x])][0]
+        assert out.label[-1, -1] == int(source[-1, -1]) - 1  # the fill value 3 or 4
+        assert out.image_src is not None and out.image_src.name == FRAMES[int(item.sample_id) - 1][1]
+
+
+@pytest.mark.parametrize(("kind", "message"), [("wrong-size", "is 73x52 but image"), ("value-99", r"values \[99\]")])
+def test_bad_label_names_the_frame(tmp_path: Path, kind: str, message: str) -> None:
+    sources, _ = _extracted(tmp_path, bad={"00002": kind})
+    item = next(i for i in SUNRGBDConverter().plan(sources, {}).items if i.sample_id == "00002")
+    with pytest.raises(SampleError, match=message) as caught:
+        SUNRGBDConverter.convert(item)
+    assert "SUNRGBD2Dseg.mat" in caught.value.reason
+
+
+def test_not_the_release_layout(tmp_path: Path) -> None:
+    sources, _ = _extracted(tmp_path)
+    (sources["toolbox"] / "SUNRGBDtoolbox" / "Metadata" / "SUNRGBD2Dseg.mat").unlink()
+    with pytest.raises(RefineError, match="does not contain Metadata/SUNRGBD2Dseg.mat"):
+        SUNRGBDConverter().plan(sources, {})
+
+
+def test_prepare_sunrgbd_from_archives(tmp_path: Path) -> None:
+    fake = build_sunrgbd(tmp_path / "archives")
+    manifest = scenes_manifest(tmp_path, "sunrgbd", {"images": fake.images, "toolbox": fake.toolbox},
+                               splits={"train": 3, "val": 2})  # fmt: skip
+    root = tmp_path / "data"
+    args = ["sunrgbd", "--root", str(root), "--archives", str(tmp_path / "archives"), "--manifest", str(manifest)]
+    result = run_prepare([*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == {"train": 3, "val": 2} and result.report["check"]["ok"] is True
+    dataset = UnifiedDataset(root / "sunrgbd")
+    assert dataset.meta.classes == SUNRGBD_CLASSES and dataset.meta.ignore_index == 255
+    assert dataset.split_ids("val") == fake.splits["val"]
+    for sample_id in fake.splits["train"] + fake.splits["val"]:
+        label, source = dataset.read_label(sample_id), fake.labels[sample_id]
+        y, x = patch_center(3, source.shape[1])
+        assert label[y, x] == KNOWN[int(source[y, x])][0]
+        assert dataset.read_image(sample_id).shape == (*source.shape, 3)
+    assert not np.array_equal(dataset.read_label("00001"), dataset.read_label("00003")[:48, :63])
+
+
+def test_packaged_manifest_and_list() -> None:
+    manifest = load_manifest("sunrgbd")
+    assert manifest.splits == {"train": 5285, "val": 5050}
+    assert manifest.source("toolbox").md5 == "18d22e1761d36352f37232cba102f91f"
+    assert manifest.source("images").unverified  # no checksum is published for SUNRGBD.zip
+    listed = CliRunner().invoke(app, ["prepare", "--list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "sunrgbd" in listed.output and "SUN RGB-D" in listed.output
