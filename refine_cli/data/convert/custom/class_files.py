@@ -2,7 +2,9 @@
 
 A class list is read from one of the forms annotation tools write: one name per line, `name r g b`
 lines, CVAT/Datumaro `labelmap.txt` (`name:r,g,b::`), or a JSON/YAML list of {name, color}. Classes
-keep the file's order, except that a class called `background` becomes class 0. Index masks count in
+keep the file's order, except that a class called `background` (labelme: `_background_`) becomes class
+0. labelme's labels.txt convention holds too: a line `__ignore__` is no class, and shapes with that
+label become ignore (255). Index masks count in
 the FILE's order (value k = the file's k-th class); colour masks are matched by exact colour. Nothing is
 guessed: a value or colour that is in no class is an error naming it and the mask (or 255 on request).
 """
@@ -10,6 +12,7 @@ guessed: a value or colour that is in no class is an error naming it and the mas
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,13 @@ from refine_cli.errors import RefineError
 
 IGNORE = 255
 Color = tuple[int, int, int]
+BACKGROUND_NAMES = ("background", "_background_")  # the second is labelme's (labelme2voc's labels.txt)
+IGNORE_NAMES = ("__ignore__",)  # labelme's labels.txt: a label whose pixels are ignore, not a class
+
+
+def is_background(name: str) -> bool:
+    """Whether a class name means "the pixels no annotation covers"."""
+    return name.lower() in BACKGROUND_NAMES
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class ClassList:
     names: tuple[str, ...]
     colors: tuple[Color, ...] | None
     file_order: tuple[int, ...]  # file position -> model index
+    ignored: tuple[str, ...] = ()  # labels that mean ignore (labelme's __ignore__), not classes
 
     @property
     def palette(self) -> list[Color]:
@@ -37,11 +48,26 @@ class ClassList:
         return list(self.colors) if self.colors is not None else voc_palette(len(self.names))
 
 
+def check_class_name(name: str, where: str) -> None:
+    """A class name is printed, plotted and written to meta.json: refuse empty ones and control characters."""
+    if not name.strip():
+        raise RefineError(f"{where} names a class with an empty name", hint="give every class a name")
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
+        raise RefineError(
+            f"{where} names the class {name!r}, which holds control characters",
+            hint="class names are printed and plotted: use plain text",
+        )
+
+
 def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> ClassList:
     """Check names and colours (unique, all or none coloured, < 255 classes); move `background` first."""
+    ignored = tuple(name for name, _ in entries if name in IGNORE_NAMES)
+    entries = [(name, color) for name, color in entries if name not in IGNORE_NAMES]
     if not entries:
         raise RefineError(f"{where} names no classes", hint="one class name per line, e.g. background, cat, dog")
     names = [name for name, _ in entries]
+    for name in names:
+        check_class_name(name, where)
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise RefineError(f"{where} names the class(es) {', '.join(duplicates)} more than once")
@@ -54,15 +80,15 @@ def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> Clas
     if len(set(colored)) != len(colored):
         raise RefineError(f"{where} gives two classes the same colour", hint="each class needs its own colour")
     order = list(range(len(entries)))
-    lowered = [name.lower() for name in names]
-    if "background" in lowered and lowered.index("background") != 0:
-        first = lowered.index("background")
-        order = [first] + [i for i in order if i != first]
+    backgrounds = [i for i, name in enumerate(names) if is_background(name)]
+    if backgrounds and backgrounds[0] != 0:
+        order = [backgrounds[0]] + [i for i in order if i != backgrounds[0]]
     file_order = [order.index(position) for position in range(len(entries))]
     return ClassList(
         names=tuple(names[i] for i in order),
         colors=tuple(colored[i] for i in order) if colored else None,
         file_order=tuple(file_order),
+        ignored=ignored,
     )
 
 
