@@ -71,9 +71,9 @@ SCHEMA = {
 
 def _load(path: Path) -> dict[str, Any]:
     doc = read_json(path, "COCO file")
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations")):
+    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
         raise RefineError(f"{path} is not a COCO file (no 'images' and 'annotations' lists)")
-    if not isinstance(doc.get("categories"), list) or not doc["categories"]:
+    if not doc.get("categories"):
         raise RefineError(f"{path} has no 'categories' list", hint="export with the label definitions (COCO 1.0)")
     check_shape(doc, SCHEMA, f"COCO file {path}")
     return doc

@@ -132,6 +132,10 @@ class CustomConverter(Converter):
         values = class_values(scan.classes, lut, unknown, scan.background_by_construction)
         items = [WorkItem(sample_id, (*args, values)) for sample_id, args in scan.samples]
         if not items:
+            if scan.problems:
+                shown = "; ".join(reason for _, reason in scan.problems[:5])
+                more = f" (and {len(scan.problems) - 5} more)" if len(scan.problems) > 5 else ""
+                raise RefineError(f"no usable sample in {paths[0]}: {shown}{more}", hint="fix them and run again")
             raise RefineError(f"found no usable samples in {paths[0]}", hint="see docs/custom-data.md")
         good = {item.sample_id for item in items}
         known = {name: [i for i in ids if i in good] for name, ids in (scan.splits or {}).items()}

@@ -25,7 +25,7 @@ from refine_cli.data.convert.base import ConvertedSample, SampleError
 from refine_cli.data.convert.custom.class_files import make_class_list
 from refine_cli.data.convert.custom.class_map import ClassValues
 from refine_cli.data.convert.custom.export_paths import OutsideExport, as_posix, inside_export, is_inside
-from refine_cli.data.convert.custom.geometry import BadPoints, clip_polygon, points_array
+from refine_cli.data.convert.custom.geometry import clip_polygon
 from refine_cli.data.convert.custom.images import image_file
 from refine_cli.data.convert.custom.json_shapes import check_shape
 from refine_cli.data.convert.custom.layout import IMAGE_SUFFIXES, safe_id
@@ -217,9 +217,11 @@ def read_polygons(path: Path, num_classes: int) -> list[tuple[int, np.ndarray]]:
             continue
         where = f"{path} line {number}"
         try:
-            values = points_array([float(v) for v in parts] + [0.0], where).ravel()[:-1]
-        except (ValueError, BadPoints) as error:
-            raise SampleError(str(error) if isinstance(error, BadPoints) else f"{where} holds a non-number") from None
+            values = np.array([float(v) for v in parts], dtype=np.float64)
+        except ValueError:
+            raise SampleError(f"{where} holds a non-number") from None
+        if not np.isfinite(values).all():
+            raise SampleError(f"{where} has the coordinate {values[~np.isfinite(values)][0]} (not a finite number)")
         cls, coords = values[0], values[1:]
         if cls != int(cls) or not 0 <= cls < num_classes:
             raise SampleError(
