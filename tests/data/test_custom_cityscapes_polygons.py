@@ -29,6 +29,7 @@ def test_gtfine_and_leftimg8bit_tree(tmp_path: Path) -> None:
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "road", "car", "sky"]
     assert dataset.meta.extra["source_format"] == "cityscapes"
+    assert dataset.meta.splits == {"train": 2, "val": 1} and dataset.meta.extra["split"]["kind"] == "source"
     assert dataset.split_ids("val") == ["lindau_000000_000021"] and sorted(dataset.label_ids()) == sorted(ids)
     expected = ox.cityscapes_reference(ox.CITY_OBJECTS, {"road": 1, "car": 2, "sky": 3}, background=0)
     assert np.array_equal(dataset.read_label("aachen_000000_000019"), expected)

@@ -107,12 +107,13 @@ def labelme_scenes() -> dict[str, list[dict]]:
             shape("cat", [[50.5, 10.5], [50.5, 17.25]], "circle"),
             shape("_background_", [[12.0, 10.0], [18.0, 10.0], [15.0, 16.0]]),
             shape("__ignore__", [[0.0, 40.0], [10.0, 40.0], [10.0, 47.0], [0.0, 47.0]]),
+            shape("dog", [[14.2, 33.1], [60.3, 36.4], [14.6, 33.9]]),  # a sliver: mostly its outline is drawn
         ],
         "b": [
             shape("dog", [[3.0, 40.5], [60.5, 44.2]], "line"),
             shape("cat", [[5.0, 5.0], [20.0, 25.0], [35.0, 5.0], [55.0, 30.0]], "linestrip"),
             shape("dog", [[58.0, 6.0]], "point"),
-            shape("dog", [[30, 20], [41, 28]], "mask", mask=patch),
+            shape("dog", [[30.7, 20.6], [41.9, 28.8]], "mask", mask=patch),  # labelme truncates the corners
             shape("cat", [[45.0, 35.0], [55.0, 33.0], [57.0, 42.0], [47.0, 44.0]], "oriented_rectangle"),
             shape("dog", [[1.0, 1.0], [9.0, 1.0], [5.0, 9.0]], None),  # labelme 3: no shape_type
         ],
