@@ -200,5 +200,7 @@ def render_summary(report) -> None:  # noqa: ANN001 - a PrepareReport
         f"converted {report.converted:,}, reused {report.reused:,}, skipped {len(report.skipped):,} "
         f"in {report.seconds:.1f} s ({report.images_per_s:.1f} images/s)"
     )
-    for note in report.notes:
-        warn(note)
+    from rich.markup import escape
+
+    for note in report.notes:  # notes quote file and class names: text, never markup
+        warn(escape(note))

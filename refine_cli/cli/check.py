@@ -19,11 +19,12 @@ WorkersOpt = Annotated[
 
 
 def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-free at module level)
-    """Print the histogram table and the listed problems of a CheckReport."""
+    """Print the histogram table and the listed problems of a CheckReport (names and paths are text, not markup)."""
+    from rich.markup import escape
     from rich.table import Table
 
     total = max(report.total_pixels, 1)
-    table = Table(title=f"{report.name}: {report.samples} samples, splits {_splits(report.splits)}")
+    table = Table(title=escape(f"{report.name}: {report.samples} samples, splits {_splits(report.splits)}"))
     table.add_column("#", justify="right")
     table.add_column("class")
     table.add_column("pixels", justify="right")
@@ -33,16 +34,18 @@ def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-f
         zip(report.classes, report.class_pixels, report.class_images, strict=True)
     ):
         style = "yellow" if pixels == 0 else None
-        table.add_row(str(index), name, f"{pixels:,}", f"{100 * pixels / total:.2f}", f"{images:,}", style=style)
+        table.add_row(
+            str(index), escape(name), f"{pixels:,}", f"{100 * pixels / total:.2f}", f"{images:,}", style=style
+        )
     table.add_row(str(report.ignore_index), "(ignore)", f"{report.ignore_pixels:,}",
                   f"{100 * report.ignore_pixels / total:.2f}", "", style="dim")  # fmt: skip
     out.print(table)
     for problem in report.problems:
-        out.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
+        out.print(f"[red]problem:[/red] {escape(problem)}", soft_wrap=True)
     if report.problem_count > len(report.problems):
         out.print(f"... and {report.problem_count - len(report.problems)} more problem(s)")
     if report.ok:
-        out.print(f"[green]ok[/green]: {report.path} is a valid unified dataset ({report.seconds:.1f} s)")
+        out.print(f"[green]ok[/green]: {escape(str(report.path))} is a valid unified dataset ({report.seconds:.1f} s)")
 
 
 def _splits(splits: dict[str, int]) -> str:

@@ -131,11 +131,13 @@ def custom_command(
     report = common.run("custom", options)
     _print_class_table(report.path)
     if report.check is not None:
+        from rich.markup import escape
+
         from refine_cli.data.format.check import class_balance_notes
 
         check = report.check
         for note in class_balance_notes(check.classes, check.class_pixels, check.class_images):
-            warn(note)
+            warn(escape(note))  # quotes class names: text, never markup
 
 
 def _print_class_table(dataset: Path) -> None:

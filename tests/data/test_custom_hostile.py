@@ -290,3 +290,10 @@ def test_cityscapes_refusals(tmp_path: Path) -> None:
     assert "objects must be array" in one_line_error(failed.output)
     skipped = prepare(tmp_path / "cs", tmp_path / "data", "--classes", str(classes), "--skip-bad")
     assert skipped.exit_code == 0 and sorted(skipped.report["splits"].values()) == [1, 1]
+
+
+def test_labels_that_look_like_markup_are_printed_as_text(tmp_path: Path) -> None:
+    run = prepare(_labelme(tmp_path, [ox.shape("[/red]cat", CAT)]), tmp_path / "data", "--val-fraction", "0")
+    assert run.exit_code == 0 and "internal error" not in run.output, run.output
+    assert UnifiedDataset(tmp_path / "data" / "own").meta.classes == ["background", "[/red]cat"]
+    assert run.output.count("[/red]cat") >= 3  # the note, the pixel table and the class table
