@@ -13,18 +13,14 @@ import numpy as np
 from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import own_exports as ox
 from tests.support.custom_exports import photo, save_rgb
-from tests.support.prepare_runner import run_prepare
-
-
-def prepare(source: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
+from tests.support.own_exports import prepare_custom
 
 
 def test_gtfine_and_leftimg8bit_tree(tmp_path: Path) -> None:
     ids = ox.cityscapes_export(tmp_path / "cs")
     classes = tmp_path / "classes.txt"
     classes.write_text("road\ncar\nsky\nbackground\n")
-    run = prepare(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
+    run = prepare_custom(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "road", "car", "sky"]
@@ -45,7 +41,7 @@ def test_flat_folder_and_classes_without_background(tmp_path: Path) -> None:
         save_rgb(flat / f"{name}.jpg", photo(80))
     classes = tmp_path / "classes.txt"
     classes.write_text("road\ncar\nsky\n")
-    run = prepare(flat, tmp_path / "data", "--classes", str(classes))
+    run = prepare_custom(flat, tmp_path / "data", "--classes", str(classes))
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     expected = ox.cityscapes_reference(ox.CITY_OBJECTS, {"road": 0, "car": 1, "sky": 2}, background=255)
@@ -55,5 +51,5 @@ def test_flat_folder_and_classes_without_background(tmp_path: Path) -> None:
 
 def test_classes_are_required_and_the_labels_are_listed(tmp_path: Path) -> None:
     ox.cityscapes_export(tmp_path / "cs")
-    run = prepare(tmp_path / "cs", tmp_path / "data")
+    run = prepare_custom(tmp_path / "cs", tmp_path / "data")
     assert run.exit_code == 2 and "need --classes; these files use the labels car, cargroup, road, sky" in run.output

@@ -12,28 +12,24 @@ from refine_cli.data.convert.custom.class_map import apply_map, parse_map
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support import custom_exports as ex
-from tests.support.prepare_runner import run_prepare
-
-
-def prepare(source: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
+from tests.support.own_exports import prepare_custom
 
 
 def test_rename_merge_ignore_and_the_class_table(tmp_path: Path) -> None:
     painted = ex.cvat_voc_export(tmp_path / "cvat", n=3)
-    renamed = prepare(tmp_path / "cvat", tmp_path / "data", "--map", "cat=feline", name="renamed")
+    renamed = prepare_custom(tmp_path / "cvat", tmp_path / "data", "--map", "cat=feline", name="renamed")
     assert renamed.exit_code == 0, renamed.output
     meta = UnifiedDataset(tmp_path / "data" / "renamed").meta
     assert meta.classes == ["background", "feline", "dog"] and meta.palette[1] == [250, 50, 83]  # cat's colour kept
     assert meta.extra["class_map"] == {"cat": "feline"} and meta.extra["source_classes"] == ["background", "cat", "dog"]
     table = renamed.output.split("classes")[-1]
     assert "feline" in table and "(250, 50, 83)" in table and "--map: cat=feline" in table
-    merged = prepare(tmp_path / "cvat", tmp_path / "data", "--map", "dog=cat", name="merged")
+    merged = prepare_custom(tmp_path / "cvat", tmp_path / "data", "--map", "dog=cat", name="merged")
     dataset = UnifiedDataset(tmp_path / "data" / "merged")
     assert merged.exit_code == 0 and dataset.meta.classes == ["background", "cat"]
     assert dataset.meta.palette == [[0, 0, 0], [250, 50, 83]]
     assert all(np.array_equal(dataset.read_label(k), np.minimum(v, 1)) for k, v in painted.items())
-    ignored = prepare(tmp_path / "cvat", tmp_path / "data", "--map", "dog=255", name="ignored")
+    ignored = prepare_custom(tmp_path / "cvat", tmp_path / "data", "--map", "dog=255", name="ignored")
     dataset = UnifiedDataset(tmp_path / "data" / "ignored")
     assert ignored.exit_code == 0 and dataset.meta.classes == ["background", "cat"]
     assert all(np.array_equal(dataset.read_label(k), np.where(v == 2, 255, v)) for k, v in painted.items())
@@ -43,7 +39,7 @@ def test_map_to_background_and_a_map_file(tmp_path: Path) -> None:
     painted = ex.cvat_voc_export(tmp_path / "cvat", n=2)
     map_file = tmp_path / "map.yaml"
     map_file.write_text("dog: background\ncat: kitty\n", encoding="utf-8")
-    run = prepare(tmp_path / "cvat", tmp_path / "data", "--map-file", str(map_file))
+    run = prepare_custom(tmp_path / "cvat", tmp_path / "data", "--map-file", str(map_file))
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "kitty"]
@@ -59,10 +55,10 @@ def test_merged_classes_do_not_conflict_where_they_overlap(tmp_path: Path) -> No
     categories = [{"id": 1, "name": "car"}, {"id": 2, "name": "truck"}, {"id": 3, "name": "bicycle"}]
     ex.write_json(tmp_path / "coco" / "instances_default.json", ex.coco_document([("a.jpg", anns)], categories))
     ex.save_rgb(tmp_path / "coco" / "a.jpg", ex.photo(0))
-    plain = prepare(tmp_path / "coco" / "instances_default.json", tmp_path / "data", name="plain")
+    plain = prepare_custom(tmp_path / "coco" / "instances_default.json", tmp_path / "data", name="plain")
     plain_label = UnifiedDataset(tmp_path / "data" / "plain").read_label("a")
     assert plain.exit_code == 0 and (plain_label[car & truck] == 255).all()
-    run = prepare(tmp_path / "coco" / "instances_default.json", tmp_path / "data", "--map", "truck=car",
+    run = prepare_custom(tmp_path / "coco" / "instances_default.json", tmp_path / "data", "--map", "truck=car",
                   "--map", "bicycle=ignore")  # fmt: skip
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
@@ -72,7 +68,7 @@ def test_merged_classes_do_not_conflict_where_they_overlap(tmp_path: Path) -> No
 
 def test_a_map_naming_no_class_lists_the_classes(tmp_path: Path) -> None:
     ex.cvat_voc_export(tmp_path / "cvat", n=2)
-    run = prepare(tmp_path / "cvat", tmp_path / "data", "--map", "horse=dog")
+    run = prepare_custom(tmp_path / "cvat", tmp_path / "data", "--map", "horse=dog")
     assert run.exit_code == 2
     assert "the class map names 'horse', which is not a class; the classes are 'background', 'cat', 'dog'" in run.output
     assert not (tmp_path / "data" / "own" / "meta.json").exists()

@@ -19,19 +19,9 @@ from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support import custom_exports as ex
 from tests.support import own_exports as ox
-from tests.support.prepare_runner import run_prepare
+from tests.support.own_exports import one_line_error, prepare_custom
 
 SECRET = (7, 7, 7)
-
-
-def prepare(source: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
-
-
-def one_line_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def _secret(tmp_path: Path) -> Path:
@@ -87,11 +77,11 @@ def test_coco_file_names_that_leave_the_export_are_refused(tmp_path: Path) -> No
     other = secret.with_name("secret_2.png")
     other.write_bytes(secret.read_bytes())
     _coco(tmp_path, ["ok.jpg", "../../private/secret.png", str(other)])
-    failed = prepare(tmp_path / "coco", tmp_path / "data")
+    failed = prepare_custom(tmp_path / "coco", tmp_path / "data")
     line = one_line_error(failed.output)
     assert failed.exit_code == 2 and "2 problem(s)" in line and "'../../private/secret.png' leads outside" in line
     assert f"is the absolute path '{other}' outside the export folder" in line
-    skipped = prepare(tmp_path / "coco", tmp_path / "data", "--skip-bad")
+    skipped = prepare_custom(tmp_path / "coco", tmp_path / "data", "--skip-bad")
     assert skipped.exit_code == 0 and UnifiedDataset(tmp_path / "data" / "own").label_ids() == ["ok"]
     assert _no_secret_in(tmp_path / "data")
 
@@ -106,7 +96,7 @@ def test_coco_file_names_that_leave_the_export_are_refused(tmp_path: Path) -> No
 )
 def test_coco_fields_of_the_wrong_type_are_one_line(tmp_path: Path, change: dict, message: str) -> None:
     _coco(tmp_path, ["a.jpg"], **change)
-    failed = prepare(tmp_path / "coco", tmp_path / "data")
+    failed = prepare_custom(tmp_path / "coco", tmp_path / "data")
     assert failed.exit_code == 2 and message in one_line_error(failed.output)
 
 
@@ -115,12 +105,12 @@ def test_coco_two_images_with_one_id_and_degenerate_polygons(tmp_path: Path) -> 
     doc = json.loads(path.read_text())
     doc["images"][1]["id"] = doc["images"][0]["id"]
     path.write_text(json.dumps(doc))
-    failed = prepare(tmp_path / "coco", tmp_path / "data")
+    failed = prepare_custom(tmp_path / "coco", tmp_path / "data")
     assert failed.exit_code == 2 and "2 images have the id 1" in one_line_error(failed.output)
     doc["images"][1]["id"] = 2
     doc["annotations"][1]["segmentation"].append([1.0, 1.0, 5.0, 5.0])  # two points: pycocotools would read a box
     path.write_text(json.dumps(doc))
-    noted = prepare(tmp_path / "coco", tmp_path / "data")
+    noted = prepare_custom(tmp_path / "coco", tmp_path / "data")
     assert noted.exit_code == 0, noted.output
     assert any("1 polygon(s) have fewer than 3 points" in note for note in noted.report["notes"])
 
@@ -153,7 +143,7 @@ def test_labelme_refusals(tmp_path: Path, shapes: list[dict], text: str | None, 
     source = _labelme(tmp_path, shapes)
     if text is not None:
         (source / "a.json").write_text(text)
-    failed = prepare(source, tmp_path / "data")
+    failed = prepare_custom(source, tmp_path / "data")
     line = one_line_error(failed.output)
     assert failed.exit_code == 2 and "a.json" in line and message in line, line
     assert not (tmp_path / "data" / "own" / "meta.json").exists()
@@ -163,7 +153,7 @@ def test_labelme_image_paths_outside_the_export_are_refused(tmp_path: Path) -> N
     secret = _secret(tmp_path)
     source = _labelme(tmp_path, [ox.shape("cat", CAT)], "../private/secret.png")
     ox.labelme_file(source / "b.json", [ox.shape("cat", CAT)], str(secret))
-    failed = prepare(source, tmp_path / "data")
+    failed = prepare_custom(source, tmp_path / "data")
     line = one_line_error(failed.output)
     assert "imagePath '../private/secret.png' leads outside the export folder" in line
     assert f"imagePath is the absolute path '{secret}' outside" in line and _no_secret_in(tmp_path / "data")
@@ -172,7 +162,7 @@ def test_labelme_image_paths_outside_the_export_are_refused(tmp_path: Path) -> N
 def test_labelme_far_away_points_are_clipped_not_drawn_into_memory(tmp_path: Path) -> None:
     shapes = [ox.shape("cat", [[5.0, 5.0], [1e308, 5.0], [5.0, 40.0]]),
               ox.shape("dog", [[0.0, 44.0], [1e300, 44.0]], "line")]  # fmt: skip
-    run = prepare(_labelme(tmp_path, shapes), tmp_path / "data", "--val-fraction", "0")
+    run = prepare_custom(_labelme(tmp_path, shapes), tmp_path / "data", "--val-fraction", "0")
     assert run.exit_code == 0, run.output
     label = UnifiedDataset(tmp_path / "data" / "own").read_label("a")
     assert (label[6:30, 6:60] == 1).all() and (label[41:47, 0:64] == 2).all()
@@ -182,12 +172,14 @@ def test_labelme_labels_in_no_class_and_duplicate_names(tmp_path: Path) -> None:
     source = _labelme(tmp_path, [ox.shape("cat", CAT), ox.shape("zebra", [[30.0, 30.0], [40.0, 40.0]], "rectangle")])
     classes = tmp_path / "classes.txt"
     classes.write_text("_background_\ncat\n")
-    failed = prepare(source, tmp_path / "data", "--classes", str(classes))
+    failed = prepare_custom(source, tmp_path / "data", "--classes", str(classes))
     assert "1 labelme label(s) are in no class of --classes: 'zebra' in a.json" in one_line_error(failed.output)
-    ok = prepare(source, tmp_path / "data", "--classes", str(classes), "--unknown-as-ignore", "--val-fraction", "0")
+    ok = prepare_custom(
+        source, tmp_path / "data", "--classes", str(classes), "--unknown-as-ignore", "--val-fraction", "0"
+    )
     assert ok.exit_code == 0 and (UnifiedDataset(tmp_path / "data" / "own").read_label("a")[30:41, 30:41] == 255).all()
     ox.labelme_file(source / "sub" / "a.json", [ox.shape("cat", CAT)], "../a.jpg")
-    dup = prepare(source, tmp_path / "data", name="dup")
+    dup = prepare_custom(source, tmp_path / "data", name="dup")
     assert "are two files for one image name" in one_line_error(dup.output)
 
 
@@ -218,18 +210,18 @@ def test_label_studio_refusals(tmp_path: Path) -> None:
     small = (24, 32)
     export = _ls(tmp_path, "/data/upload/3/a.jpg", [{**ox.brush(rle, "cat"), "original_width": 32,
                                                      "original_height": 24}], image_size=small)  # fmt: skip
-    failed = prepare(export, tmp_path / "data", "--images", str(tmp_path / "media"))
+    failed = prepare_custom(export, tmp_path / "data", "--images", str(tmp_path / "media"))
     assert "holds 12288 values, not the 3072 of the image" in one_line_error(failed.output)
     _secret(tmp_path)
     export = _ls(tmp_path, "/data/local-files/?d=../private/secret.png", [ox.brush(rle, "cat")])
-    failed = prepare(export, tmp_path / "data", "--images", str(tmp_path / "media"))
+    failed = prepare_custom(export, tmp_path / "data", "--images", str(tmp_path / "media"))
     assert "'../private/secret.png' leads outside the export folder" in one_line_error(failed.output)
     polygon = ox.ls_result("polygonlabels", {"points": [[1.0, 1.0], [50.0, 50.0]], "polygonlabels": ["cat"]})
-    failed = prepare(_ls(tmp_path, "/data/upload/3/a.jpg", [polygon]), tmp_path / "data", "--images",
+    failed = prepare_custom(_ls(tmp_path, "/data/upload/3/a.jpg", [polygon]), tmp_path / "data", "--images",
                      str(tmp_path / "media"))  # fmt: skip
     assert "result 0 (polygonlabels) has 2 point(s); a polygon needs at least 3" in one_line_error(failed.output)
     broken = ox.ls_result("rectanglelabels", {"x": "10", "y": 1, "width": 5, "height": 5, "rectanglelabels": ["cat"]})
-    failed = prepare(_ls(tmp_path, "/data/upload/3/a.jpg", [broken]), tmp_path / "data", "--images",
+    failed = prepare_custom(_ls(tmp_path, "/data/upload/3/a.jpg", [broken]), tmp_path / "data", "--images",
                      str(tmp_path / "media"))  # fmt: skip
     assert "result 0 (rectanglelabels) value: x must be number" in one_line_error(failed.output)
     assert _no_secret_in(tmp_path / "data")
@@ -251,7 +243,7 @@ def test_label_studio_refusals(tmp_path: Path) -> None:
 def test_yolo_label_lines_that_are_refused(tmp_path: Path, line: str, message: str) -> None:
     ox.yolo_roboflow_export(tmp_path / "rf")
     (tmp_path / "rf" / "train" / "labels" / "t1_jpg.rf.abc.txt").write_text(f"1 0.1 0.1 0.3 0.1 0.3 0.3\n{line}\n")
-    failed = prepare(tmp_path / "rf", tmp_path / "data")
+    failed = prepare_custom(tmp_path / "rf", tmp_path / "data")
     error = one_line_error(failed.output)
     assert "t1_jpg.rf.abc.txt line 2" in error and message in error, error
 
@@ -262,13 +254,13 @@ def test_yolo_list_lines_outside_the_dataset_and_huge_coordinates(tmp_path: Path
     (tmp_path / "rf" / "val.txt").write_text(f"./valid/images/v0_jpg.rf.abc.jpg\n{secret}\n../private/secret.png\n")
     yaml = (tmp_path / "rf" / "data.yaml").read_text().replace("val: ../valid/images", "val: val.txt")
     (tmp_path / "rf" / "data.yaml").write_text(yaml)
-    failed = prepare(tmp_path / "rf", tmp_path / "data")
+    failed = prepare_custom(tmp_path / "rf", tmp_path / "data")
     line = one_line_error(failed.output)
     assert "2 problem(s)" in line and "val.txt line 2" in line and "val.txt line 3" in line
     (tmp_path / "rf" / "val.txt").write_text("./valid/images/v0_jpg.rf.abc.jpg\n")
     labels = tmp_path / "rf" / "train" / "labels" / "t1_jpg.rf.abc.txt"
     labels.write_text("1 0.625 0.041667 1e30 0.041667 0.9375 0.9375 0.625 0.9375\n")
-    run = prepare(tmp_path / "rf", tmp_path / "data")
+    run = prepare_custom(tmp_path / "rf", tmp_path / "data")
     assert run.exit_code == 0, run.output
     assert (UnifiedDataset(tmp_path / "data" / "own").read_label("t1_jpg.rf.abc")[10:40, 45:60] == 2).all()
     assert _no_secret_in(tmp_path / "data") and expected
@@ -282,18 +274,18 @@ def test_cityscapes_refusals(tmp_path: Path) -> None:
     doc = json.loads(path.read_text())
     doc["objects"][1]["polygon"] = doc["objects"][1]["polygon"][:2]
     path.write_text(json.dumps(doc))
-    failed = prepare(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
+    failed = prepare_custom(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
     assert "object 1 ('car') has 2 point(s); a polygon needs at least 3" in one_line_error(failed.output)
     doc["objects"] = {"label": "car"}
     path.write_text(json.dumps(doc))
-    failed = prepare(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
+    failed = prepare_custom(tmp_path / "cs", tmp_path / "data", "--classes", str(classes))
     assert "objects must be array" in one_line_error(failed.output)
-    skipped = prepare(tmp_path / "cs", tmp_path / "data", "--classes", str(classes), "--skip-bad")
+    skipped = prepare_custom(tmp_path / "cs", tmp_path / "data", "--classes", str(classes), "--skip-bad")
     assert skipped.exit_code == 0 and sorted(skipped.report["splits"].values()) == [1, 1]
 
 
 def test_labels_that_look_like_markup_are_printed_as_text(tmp_path: Path) -> None:
-    run = prepare(_labelme(tmp_path, [ox.shape("[/red]cat", CAT)]), tmp_path / "data", "--val-fraction", "0")
+    run = prepare_custom(_labelme(tmp_path, [ox.shape("[/red]cat", CAT)]), tmp_path / "data", "--val-fraction", "0")
     assert run.exit_code == 0 and "internal error" not in run.output, run.output
     assert UnifiedDataset(tmp_path / "data" / "own").meta.classes == ["background", "[/red]cat"]
     assert run.output.count("[/red]cat") >= 3  # the note, the pixel table and the class table

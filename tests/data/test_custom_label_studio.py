@@ -21,13 +21,9 @@ from refine_cli.data.convert.custom.label_studio_rle import BadRLE, brush_mask, 
 from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import own_exports as ox
 from tests.support.custom_exports import SIZE, photo, save_rgb
-from tests.support.prepare_runner import run_prepare
+from tests.support.own_exports import prepare_custom
 
 H, W = SIZE
-
-
-def prepare(export: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(export), "--root", str(root), "-j", "1", *extra])
 
 
 @pytest.mark.parametrize("encoder", ["sdk", "rle_pack", "rle_pack_rgba"])
@@ -119,7 +115,7 @@ def _export(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 def test_label_studio_export_every_region_kind(tmp_path: Path) -> None:
     export, expected = _export(tmp_path)
-    run = prepare(export, tmp_path / "data", "--images", str(tmp_path / "media"), "--val-fraction", "0")
+    run = prepare_custom(export, tmp_path / "data", "--images", str(tmp_path / "media"), "--val-fraction", "0")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "cat", "dog"]
@@ -136,7 +132,7 @@ def test_label_studio_classes_file_orders_and_maps(tmp_path: Path) -> None:
     export, expected = _export(tmp_path)
     classes = tmp_path / "classes.txt"
     classes.write_text("dog\ncat\nbackground\n")
-    run = prepare(export, tmp_path / "data", "--images", str(tmp_path / "media"), "--classes", str(classes))
+    run = prepare_custom(export, tmp_path / "data", "--images", str(tmp_path / "media"), "--classes", str(classes))
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "dog", "cat"]

@@ -18,21 +18,17 @@ from PIL import Image, ImageOps
 from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import own_exports as lm
 from tests.support.custom_exports import photo, save_rgb
-from tests.support.prepare_runner import run_prepare
+from tests.support.own_exports import prepare_custom
 
 LABELS_TXT = "__ignore__\n_background_\ncat\ndog\n"  # labelme2voc's labels.txt convention
 VALUES = {"__ignore__": -1, "_background_": 0, "cat": 1, "dog": 2}
-
-
-def prepare(source: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
 
 
 def test_every_shape_type_as_labelme2voc_draws_it(tmp_path: Path) -> None:
     scenes = lm.labelme_export(tmp_path / "lm")
     labels = tmp_path / "labels.txt"
     labels.write_text(LABELS_TXT)
-    run = prepare(tmp_path / "lm", tmp_path / "data", "--classes", str(labels), "--val-fraction", "0")
+    run = prepare_custom(tmp_path / "lm", tmp_path / "data", "--classes", str(labels), "--val-fraction", "0")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["_background_", "cat", "dog"] and dataset.meta.extra["source_format"] == "labelme"
@@ -51,7 +47,7 @@ def test_without_classes_background_and_the_labels_sorted(tmp_path: Path) -> Non
     for shape in scenes["a"]:  # a label that sorts before the others and is only in one file
         shape["label"] = "ant" if shape["label"] == "dog" else shape["label"]
     lm.labelme_file(tmp_path / "lm" / "a.json", scenes["a"], "a.jpg")
-    run = prepare(tmp_path / "lm", tmp_path / "data")
+    run = prepare_custom(tmp_path / "lm", tmp_path / "data")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["_background_", "ant", "cat", "dog"]
@@ -73,7 +69,7 @@ def test_a_rotated_phone_photo_is_stored_as_labelme_shows_it(tmp_path: Path) -> 
     doc = json.loads(lm.labelme_file(tmp_path / "lm" / "phone.json", shapes, "phone.jpg").read_text())
     doc["imageHeight"], doc["imageWidth"] = 64, 48
     (tmp_path / "lm" / "phone.json").write_text(json.dumps(doc))
-    run = prepare(tmp_path / "lm", tmp_path / "data", "--val-fraction", "0")
+    run = prepare_custom(tmp_path / "lm", tmp_path / "data", "--val-fraction", "0")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     shown = np.array(ImageOps.exif_transpose(Image.open(tmp_path / "lm" / "phone.jpg")).convert("RGB"))
@@ -86,8 +82,8 @@ def test_split_folders_and_a_second_run_resumes(tmp_path: Path) -> None:
         for name in names:
             save_rgb(tmp_path / "lm" / split / f"{name}.png", photo(len(name)))
             lm.labelme_file(tmp_path / "lm" / split / f"{name}.json", lm.labelme_scenes()["a"], f"{name}.png")
-    first = prepare(tmp_path / "lm", tmp_path / "data")
+    first = prepare_custom(tmp_path / "lm", tmp_path / "data")
     assert first.exit_code == 0 and first.report["splits"] == {"train": 2, "val": 1}, first.output
     assert UnifiedDataset(tmp_path / "data" / "own").meta.extra["split"]["kind"] == "source"
-    again = prepare(tmp_path / "lm", tmp_path / "data")
+    again = prepare_custom(tmp_path / "lm", tmp_path / "data")
     assert again.report["reused"] == 3 and again.report["converted"] == 0

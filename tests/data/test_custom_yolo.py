@@ -14,16 +14,12 @@ import numpy as np
 from refine_cli.data.format.unified import UnifiedDataset
 from tests.support import own_exports as ox
 from tests.support.custom_exports import SIZE, photo, save_rgb
-from tests.support.prepare_runner import run_prepare
-
-
-def prepare(source: Path, root: Path, *extra: str, name: str = "own"):  # noqa: ANN201
-    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
+from tests.support.own_exports import prepare_custom
 
 
 def test_roboflow_yolov8_download(tmp_path: Path) -> None:
     expected = ox.yolo_roboflow_export(tmp_path / "rf")
-    run = prepare(tmp_path / "rf" / "data.yaml", tmp_path / "data")
+    run = prepare_custom(tmp_path / "rf" / "data.yaml", tmp_path / "data")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "cat", "dog"] and dataset.meta.extra["source_format"] == "yolo"
@@ -33,7 +29,7 @@ def test_roboflow_yolov8_download(tmp_path: Path) -> None:
     assert (dataset.read_label("t0_jpg.rf.abc") == 2).any()  # the smaller dog is drawn over the cat
     assert any("test split '../test/images' does not exist" in note for note in run.report["notes"])
     # the folder holding data.yaml works as --from too
-    again = prepare(tmp_path / "rf", tmp_path / "data", name="folder")
+    again = prepare_custom(tmp_path / "rf", tmp_path / "data", name="folder")
     assert again.exit_code == 0 and again.report["splits"] == {"train": 2, "val": 1}, again.output
 
 
@@ -52,7 +48,7 @@ def test_ultralytics_layout_list_file_missing_and_empty_label_files(tmp_path: Pa
             text = "\n".join(ox.yolo_box_line(*box) for box in items)
             (root / "labels" / split / f"{name}.txt").write_text(text, encoding="utf-8")
     (root / "val.txt").write_text("./images/val/c.png\n", encoding="utf-8")
-    run = prepare(root / "cfg" / "pets.yaml", tmp_path / "data")
+    run = prepare_custom(root / "cfg" / "pets.yaml", tmp_path / "data")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.splits == {"train": 2, "val": 1}
@@ -64,9 +60,9 @@ def test_ultralytics_layout_list_file_missing_and_empty_label_files(tmp_path: Pa
 
 def test_merging_yolo_classes_with_map(tmp_path: Path) -> None:
     expected = ox.yolo_roboflow_export(tmp_path / "rf")
-    run = prepare(tmp_path / "rf" / "data.yaml", tmp_path / "data", "--map", "dog=cat", "--map", "cat=animal")
+    run = prepare_custom(tmp_path / "rf" / "data.yaml", tmp_path / "data", "--map", "dog=cat", "--map", "cat=animal")
     assert run.exit_code == 2 and "which is mapped itself" in run.output
-    run = prepare(tmp_path / "rf" / "data.yaml", tmp_path / "data", "--map", "dog=animal", "--map", "cat=animal")
+    run = prepare_custom(tmp_path / "rf" / "data.yaml", tmp_path / "data", "--map", "dog=animal", "--map", "cat=animal")
     assert run.exit_code == 0, run.output
     dataset = UnifiedDataset(tmp_path / "data" / "own")
     assert dataset.meta.classes == ["background", "animal"]

@@ -26,9 +26,22 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tests.support.custom_exports import SIZE, painted, photo, save_rgb
+from tests.support.prepare_runner import PrepareRun, run_prepare
 
 H, W = SIZE
 RLE_FIXTURE = Path(__file__).with_name("label_studio_rle.json")
+
+
+def prepare_custom(source: Path, root: Path, *extra: str, name: str = "own") -> PrepareRun:
+    """`refine prepare custom NAME --from SOURCE --root ROOT -j 1 ...` through the CLI, with its JSON report."""
+    return run_prepare(["custom", name, "--from", str(source), "--root", str(root), "-j", "1", *extra])
+
+
+def one_line_error(output: str) -> str:
+    """The single `error:` line of a failed command (and no traceback)."""
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
 
 
 # --- labelme -------------------------------------------------------------------------------------------

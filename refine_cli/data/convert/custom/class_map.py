@@ -23,7 +23,7 @@ from refine_cli.data.convert.custom.class_files import (
     is_background,
     make_class_list,
 )
-from refine_cli.data.convert.custom.json_shapes import check_shape, read_json
+from refine_cli.data.convert.custom.json_shapes import check_shape, read_json, read_yaml
 from refine_cli.errors import RefineError
 
 IGNORE_WORDS = ("255", "ignore")
@@ -75,17 +75,8 @@ def _split(text: str, where: str) -> tuple[str, str]:
 
 
 def _read_map_file(path: Path) -> list[tuple[str, str]]:
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise RefineError(f"cannot read the map file {path}: {error}") from None
-        except yaml.YAMLError as error:
-            raise RefineError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
-    else:
-        doc = read_json(path, "map file")
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    doc = read_yaml(path, "map file") if is_yaml else read_json(path, "map file")
     check_shape(doc, _MAP_FILE_SCHEMA, f"map file {path}", hint="write {OLD: NEW} pairs, e.g. truck: car")
     if isinstance(doc, list):
         return [_split(text, f"map file {path}: {text!r}") for text in doc]

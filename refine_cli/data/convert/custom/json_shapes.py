@@ -1,4 +1,4 @@
-"""Reading the JSON files of an export, and checking their shape before any field is used.
+"""Reading the JSON (and YAML) files of an export, and checking their shape before any field is used.
 
 Export files come from tools, scripts and strangers: a wrong type (a string id, a dict where a list
 belongs), a missing field or nesting deeper than Python can parse must end in one line that names the
@@ -34,6 +34,20 @@ def read_json(path: Path, what: str = "JSON file") -> Any:
         ) from None
     except RecursionError:
         raise RefineError(f"{what} {path} nests lists or objects too deeply to be an export") from None
+
+
+def read_yaml(path: Path, what: str = "YAML file") -> Any:
+    """The parsed YAML document (safe loader); RefineError naming `path` when it is unreadable or malformed."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except OSError as error:
+        raise RefineError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise RefineError(f"{what} {path} is not UTF-8 text") from None
+    except (yaml.YAMLError, RecursionError) as error:
+        raise RefineError(f"{what} {path} is not valid YAML: {' '.join(str(error).split())[:300]}") from None
 
 
 @cache

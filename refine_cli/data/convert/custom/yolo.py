@@ -27,7 +27,7 @@ from refine_cli.data.convert.custom.class_map import ClassValues
 from refine_cli.data.convert.custom.export_paths import OutsideExport, as_posix, inside_export, is_inside
 from refine_cli.data.convert.custom.geometry import clip_polygon
 from refine_cli.data.convert.custom.images import image_file
-from refine_cli.data.convert.custom.json_shapes import check_shape
+from refine_cli.data.convert.custom.json_shapes import check_shape, read_yaml
 from refine_cli.data.convert.custom.layout import IMAGE_SUFFIXES, safe_id
 from refine_cli.data.convert.custom.source import SourceScan
 from refine_cli.errors import RefineError
@@ -52,14 +52,7 @@ SCHEMA = {
 
 
 def read_data_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise RefineError(f"cannot read {path}: {error}") from None
-    except (yaml.YAMLError, RecursionError) as error:
-        raise RefineError(f"{path} is not valid YAML: {' '.join(str(error).split())[:200]}") from None
+    doc = read_yaml(path, "YOLO data file")
     check_shape(doc, SCHEMA, f"YOLO data file {path}", hint="see docs/custom-data.md for data.yaml")
     if "kpt_shape" in doc:
         raise RefineError(f"{path} describes a pose (keypoint) dataset, not segmentation")
