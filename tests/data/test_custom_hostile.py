@@ -8,6 +8,7 @@ limit; for COCO also degenerate polygons (a note instead of silence) and two ima
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +290,12 @@ def test_labels_that_look_like_markup_are_printed_as_text(tmp_path: Path) -> Non
     assert run.exit_code == 0 and "internal error" not in run.output, run.output
     assert UnifiedDataset(tmp_path / "data" / "own").meta.classes == ["background", "[/red]cat"]
     assert run.output.count("[/red]cat") >= 3  # the note, the pixel table and the class table
+
+
+def test_a_hundred_thousand_coco_categories_are_refused_at_once(tmp_path: Path) -> None:
+    categories = [{"id": i, "name": f"c{i}"} for i in range(1, 100_001)]
+    _coco(tmp_path, ["a.jpg"], categories=categories)
+    started = time.perf_counter()
+    failed = prepare_custom(tmp_path / "coco", tmp_path / "data")
+    assert "has 100001 classes; at most 254 fit" in one_line_error(failed.output)
+    assert time.perf_counter() - started < 20  # the duplicate check was quadratic: minutes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,13 @@ def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> Clas
     if not entries:
         raise RefineError(f"{where} names no classes", hint="one class name per line, e.g. background, cat, dog")
     names = [name for name, _ in entries]
+    if len(names) >= IGNORE:  # first: the checks below must not run over 100,000 names
+        raise RefineError(f"{where} has {len(names)} classes; at most 254 fit (255 means ignore)")
     for name in names:
         check_class_name(name, where)
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise RefineError(f"{where} names the class(es) {', '.join(duplicates)} more than once")
-    if len(names) >= IGNORE:
-        raise RefineError(f"{where} has {len(names)} classes; at most 254 fit (255 means ignore)")
     colored = [color for _, color in entries if color is not None]
     if colored and len(colored) != len(entries):
         missing = [name for name, color in entries if color is None]
