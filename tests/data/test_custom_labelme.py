@@ -87,3 +87,14 @@ def test_split_folders_and_a_second_run_resumes(tmp_path: Path) -> None:
     assert UnifiedDataset(tmp_path / "data" / "own").meta.extra["split"]["kind"] == "source"
     again = prepare_custom(tmp_path / "lm", tmp_path / "data")
     assert again.report["reused"] == 3 and again.report["converted"] == 0
+
+
+def test_background_shapes_match_a_class_list_that_says_background(tmp_path: Path) -> None:
+    scenes = lm.labelme_export(tmp_path / "lm")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("background\ncat\ndog\n__ignore__\n")  # refine's spelling, __ignore__ anywhere
+    run = prepare_custom(tmp_path / "lm", tmp_path / "data", "--classes", str(classes), "--val-fraction", "0")
+    assert run.exit_code == 0, run.output
+    dataset = UnifiedDataset(tmp_path / "data" / "own")
+    assert dataset.meta.classes == ["background", "cat", "dog"]
+    assert np.array_equal(dataset.read_label("a"), lm.labelme_reference(scenes["a"], VALUES))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refine_cli.data.convert.custom.class_files import (
+    BACKGROUND_NAMES,
     IGNORE,
     ClassList,
     check_class_name,
@@ -143,4 +144,6 @@ def class_values(
     names = {name: lut[i] for i, name in enumerate(source.names)}
     names.update({name: IGNORE for name in source.ignored})
     has_background = covered_by_default or is_background(source.names[0])
+    if is_background(source.names[0]):  # `_background_` shapes are class 0 when it is called `background`
+        names.update({name: lut[0] for name in BACKGROUND_NAMES if name not in names})
     return ClassValues(lut, names, lut[0] if has_background else IGNORE, IGNORE if unknown_as_ignore else -1)

@@ -69,7 +69,7 @@ def classes_for(
         ignored = ("__ignore__",) if "__ignore__" in used.files else ()
         return ClassList(classes.names, classes.colors, classes.file_order, ignored), notes
     known = set(given.names) | set(given.ignored)
-    unknown = sorted(label for label in used.files if label not in known)
+    unknown = sorted(label for label in used.files if label not in known and not _is_class_zero(label, given))
     if not unknown:
         return given, []
     listed = "; ".join(f"{label!r} in {', '.join(used.files[label])}" for label in unknown[:8])
@@ -80,6 +80,11 @@ def classes_for(
             hint="add them to the class file, map them with --map, or pass --unknown-as-ignore to make them 255",
         )
     return given, [f"{tool} labels in no class became ignore (255): {', '.join(unknown[:8])}{more}"]
+
+
+def _is_class_zero(label: str, classes: ClassList) -> bool:
+    """labelme's `_background_` shapes are the class list's `background` (and the other way round)."""
+    return is_background(label) and is_background(classes.names[0])
 
 
 def no_background_note(classes: ClassList, by_construction: bool) -> list[str]:
