@@ -129,7 +129,7 @@ def custom_command(
         "map_file": str(map_file) if map_file else None,
     }
     report = common.run("custom", options)
-    _print_class_table(report.path)
+    _print_class_table(report.path, to_stderr=common.json_out == "-")
     if report.check is not None:
         from rich.markup import escape
 
@@ -140,14 +140,17 @@ def custom_command(
             warn(escape(note))  # quotes class names: text, never markup
 
 
-def _print_class_table(dataset: Path) -> None:
-    """The dataset's final classes (after --map): index, name and viewing colour, as meta.json records them."""
+def _print_class_table(dataset: Path, to_stderr: bool = False) -> None:
+    """The dataset's final classes (after --map): index, name and viewing colour, as meta.json records them.
+
+    On stderr when the JSON report goes to stdout (`--json -`), so that stays parseable.
+    """
     import json
 
     from rich.markup import escape
     from rich.table import Table
 
-    from refine_cli.cli._console import out
+    from refine_cli.cli._console import err, out
 
     try:
         meta = json.loads((dataset / "meta.json").read_text(encoding="utf-8"))
@@ -162,7 +165,7 @@ def _print_class_table(dataset: Path) -> None:
     mapping = meta.get("extra", {}).get("class_map")
     if mapping:
         table.caption = escape("--map: " + ", ".join(f"{old}={new}" for old, new in mapping.items()))
-    out.print(table)
+    (err if to_stderr else out).print(table)
 
 
 def register(prepare_app: typer.Typer) -> None:
