@@ -114,7 +114,7 @@ class CustomConverter(Converter):
             ) from None
 
     def local_inputs(self, options: dict[str, Any]) -> list[Path]:
-        named = [*options.get("from", []), options.get("classes"), options.get("images")]
+        named = [*options.get("from", []), options.get("classes"), options.get("images"), options.get("map_file")]
         return [Path(p).expanduser() for p in named if p]
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
