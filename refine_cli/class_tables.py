@@ -7,6 +7,7 @@ dataset's meta.json are checked by the same rules, without `models/` importing `
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -17,6 +18,8 @@ MAX_CLASSES = 255
 MAX_NAME_LENGTH = 200
 # C0 controls (tab and newline included: a class name is one line), DEL and the C1 controls
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Unicode format characters (bidi overrides, zero-width joiners) and line/paragraph separators
+INVISIBLE = ("Cf", "Zl", "Zp")
 
 VOC_CLASSES: list[str] = [
     "background",
@@ -87,7 +90,7 @@ def check_class_name(name: Any, where: str, hint: str) -> str:
         raise RefineError(f"{where}: class names must be text, not {name!r}", hint=hint)
     if not name.strip():
         raise RefineError(f"{where}: a class name is empty ({name!r})", hint=hint)
-    if CONTROL_CHARACTERS.search(name):
+    if CONTROL_CHARACTERS.search(name) or any(unicodedata.category(char) in INVISIBLE for char in name):
         raise RefineError(f"{where}: the class name {ascii(name)} contains control characters", hint=hint)
     if len(name) > MAX_NAME_LENGTH:
         raise RefineError(f"{where}: the class name {name[:20]!r}... is over {MAX_NAME_LENGTH} characters", hint=hint)

@@ -19,7 +19,7 @@ WorkersOpt = Annotated[
 
 
 def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-free at module level)
-    """Print the histogram table and the listed problems of a CheckReport."""
+    """Print the histogram table and the listed problems of a CheckReport (names and paths are text, not markup)."""
     from rich.table import Table
 
     table = Table(title=f"{report.name}: {report.samples} samples, splits {_splits(report.splits)}")

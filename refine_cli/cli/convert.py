@@ -89,8 +89,6 @@ def _convert_matconvnet(
     json_out: str | None,
 ) -> None:
     """The MATLAB release: read, map, check against refine's RefineNet, write; then say what was checked."""
-    from rich.markup import escape
-
     from refine_cli.data.convert.datasets.tables import public_class_table
     from refine_cli.models.matconvnet_import import convert_matconvnet
 
@@ -104,15 +102,15 @@ def _convert_matconvnet(
             return
     void = f"void output {report.void_output} dropped" if report.void_output is not None else "no void output"
     options = ", ".join(f"{key}={value}" for key, value in report.architecture.items())
-    out.print(f"[bold]converted[/bold] {escape(report.source)} -> {escape(report.out)}")
+    out.print(tagged("converted", "bold", f"{report.source} -> {report.out}"))
     out.print(f"  model        {report.model} ({options})")
     out.print(f"  layout       {report.layout}")
     out.print(f"  classes      {report.num_classes} ({report.dataset}; {void})")
     out.print("  input        RGB 0-255 minus 128 (stored in the checkpoint)")
     out.print(f"  parameters   {report.params:,} from {report.source_params} arrays")
-    out.print(f"[yellow]note:[/yellow] {report.checked}")
-    out.print(f"sha256 {report.source_sha256}  {escape(Path(report.source).name)}")
-    out.print(f"use it with: refine predict --checkpoint {escape(report.out)} ... --msc refinenet --upsample bicubic")
+    out.print(tagged("note:", "yellow", report.checked))
+    out.print(f"sha256 {report.source_sha256}  {Path(report.source).name}")
+    out.print(f"use it with: refine predict --checkpoint {report.out} ... --msc refinenet --upsample bicubic")
 
 
 def register(app: typer.Typer) -> None:

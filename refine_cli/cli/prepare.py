@@ -35,7 +35,7 @@ class ContextClasses(str, Enum):
 # Datasets made from local files, without a manifest: (name, title, licence)
 _LOCAL_DATASETS = [
     ("shapes", "synthetic shapes, drawn locally (refine prepare shapes)", "MIT, like refine"),
-    ("custom", "your own labelled images: folder, VOC/CVAT export or COCO JSON", "yours"),
+    ("custom", "your own labelled images: masks, CVAT, COCO, LabelMe, Label Studio, YOLO", "yours"),
 ]  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 A class list is read from one of the forms annotation tools write: one name per line, `name r g b`
 lines, CVAT/Datumaro `labelmap.txt` (`name:r,g,b::`), or a JSON/YAML list of {name, color}. Classes
-keep the file's order, except that a class called `background` becomes class 0. Index masks count in
+keep the file's order, except that a class called `background` (labelme: `_background_`) becomes class
+0. labelme's labels.txt convention holds too: a line `__ignore__` is no class, and shapes with that
+label become ignore (255). Index masks count in
 the FILE's order (value k = the file's k-th class); colour masks are matched by exact colour. Nothing is
 guessed: a value or colour that is in no class is an error naming it and the mask (or 255 on request).
 """
@@ -21,7 +23,15 @@ from refine_cli.class_tables import check_class_name, voc_palette
 from refine_cli.errors import RefineError
 
 IGNORE = 255
+CLASS_NAME_HINT = "give every class a name on one line, in plain text without control characters"
 Color = tuple[int, int, int]
+BACKGROUND_NAMES = ("background", "_background_")  # the second is labelme's (labelme2voc's labels.txt)
+IGNORE_NAMES = ("__ignore__",)  # labelme's labels.txt: a label whose pixels are ignore, not a class
+
+
+def is_background(name: str) -> bool:
+    """Whether a class name means "the pixels no annotation covers"."""
+    return name.lower() in BACKGROUND_NAMES
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class ClassList:
     names: tuple[str, ...]
     colors: tuple[Color, ...] | None
     file_order: tuple[int, ...]  # file position -> model index
+    ignored: tuple[str, ...] = ()  # labels that mean ignore (labelme's __ignore__), not classes
 
     @property
     def palette(self) -> list[Color]:
@@ -40,13 +51,15 @@ class ClassList:
 
 def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> ClassList:
     """Check names and colours (unique, all or none coloured, < 255 classes); move `background` first."""
+    ignored = tuple(name for name, _ in entries if name in IGNORE_NAMES)
+    entries = [(name, color) for name, color in entries if name not in IGNORE_NAMES]
     if not entries:
         raise RefineError(f"{where} names no classes", hint="one class name per line, e.g. background, cat, dog")
     names = [name for name, _ in entries]
     if len(names) >= IGNORE:  # before any work that grows with the count
         raise RefineError(f"{where} has {len(names)} classes; at most 254 fit (255 means ignore)")
     for name in names:
-        check_class_name(name, where, "give every class a name on one line, without control characters")
+        check_class_name(name, where, CLASS_NAME_HINT)
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise RefineError(f"{where} names the class(es) {', '.join(map(repr, duplicates))} more than once")
@@ -57,15 +70,15 @@ def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> Clas
     if len(set(colored)) != len(colored):
         raise RefineError(f"{where} gives two classes the same colour", hint="each class needs its own colour")
     order = list(range(len(entries)))
-    lowered = [name.lower() for name in names]
-    if "background" in lowered and lowered.index("background") != 0:
-        first = lowered.index("background")
-        order = [first] + [i for i in order if i != first]
+    backgrounds = [i for i, name in enumerate(names) if is_background(name)]
+    if backgrounds and backgrounds[0] != 0:
+        order = [backgrounds[0]] + [i for i in order if i != backgrounds[0]]
     file_order = [order.index(position) for position in range(len(entries))]
     return ClassList(
         names=tuple(names[i] for i in order),
         colors=tuple(colored[i] for i in order) if colored else None,
         file_order=tuple(file_order),
+        ignored=ignored,
     )
 
 

@@ -5,50 +5,77 @@ a source split (`instances_train.json` -> train, CVAT's `instances_default.json`
 `train/_annotations.coco.json` -> train). The rasterising rules are those of `refine prepare coco`
 (datasets/coco.py): polygons, RLE and compressed RLE through pycocotools, crowd regions 255, pixels
 claimed by two different classes 255. Images without annotations are skipped unless `keep_empty`.
+The file's shape is checked first (one line naming the field); a `file_name` that leaves the folder it
+is looked up in is refused; two images with one id, whose annotations cannot be told apart, are refused;
+polygons of fewer than 3 points (which pycocotools would read as boxes) are not drawn, with a note.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from refine_cli.data.convert.custom.class_files import ClassList, make_class_list
+from refine_cli.data.convert.custom.export_paths import OutsideExport, as_posix, inside_export
+from refine_cli.data.convert.custom.json_shapes import check_shape, read_json
 from refine_cli.data.convert.custom.layout import safe_id
+from refine_cli.data.convert.custom.source import SourceScan
 from refine_cli.errors import RefineError
 
-
-@dataclass
-class CocoSample:
-    """One image and its annotations as (class index, iscrowd, segmentation) triples."""
-
-    sample_id: str
-    image: Path
-    height: int
-    width: int
-    annotations: tuple[tuple[int, int, Any], ...]
-
-
-@dataclass
-class CocoScan:
-    samples: list[CocoSample]
-    splits: dict[str, list[str]]
-    classes: ClassList
-    problems: list[tuple[str, str]]
-    skipped: list[tuple[str, str]]
-    notes: list[str]
+_ID = {"type": ["integer", "string"]}
+_RLE = {
+    "type": "object",
+    "required": ["counts", "size"],
+    "properties": {
+        "counts": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]},
+        "size": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+    },
+}
+_IMAGE = {
+    "type": "object",
+    "required": ["id", "file_name"],
+    "properties": {
+        "id": _ID,
+        "file_name": {"type": "string"},
+        "height": {"type": ["integer", "null"], "minimum": 0},
+        "width": {"type": ["integer", "null"], "minimum": 0},
+    },
+}
+_POLYGONS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+_ANNOTATION = {
+    "type": "object",
+    "required": ["image_id", "category_id"],
+    "properties": {
+        "image_id": _ID,
+        "category_id": {"type": "integer"},
+        "iscrowd": {"type": ["integer", "boolean"]},
+        "segmentation": {"oneOf": [_RLE, _POLYGONS, {"type": "null"}]},
+    },
+}
+_CATEGORY = {
+    "type": "object",
+    "required": ["id", "name"],
+    "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+}
+SCHEMA = {
+    "type": "object",
+    "required": ["images", "annotations", "categories"],
+    "properties": {
+        "images": {"type": "array", "items": _IMAGE},
+        "annotations": {"type": "array", "items": _ANNOTATION},
+        "categories": {"type": "array", "minItems": 1, "items": _CATEGORY},
+    },
+}
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RefineError(f"cannot read {path}: {' '.join(str(error).split())}") from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations")):
+    doc = read_json(path, "COCO file")
+    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
         raise RefineError(f"{path} is not a COCO file (no 'images' and 'annotations' lists)")
-    if not isinstance(doc.get("categories"), list) or not doc["categories"]:
+    if not doc.get("categories"):
         raise RefineError(f"{path} has no 'categories' list", hint="export with the label definitions (COCO 1.0)")
+    check_shape(doc, SCHEMA, f"COCO file {path}")
     return doc
 
 
@@ -65,10 +92,8 @@ def split_name(path: Path) -> str:
 def _categories(docs: list[tuple[Path, dict[str, Any]]], given: ClassList | None) -> tuple[ClassList, dict[str, int]]:
     """The class list (given, or background + the categories in id order) and name -> class index."""
     names: dict[str, int] = {}
-    for path, doc in docs:
+    for _, doc in docs:
         for category in doc["categories"]:
-            if not isinstance(category, dict) or not isinstance(category.get("name"), str) or "id" not in category:
-                raise RefineError(f"{path}: category {category!r} has no id and name")
             names.setdefault(category["name"], int(category["id"]))
     if given is None:
         ordered = sorted(names, key=lambda name: names[name])
@@ -89,12 +114,24 @@ def _categories(docs: list[tuple[Path, dict[str, Any]]], given: ClassList | None
 
 
 def _find_image(file_name: str, json_path: Path, images_dir: Path | None) -> tuple[Path | None, list[Path]]:
+    """The image file of a record (by its path, else its name, in each folder images may be in).
+
+    OutsideExport when the name climbs out of those folders or is an absolute path outside all of them.
+    """
     bases = [images_dir] if images_dir else [json_path.parent, json_path.parent / "images",
                                               json_path.parent.parent / "images", json_path.parent.parent]  # fmt: skip
+    refusal: OutsideExport | None = None
     for base in bases:
-        for candidate in (base / file_name, base / Path(file_name).name):
+        try:
+            named = inside_export(base, base, file_name, f"{json_path}: image file_name")
+        except OutsideExport as error:
+            refusal = refusal or error
+            continue
+        for candidate in (named, base / named.name):
             if candidate.is_file():
                 return candidate, bases
+    if refusal is not None:
+        raise refusal
     return None, bases
 
 
@@ -104,7 +141,7 @@ def scan_coco(
     given: ClassList | None,
     keep_empty: bool,
     crowd_as_class: bool = False,
-) -> CocoScan:
+) -> SourceScan:
     """Read every JSON; group the annotations per image; find each image file.
 
     `crowd_as_class` draws iscrowd=1 regions as their class instead of 255: CVAT's COCO 1.0 export
@@ -112,54 +149,77 @@ def scan_coco(
     """
     docs = [(path, _load(path)) for path in json_files]
     classes, by_name = _categories(docs, given)
-    samples: list[CocoSample] = []
-    splits: dict[str, list[str]] = {}
-    problems: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str]] = []
+    scan = SourceScan("coco", classes, [], {}, list(json_files))
     owner: dict[str, Path] = {}
-    boxes_only = crowds = 0
+    counts: Counter[str] = Counter()
     for path, doc in docs:
-        category_class = {int(c["id"]): by_name[c["name"]] for c in doc["categories"]}
-        per_image: dict[Any, list[tuple[int, int, Any]]] = {}
-        for ann in doc["annotations"]:
-            if ann.get("category_id") not in category_class:
-                raise RefineError(
-                    f"{path}: annotation {ann.get('id')} has the unknown category {ann.get('category_id')}"
-                )  # noqa: E501
-            if not ann.get("segmentation"):
-                boxes_only += 1
-                continue
-            crowd = bool(ann.get("iscrowd", 0)) and not crowd_as_class
-            crowds += crowd
-            per_image.setdefault(ann.get("image_id"), []).append(
-                (category_class[ann["category_id"]], int(crowd), ann["segmentation"])
-            )
-        ids = splits.setdefault(split_name(path), [])
-        for image in sorted(doc["images"], key=lambda record: str(record.get("file_name"))):
-            file_name = str(image.get("file_name", ""))
-            sample_id = safe_id(Path(file_name).stem)
+        per_image = _group(path, doc, by_name, crowd_as_class, counts)
+        seen = Counter(image["id"] for image in doc["images"])
+        ids = scan.splits.setdefault(split_name(path), []) if scan.splits is not None else []
+        for image in sorted(doc["images"], key=lambda record: str(record["file_name"])):
+            file_name = image["file_name"]
+            sample_id = safe_id(Path(as_posix(file_name)).stem)
             if sample_id in owner:
-                problems.append(
-                    (sample_id, f"{path}: image {file_name} has the same name as one in {owner[sample_id]}")
-                )  # noqa: E501
+                scan.problems.append((sample_id, f"{path}: image {file_name} has the same name as one in "
+                                                 f"{owner[sample_id]}"))  # fmt: skip
                 continue
             owner[sample_id] = path
-            annotations = per_image.get(image.get("id"), [])
-            if not annotations and not keep_empty:
-                skipped.append((sample_id, "no annotations (pass --keep-empty to keep such images as background)"))
+            if seen[image["id"]] > 1:
+                why = f"{path}: {seen[image['id']]} images have the id {image['id']!r} ({file_name} is one)"
+                scan.problems.append((sample_id, f"{why}, so their annotations cannot be told apart"))
                 continue
-            found, bases = _find_image(file_name, path, images_dir)
+            annotations = per_image.get(image["id"], [])
+            if not annotations and not keep_empty:
+                scan.skipped.append((sample_id, "no annotations (pass --keep-empty to keep such images as background)"))
+                continue
+            try:
+                found, bases = _find_image(file_name, path, images_dir)
+            except OutsideExport as error:
+                scan.problems.append((sample_id, error.one_line()))
+                continue
             if found is None:
                 looked = ", ".join(str(base) for base in bases)
-                problems.append((sample_id, f"{path} lists image {file_name}, which is not in {looked}"))
+                scan.problems.append((sample_id, f"{path} lists image {file_name}, which is not in {looked}"))
                 continue
             height, width = int(image.get("height") or 0), int(image.get("width") or 0)
-            samples.append(CocoSample(sample_id, found, height, width, tuple(annotations)))
+            scan.samples.append((sample_id, ("coco", str(found), height, width, tuple(annotations))))
+            scan.files.append(found)
             ids.append(sample_id)
-    notes = [f"{boxes_only} annotation(s) have no segmentation (boxes only) and are not drawn"] if boxes_only else []
-    if crowds:
+    scan.notes = _notes(counts)
+    return scan
+
+
+def _group(
+    path: Path, doc: dict[str, Any], by_name: dict[str, int], crowd_as_class: bool, counts: Counter[str]
+) -> dict[Any, list[tuple[int, int, Any]]]:
+    """image id -> [(class index, iscrowd, segmentation)]; boxes, crowds and degenerate polygons counted."""
+    category_class = {int(c["id"]): by_name[c["name"]] for c in doc["categories"]}
+    per_image: dict[Any, list[tuple[int, int, Any]]] = {}
+    for ann in doc["annotations"]:
+        if ann["category_id"] not in category_class:
+            raise RefineError(f"{path}: annotation {ann.get('id')} has the unknown category {ann['category_id']}")
+        segmentation = ann.get("segmentation")
+        if isinstance(segmentation, list):
+            counts["degenerate"] += sum(1 for polygon in segmentation if len(polygon) < 6 or len(polygon) % 2)
+        if not segmentation:
+            counts["boxes"] += 1
+            continue
+        crowd = bool(ann.get("iscrowd", 0)) and not crowd_as_class
+        counts["crowds"] += crowd
+        per_image.setdefault(ann["image_id"], []).append((category_class[ann["category_id"]], int(crowd), segmentation))
+    return per_image
+
+
+def _notes(counts: Counter[str]) -> list[str]:
+    notes = []
+    if counts["boxes"]:
+        notes.append(f"{counts['boxes']} annotation(s) have no segmentation (boxes only) and are not drawn")
+    if counts["degenerate"]:
+        notes.append(f"{counts['degenerate']} polygon(s) have fewer than 3 points (or an odd number of coordinates) "
+                     "and are not drawn")  # fmt: skip
+    if counts["crowds"]:
         notes.append(
-            f"{crowds} crowd annotation(s) (iscrowd=1) became ignore (255); CVAT's COCO export marks every mask "
-            "iscrowd=1: if they are ordinary objects, prepare again with --crowd-as-class"
+            f"{counts['crowds']} crowd annotation(s) (iscrowd=1) became ignore (255); CVAT's COCO export marks every "
+            "mask iscrowd=1: if they are ordinary objects, prepare again with --crowd-as-class"
         )
-    return CocoScan(samples, splits, classes, problems, skipped, notes)
+    return notes

@@ -1,11 +1,13 @@
 """Own labelled images -> unified (`refine prepare custom NAME --from PATH`): no manifest, no download.
 
-`plan()` finds the layout (`layout.py`, `coco_json.py` beside this module), the class list and the splits;
-`convert()` turns one mask (or one image's COCO annotations) into a label. Rules, all documented in
-docs/custom-data.md:
+`plan()` finds the source format (`layout.py`), lets its module read the classes, samples and splits
+(`coco_json.py`, `labelme.py`, `label_studio.py`, `yolo.py`, `cityscapes_polygons.py`, or the mask
+layouts of `layout.py`), applies `--map` (`class_map.py`) and plans the splits; `convert()` hands one
+work item to its module's drawing function in a worker. Rules, all documented in docs/custom-data.md:
 - sizes: refine reads every image's STORED pixel grid and never applies EXIF orientation (train,
   eval and predict do the same), so a mask must have the stored size; a mask that has the displayed
-  size of an EXIF-rotated phone photo is refused with that explanation;
+  size of an EXIF-rotated phone photo is refused with that explanation. Tools that annotate the
+  displayed picture (labelme, Label Studio, Ultralytics) get their image stored as displayed (images.py);
 - splits: the source's (a folder, list file or JSON per split) when it has a `val` split, otherwise a
   seeded random split of the rest (`--val-fraction`, `--seed`) recorded in meta.json; `test` stays;
 - jpg/jpeg/png images are copied byte for byte, bmp/tif/webp are stored as lossless PNG.
@@ -23,16 +25,22 @@ import numpy as np
 
 from refine_cli.data.convert.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.convert.checks import check_same_size, image_size
-from refine_cli.data.convert.custom.class_files import Color, LabelTable, read_class_file
+from refine_cli.data.convert.custom.cityscapes_polygons import convert_cityscapes, scan_cityscapes
+from refine_cli.data.convert.custom.class_files import ClassList, Color, LabelTable, read_class_file
+from refine_cli.data.convert.custom.class_map import ClassValues, apply_map, class_values, parse_map
 from refine_cli.data.convert.custom.coco_json import scan_coco
+from refine_cli.data.convert.custom.images import image_file
+from refine_cli.data.convert.custom.label_studio import convert_label_studio, scan_label_studio
+from refine_cli.data.convert.custom.labelme import convert_labelme, scan_labelme
 from refine_cli.data.convert.custom.layout import coco_files_in, detect_format, scan_folder, scan_voc
+from refine_cli.data.convert.custom.source import SourceScan, compose_exclusive, no_background_note
+from refine_cli.data.convert.custom.yolo import convert_yolo, scan_yolo
 from refine_cli.data.convert.registry import register_converter
 from refine_cli.data.format import imageio
 from refine_cli.data.format.unified import validate_sample_id
 from refine_cli.errors import RefineError
 
-FORMATS = ("auto", "folder", "voc", "coco")
-STORED_AS_IS = (".jpg", ".jpeg", ".png")
+FORMATS = ("auto", "folder", "voc", "coco", "labelme", "label-studio", "yolo", "cityscapes")
 
 
 def parse_void(values: list[str]) -> tuple[tuple[int, ...], tuple[Color, ...]]:
@@ -83,16 +91,6 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _image_source(image: Path) -> dict[str, Any]:
-    if image.suffix.lower() in STORED_AS_IS:
-        return {"image_src": image}
-    try:
-        rgb = imageio.read_rgb(image)
-    except imageio.ImageReadError as error:
-        raise SampleError(error.one_line()) from None
-    return {"image_bytes": imageio.encode_image_png(rgb), "image_ext": "png"}
-
-
 @register_converter
 class CustomConverter(Converter):
     """A user's own images and masks (folder, VOC export or COCO JSON) -> one unified dataset."""
@@ -115,7 +113,7 @@ class CustomConverter(Converter):
             ) from None
 
     def local_inputs(self, options: dict[str, Any]) -> list[Path]:
-        named = [*options.get("from", []), options.get("classes"), options.get("images")]
+        named = [*options.get("from", []), options.get("classes"), options.get("images"), options.get("map_file")]
         return [Path(p).expanduser() for p in named if p]
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
@@ -126,74 +124,149 @@ class CustomConverter(Converter):
         fmt = detect_format(paths[0]) if fmt == "auto" else fmt
         if len(paths) > 1 and fmt != "coco":
             raise RefineError("several --from are only for COCO JSON files (e.g. train and val)")
-        given = read_class_file(Path(options["classes"]).expanduser()) if options.get("classes") else None
-        void_values, void_colors = parse_void(list(options.get("void") or []))
+        pairs = parse_map(list(options.get("map") or []), _path(options.get("map_file")))
+        scan = scan_source(fmt, paths, options)
+        classes, lut = apply_map(scan.classes, pairs)
         unknown = bool(options.get("unknown_as_ignore"))
-        files = [Path(options["classes"]).expanduser()] if options.get("classes") else []
-        if fmt == "coco":
-            jsons = [q for p in paths for q in (coco_files_in(p) if p.is_dir() else [p])]
-            if not jsons:
-                raise RefineError(f"no COCO .json under {paths[0]}")
-            images_dir = Path(options["images"]).expanduser() if options.get("images") else None
-            crowd_as_class = bool(options.get("crowd_as_class"))
-            scan = scan_coco(jsons, images_dir, given, bool(options.get("keep_empty")), crowd_as_class)
-            classes, problems, skipped, notes = scan.classes, scan.problems, scan.skipped, scan.notes
-            source_splits: dict[str, list[str]] | None = scan.splits
-            items = [WorkItem(s.sample_id, ("coco", str(s.image), s.height, s.width, s.annotations))
-                     for s in scan.samples]  # fmt: skip
-            files += jsons + [s.image for s in scan.samples]
-        else:
-            layout = scan_voc(paths[0]) if fmt == "voc" else scan_folder(paths[0])
-            if given is None and layout.labelmap is None:
-                raise RefineError(
-                    f"{paths[0]} has no class list",
-                    hint="pass --classes FILE: one name per line (index masks) or `name r g b` lines (colour masks)",
-                )
-            classes = given if given is not None else read_class_file(layout.labelmap)  # type: ignore[arg-type]
-            files += [layout.labelmap] if given is None and layout.labelmap else []
-            class_colors = set(classes.colors or ())
-            colors = void_colors + tuple(c for c in layout.void_colors if c not in class_colors)
-            table = LabelTable.of(classes, void_values, colors, unknown)
-            problems, skipped, notes, source_splits = layout.problems, [], [], layout.splits
-            items = [WorkItem(s.sample_id, ("mask", str(s.image), str(s.mask), table)) for s in layout.samples]
-            files += [p for s in layout.samples for p in (s.image, s.mask)]
+        values = class_values(scan.classes, lut, unknown, scan.background_by_construction)
+        items = [WorkItem(sample_id, (*args, values)) for sample_id, args in scan.samples]
         if not items:
-            raise RefineError(f"found no usable image/mask pairs in {paths[0]}", hint="see docs/custom-data.md")
+            if scan.problems:
+                shown = "; ".join(reason for _, reason in scan.problems[:5])
+                more = f" (and {len(scan.problems) - 5} more)" if len(scan.problems) > 5 else ""
+                raise RefineError(f"no usable sample in {paths[0]}: {shown}{more}", hint="fix them and run again")
+            raise RefineError(f"found no usable samples in {paths[0]}", hint="see docs/custom-data.md")
         good = {item.sample_id for item in items}
-        known = {name: [i for i in ids if i in good] for name, ids in (source_splits or {}).items()}
+        known = {name: [i for i in ids if i in good] for name, ids in (scan.splits or {}).items()}
         splits, split_record = decide_splits(known or {"all": sorted(good)}, float(options.get("val_fraction", 0.1)),
                                              int(options.get("seed", 0)))  # fmt: skip
+        void_values, void_colors = parse_void(list(options.get("void") or []))
         extra = {"source_format": fmt, "split": split_record, "void_values": list(void_values),
                  "void_colors": [list(c) for c in void_colors], "unknown_as_ignore": unknown}  # fmt: skip
+        if pairs:
+            extra.update(class_map=dict(pairs), source_classes=list(scan.classes.names))
         spec = DatasetSpec(options["name"], list(classes.names), classes.palette, extra=extra)
+        files = scan.files + [Path(p).expanduser() for p in (options.get("classes"), options.get("map_file")) if p]
         record = {"path": str(paths[0].resolve()), "format": fmt, "files": len(set(files)),
                   "fingerprint": fingerprint(files)}  # fmt: skip
-        return Plan(spec, splits, items, skipped=skipped, bad=problems, notes=notes, sources=[record])
+        notes = scan.notes + no_background_note(scan.classes, scan.background_by_construction)
+        return Plan(spec, splits, items, skipped=scan.skipped, bad=scan.problems, notes=notes, sources=[record])
 
     @staticmethod
     def convert(item: WorkItem) -> ConvertedSample:
-        kind, image_path, *rest = item.args
-        image = Path(image_path)
-        image_hw = image_size(image)
-        if kind == "coco":
-            height, width, annotations = rest
-            if (height, width) != (0, 0):  # 0x0: the record gives no size
-                check_same_size((height, width), image, image_hw, "its COCO record")
-            from refine_cli.data.convert.datasets.coco import rasterize
+        kind, *args = item.args
+        return DRAW[kind](tuple(args))
 
-            try:
-                label = rasterize(list(annotations), *image_hw)
-            except (ValueError, TypeError, KeyError, IndexError) as error:
-                raise SampleError(f"bad segmentation for {image.name}: {error}") from None
-            return ConvertedSample(label=label, **_image_source(image))
-        mask_path, table = Path(rest[0]), rest[1]
-        try:
-            mask = imageio.read_mask(mask_path, what="mask")
-        except imageio.ImageReadError as error:
-            raise SampleError(error.one_line()) from None
-        check_same_size(mask.shape[:2], image, image_hw, f"mask {mask_path}")
-        try:
-            label = table.to_label(mask, str(mask_path))
-        except RefineError as error:
-            raise SampleError(error.one_line()) from None
-        return ConvertedSample(label=label, **_image_source(image))
+
+def _path(value: Any) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+def scan_source(fmt: str, paths: list[Path], options: dict[str, Any]) -> SourceScan:
+    """The chosen source module's reading of `paths`: classes (before --map), samples, splits, findings."""
+    given = read_class_file(_path(options["classes"])) if options.get("classes") else None  # type: ignore[arg-type]
+    unknown = bool(options.get("unknown_as_ignore"))
+    images = _path(options.get("images"))
+    if fmt == "coco":
+        jsons = [q for p in paths for q in (coco_files_in(p) if p.is_dir() else [p])]
+        if not jsons:
+            raise RefineError(f"no COCO .json under {paths[0]}")
+        crowd_as_class = bool(options.get("crowd_as_class"))
+        return scan_coco(jsons, images, given, bool(options.get("keep_empty")), crowd_as_class)
+    if fmt == "labelme":
+        return scan_labelme(_folder(paths[0], "a folder of labelme .json files"), given, unknown)
+    if fmt == "label-studio":
+        if not paths[0].is_file():
+            raise RefineError(f"--from {paths[0]} is not a Label Studio JSON export file")
+        return scan_label_studio(paths[0], images or paths[0].parent, given, unknown)
+    if fmt == "yolo":
+        if given is not None:
+            raise RefineError(
+                "a YOLO dataset names its classes in data.yaml", hint="leave out --classes; --map renames"
+            )
+        yaml_path = (
+            paths[0]
+            if paths[0].is_file()
+            else next(
+                (paths[0] / n for n in ("data.yaml", "data.yml") if (paths[0] / n).is_file()), paths[0] / "data.yaml"
+            )
+        )
+        return scan_yolo(yaml_path)
+    if fmt == "cityscapes":
+        return scan_cityscapes(_folder(paths[0], "a folder of *_polygons.json files"), given, unknown)
+    return _scan_masks(fmt, paths[0], given, options)
+
+
+def _folder(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise RefineError(f"--from {path} is not a folder", hint=f"give {what}")
+    return path
+
+
+def _scan_masks(fmt: str, path: Path, given: ClassList | None, options: dict[str, Any]) -> SourceScan:
+    """The `folder` and `voc` layouts: image + mask pairs, mapped through a class list by value or colour."""
+    layout = scan_voc(path) if fmt == "voc" else scan_folder(path)
+    if given is None and layout.labelmap is None:
+        raise RefineError(
+            f"{path} has no class list",
+            hint="pass --classes FILE: one name per line (index masks) or `name r g b` lines (colour masks)",
+        )
+    classes = given if given is not None else read_class_file(layout.labelmap)  # type: ignore[arg-type]
+    void_values, void_colors = parse_void(list(options.get("void") or []))
+    class_colors = set(classes.colors or ())
+    colors = void_colors + tuple(c for c in layout.void_colors if c not in class_colors)
+    table = LabelTable.of(classes, void_values, colors, bool(options.get("unknown_as_ignore")))
+    files = [layout.labelmap] if given is None and layout.labelmap else []
+    files += [p for s in layout.samples for p in (s.image, s.mask)]
+    samples = [(s.sample_id, ("mask", str(s.image), str(s.mask), table)) for s in layout.samples]
+    return SourceScan("mask", classes, samples, layout.splits, files, layout.problems)
+
+
+def _convert_mask(args: tuple[Any, ...]) -> ConvertedSample:
+    image_path, mask_path, table, values = Path(args[0]), Path(args[1]), args[2], args[3]
+    image_hw, image = image_file(image_path)
+    try:
+        mask = imageio.read_mask(mask_path, what="mask")
+    except imageio.ImageReadError as error:
+        raise SampleError(error.one_line()) from None
+    check_same_size(mask.shape[:2], image_path, image_hw, f"mask {mask_path}")
+    try:
+        label = table.to_label(mask, str(mask_path))
+    except RefineError as error:
+        raise SampleError(error.one_line()) from None
+    return ConvertedSample(label=_remap(label, values), **image)
+
+
+def _remap(label: np.ndarray, values: ClassValues) -> np.ndarray:
+    """A label in source classes -> the classes after --map (identity: returned as is)."""
+    if values.lut == tuple(range(len(values.lut))):
+        return label
+    table = np.full(256, 255, dtype=np.uint8)
+    table[: len(values.lut)] = values.lut
+    return table[label]
+
+
+def _convert_coco(args: tuple[Any, ...]) -> ConvertedSample:
+    from refine_cli.data.convert.datasets.coco import decode_segmentation
+
+    image_path, height, width, annotations, values = Path(args[0]), *args[1:]
+    image_hw = image_size(image_path)
+    if (height, width) != (0, 0):  # 0x0: the record gives no size
+        check_same_size((height, width), image_path, image_hw, "its COCO record")
+    regions = ((values.of_index(cls), decode_segmentation(seg, *image_hw), bool(crowd))
+               for cls, crowd, seg in annotations)  # fmt: skip
+    try:
+        label = compose_exclusive(regions, *image_hw, values.background)
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise SampleError(f"bad segmentation for {image_path.name}: {error}") from None
+    return ConvertedSample(label=label, **image_file(image_path)[1])
+
+
+DRAW = {
+    "mask": _convert_mask,
+    "coco": _convert_coco,
+    "labelme": convert_labelme,
+    "label-studio": convert_label_studio,
+    "yolo": convert_yolo,
+    "cityscapes": convert_cityscapes,
+}

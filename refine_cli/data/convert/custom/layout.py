@@ -5,7 +5,10 @@ Layouts (docs/custom-data.md has the trees):
   subfolders at the top or inside images/ and masks/ become splits;
 - `voc`: JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/*.txt (+ labelmap.txt), as CVAT
   ("Segmentation mask 1.1"), Datumaro and Label Studio export; each list file is a split;
-- `coco`: a COCO JSON file (see coco.py).
+- `coco`: a COCO JSON file (see coco_json.py);
+- `labelme`, `label-studio`, `yolo`, `cityscapes`: the annotation-file sources (their modules beside
+  this one), told apart by a YAML file (YOLO's data.yaml), `*_polygons.json` files, or the first keys
+  of a JSON file (`shapes`: labelme; a list of tasks: Label Studio; `images`: COCO).
 Pairing problems (an image without a mask, a mask without an image, two files for one id) are collected
 and reported together, never resolved by a guess.
 """
@@ -53,24 +56,52 @@ def safe_id(name: str) -> str:
     return flat.replace("..", "_.")
 
 
+def json_kind(path: Path) -> str:
+    """`labelme`, `label-studio`, `cityscapes` or `coco`, from the first 64 KB of a JSON file (never all of it)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(65536).decode("utf-8-sig", errors="replace").lstrip()
+    except OSError as error:
+        raise RefineError(f"cannot read {path}: {error.strerror or error}") from None
+    if head.startswith("["):
+        return "label-studio"
+    if re.search(r'"shapes"\s*:', head):
+        return "labelme"
+    if re.search(r'"imgHeight"\s*:', head) and re.search(r'"objects"\s*:', head):
+        return "cityscapes"
+    return "coco"
+
+
 def detect_format(path: Path) -> str:
-    """`coco`, `voc` or `folder`, from what `path` holds; RefineError describing the accepted layouts."""
+    """The source format of `--from`, from what it holds; RefineError describing the accepted layouts."""
     if path.is_file():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return "yolo"
         if path.suffix.lower() == ".json":
-            return "coco"
-        raise RefineError(f"--from {path} is a file but not a COCO .json", hint="give a folder or a COCO JSON file")
+            return json_kind(path)
+        raise RefineError(f"--from {path} is a file but not a .json or data.yaml",
+                          hint="give a folder, a COCO or Label Studio JSON file, or a YOLO data.yaml")  # fmt: skip
     if not path.is_dir():
         raise RefineError(f"--from {path} does not exist")
     if (path / "JPEGImages").is_dir() and (path / "SegmentationClass").is_dir():
         return "voc"
     if _folder_roots(path):
         return "folder"
-    if coco_files_in(path):
-        return "coco"
+    if any((path / name).is_file() for name in ("data.yaml", "data.yml")):
+        return "yolo"
+    if next(path.rglob("*_polygons.json"), None) is not None:
+        return "cityscapes"
+    jsons = coco_files_in(path) or sorted(path.glob("*/*.json"))
+    if jsons:
+        kind = json_kind(jsons[0])
+        if kind == "label-studio":
+            raise RefineError(f"{path} holds a Label Studio export", hint=f"give the file itself: --from {jsons[0]}")
+        return kind
     raise RefineError(
         f"{path} is not a layout refine prepare custom reads",
-        hint="expected images/ + masks/ (or labels/), a VOC export (JPEGImages/ + SegmentationClass/), "
-        "or a COCO .json; see docs/custom-data.md",
+        hint="expected images/ + masks/ (or labels/), a VOC export (JPEGImages/ + SegmentationClass/), a COCO "
+        "or Label Studio .json, a folder of labelme or *_polygons.json files, or a YOLO data.yaml; "
+        "see docs/custom-data.md",
     )
 
 
