@@ -13,7 +13,42 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.support.checkpoints import ShapesWorkspace  # noqa: E402
+from tests.support.digests import tree_digest  # noqa: E402
 from tests.support.http_server import LoopbackServer  # noqa: E402
+
+SHARED_SHAPES_IMAGES = 10  # 8 train / 2 val: two val images so per-image checks compare something
+
+
+@pytest.fixture(scope="session")
+def shapes_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShapesWorkspace]:
+    """`refine prepare shapes` (10 images of 64 px) and a tiny checkpoint for it, made once for the session.
+
+    Shared by every test that only reads them. Writing into the folder would leak from one test into
+    the next, so the session ends with an error if any file under it changed.
+    """
+    from tests.support.checkpoints import shapes_with_checkpoint
+
+    root = tmp_path_factory.mktemp("shared_shapes")
+    data, checkpoint = shapes_with_checkpoint(root, SHARED_SHAPES_IMAGES)
+    before = tree_digest(root)
+    yield ShapesWorkspace(data, checkpoint)
+    assert tree_digest(root) == before, f"a test wrote into the shared {root}: copy it to tmp_path first"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`make_tiny_dataset` with 3 classes, 8 train / 2 val images of 40x48, made once for the session.
+
+    For training tests that only read it; the session ends with an error if any file under it changed.
+    """
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    root = tmp_path_factory.mktemp("shared_tiny")
+    data = make_tiny_dataset(root, train=8, val=2, size=(40, 48))
+    before = tree_digest(root)
+    yield data
+    assert tree_digest(root) == before, f"a test wrote into the shared {root}: copy it to tmp_path first"
 
 
 @pytest.fixture
