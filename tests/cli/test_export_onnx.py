@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.format.unified import UnifiedDataset
-from tests.support.checkpoints import shapes_with_checkpoint
+from tests.support.checkpoints import ShapesWorkspace, save_tiny_checkpoint
+from tests.support.cli import error_line
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -24,16 +26,25 @@ def _run(args: list[str]):  # noqa: ANN202 - click Result
     return CliRunner().invoke(app, args)
 
 
+PREDICTED = 6  # images `refine predict` labels in the runtime comparisons
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny trained-looking checkpoint (random BN statistics) and its ONNX export, made once."""
+def exported(shapes_workspace: ShapesWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The shared shapes data, its tiny checkpoint with a label-id map, and the ONNX export of it, made once."""
     root = tmp_path_factory.mktemp("onnx")
+    meta = shapes_workspace.dataset.meta
     facts = {"name": "shapes", "ignore_index": 255, "extra": {"train_id_to_label_id": ID_MAP}}
-    data, checkpoint = shapes_with_checkpoint(root, 6, extra={"dataset": facts})
+    checkpoint = save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra={"dataset": facts})
     onnx_path = root / "tiny.onnx"
     report = _json_of(_run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"]))
-    meta = UnifiedDataset(data).meta
-    return {"root": root, "data": data, "ck": checkpoint, "onnx": onnx_path, "report": report, "meta": meta}
+    images = root / "images"
+    images.mkdir()
+    for path in sorted(shapes_workspace.images.iterdir())[:PREDICTED]:
+        shutil.copy(path, images)
+    data = shapes_workspace.data
+    return {"root": root, "data": data, "images": images, "ck": checkpoint, "onnx": onnx_path, "report": report,
+            "meta": meta}  # fmt: skip
 
 
 def test_export_report_and_metadata_round_trip(exported: dict) -> None:
@@ -77,14 +88,14 @@ def _predict(images: Path, checkpoint: Path, out: Path, *extra: str) -> dict[str
 def test_predict_through_onnx_equals_the_checkpoint(exported: dict, tmp_path: Path) -> None:
     plain = {}
     for index, options in enumerate(([], ["--msc", "0.75,1.25", "--flip", "--tile", "48x48", "--batch", "2"])):
-        torch_labels = _predict(exported["data"] / "images", exported["ck"], tmp_path / f"pt{index}", *options)
-        onnx_labels = _predict(exported["data"] / "images", exported["onnx"], tmp_path / f"onnx{index}", *options)
-        assert len(torch_labels) == 6 and torch_labels.keys() == onnx_labels.keys()
+        torch_labels = _predict(exported["images"], exported["ck"], tmp_path / f"pt{index}", *options)
+        onnx_labels = _predict(exported["images"], exported["onnx"], tmp_path / f"onnx{index}", *options)
+        assert len(torch_labels) == PREDICTED and torch_labels.keys() == onnx_labels.keys()
         for name, labels in torch_labels.items():
             np.testing.assert_array_equal(onnx_labels[name], labels, err_msg=f"{name} with {options}")
         plain = plain or onnx_labels
     # the label-id map travels inside the file
-    ids = _predict(exported["data"] / "images", exported["onnx"], tmp_path / "ids", "--label-ids")
+    ids = _predict(exported["images"], exported["onnx"], tmp_path / "ids", "--label-ids")
     for name, labels in plain.items():
         np.testing.assert_array_equal(ids[name], np.array(ID_MAP, np.uint8)[labels])
 
@@ -99,6 +110,17 @@ def test_eval_through_onnx_equals_the_checkpoint(exported: dict) -> None:
     torch_report, onnx_report = reports
     assert (torch_report["runtime"], onnx_report["runtime"]) == ("torch", "onnxruntime")
     assert onnx_report["per_class"] == torch_report["per_class"] and onnx_report["miou"] == torch_report["miou"]
+
+
+def test_onnx_files_keep_their_export_precision(exported: dict, tmp_path: Path) -> None:
+    """An fp32 file runs in fp32 only: --precision bf16 (or nonsense) is refused up front, nothing written."""
+    base = ["predict", str(exported["images"]), "-c", str(exported["onnx"]), "--device", "cpu", "--json", "-"]
+    assert "was exported in fp32" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "bf16"]))
+    assert "unknown precision 'fp8'" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "fp8"]))
+    assert not (tmp_path / "a").exists()
+    same = _run([*base, "--out", str(tmp_path / "b"), "--precision", "fp32"])
+    assert same.exit_code == 0, same.output
+    assert json.loads(same.stdout)["precision"] == "fp32" and len(list((tmp_path / "b").glob("*.png"))) == PREDICTED
 
 
 def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_path: Path) -> None:
@@ -116,7 +138,7 @@ def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_pa
     onnx.save(proto, str(bad_palette))
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
-    image = next((exported["data"] / "images").iterdir())
+    image = next((exported["images"]).iterdir())
     for path, reason in ((truncated, "not a readable ONNX model"), (garbage, "not a readable ONNX model"),
                          (foreign, "ONNX file without refine metadata"),
                          (bad_palette, "palette[0] must be [r, g, b] with integers 0..255")):  # fmt: skip
@@ -264,7 +286,7 @@ def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
 
 
 def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static_export: dict, tmp_path: Path) -> None:
-    onnx_path, square = static_export["onnx"], sorted((exported["data"] / "images").iterdir())[0]  # 64x64
+    onnx_path, square = static_export["onnx"], sorted((exported["images"]).iterdir())[0]  # 64x64
     line = _one_line_refusal(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
                                    str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
     assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
@@ -303,10 +325,10 @@ def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tm
     assert half.stat().st_size < 0.55 * exported["onnx"].stat().st_size
     card, _ = open_session(half)
     assert card.precision == "fp16"
-    images = exported["data"] / "images"
+    images = exported["images"]
     fp32 = _predict(images, exported["ck"], tmp_path / "fp32")
     fp16 = _predict(images, half, tmp_path / "fp16")
-    assert len(fp32) == 6 and fp16.keys() == fp32.keys()
+    assert len(fp32) == PREDICTED and fp16.keys() == fp32.keys()
     counts = np.bincount(np.concatenate([labels.ravel() for labels in fp32.values()]), minlength=6)
     assert np.sort(counts)[-2] >= 0.05 * counts.sum(), counts  # two classes or more: boundaries to get wrong
     agreement = [float((fp16[name] == labels).mean()) for name, labels in fp32.items()]
