@@ -15,7 +15,7 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
+from tests.support.fake_nyu_ade20k_cityscapes import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
 from tests.support.prepare_runner import run_prepare
 
 # Source value -> (unified index, class name): 0 "other" is ignored; objectInfo150 index k -> k-1

@@ -32,7 +32,7 @@ from refine_cli.data.convert.datasets.cityscapes import (
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.cityscapes_stub import CityscapesStub
-from tests.support.fake_datasets_a import (
+from tests.support.fake_nyu_ade20k_cityscapes import (
     CS_GT_ZIP,
     CS_IMG_ZIP,
     build_cityscapes,

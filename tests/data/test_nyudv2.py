@@ -17,7 +17,7 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
+from tests.support.fake_nyu_ade20k_cityscapes import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
 from tests.support.prepare_runner import run_prepare
 
 # NYU id -> (unified index, class name), from classMapping40.mat as listed in docs/dataset-facts.md appendix B
