@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data"), train=8, val=2, size=(40, 48))
+@pytest.fixture
+def tiny(tiny_dataset: Path) -> Path:
+    """The session's tiny dataset (3 classes, 8 train / 2 val of 40x48): read only."""
+    return tiny_dataset
 
 
 def tiny_config(root: Path, **overrides) -> TrainConfig:
