@@ -235,9 +235,18 @@ def test_cli_prepare_missing_archives_lists_them(tmp_path: Path) -> None:
     assert "VOCtrainval_11-May-2012.tar" in result.output and "http" in result.output
 
 
-def test_cli_prepare_list() -> None:
+def test_cli_prepare_list_has_a_row_for_every_dataset_prepare_makes() -> None:
+    """Every `refine prepare NAME` (packaged manifests, shapes, custom) is a row of `prepare --list`."""
+    import re
+
+    import typer
+
     result = CliRunner().invoke(app, ["prepare", "--list"])
-    assert result.exit_code == 0 and "voc" in result.output
+    assert result.exit_code == 0, result.output
+    rows = [re.split(r"[│|]", line) for line in result.output.splitlines()]
+    listed = {cells[1].strip() for cells in rows if len(cells) > 2 and cells[1].strip()}
+    made = set(typer.main.get_command(app).commands["prepare"].commands)
+    assert {"voc", "shapes", "custom"} <= made and made <= listed, (made, listed)
 
 
 def test_unverified_source_is_pinned_by_its_measured_sha256(tmp_path: Path, archives: tuple[Path, Path]) -> None:
