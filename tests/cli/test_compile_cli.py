@@ -44,6 +44,7 @@ def _invoke(args: list[str]):  # noqa: ANN202 - click Result
     return result
 
 
+@pytest.mark.slow  # an inductor compile: ~13 s on two cores
 def test_predict_compile_gives_the_same_label_maps(workspace: dict[str, Path], tmp_path: Path) -> None:
     labels = []
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
@@ -59,6 +60,7 @@ def test_predict_compile_gives_the_same_label_maps(workspace: dict[str, Path], t
         np.testing.assert_array_equal(compiled[name], label, err_msg=name)
 
 
+@pytest.mark.slow  # a second inductor compile: ~10 s on two cores
 def test_eval_compile_gives_the_same_metrics(workspace: dict[str, Path]) -> None:
     reports = []
     for extra in ([], ["--compile"]):

@@ -180,6 +180,7 @@ def test_evaluate_on_sample_sees_every_image_with_its_prediction(exported: dict,
         np.testing.assert_array_equal(pred, np.array(Image.open(tmp_path / f"{sample_id}.png")))
 
 
+@pytest.mark.slow  # bench exports its own ONNX file: ~16 s on two cores
 def test_bench_times_both_runtimes_in_one_table() -> None:
     args = ["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "torch", "--runtime", "onnxruntime",
             "--size", "64", "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "3"]  # fmt: skip
@@ -307,6 +308,7 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
 
 
+@pytest.mark.slow  # an fp16 export verified at two sizes: ~20 s on two cores
 def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tmp_path: Path) -> None:
     """Weights really fp16 (half the bytes), fp32 in and out, verified by ORT; labels agree with fp32 on >= 99%."""
     import onnx
