@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.format.unified import UnifiedDataset
-from tests.support.checkpoints import ShapesWorkspace, save_tiny_checkpoint
+from tests.support.checkpoints import save_tiny_checkpoint
 from tests.support.cli import error_line
+from tests.support.workspaces import ShapesWorkspace
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -138,7 +139,7 @@ def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_pa
     onnx.save(proto, str(bad_palette))
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
-    image = next((exported["images"]).iterdir())
+    image = next(exported["images"].iterdir())
     for path, reason in ((truncated, "not a readable ONNX model"), (garbage, "not a readable ONNX model"),
                          (foreign, "ONNX file without refine metadata"),
                          (bad_palette, "palette[0] must be [r, g, b] with integers 0..255")):  # fmt: skip
@@ -204,14 +205,6 @@ STATIC = (48, 64)  # not square: a height/width swap anywhere would show
 def _json_of(result) -> dict:  # noqa: ANN001 - click Result
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout[result.stdout.index("{") :])
-
-
-def _one_line_refusal(result) -> str:  # noqa: ANN001 - click Result
-    """The one `error: ... (hint)` line of an exit-2 refusal (a header may come before it, nothing after)."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1, result.output
-    return lines[-1]
 
 
 def _graph_io(path: Path) -> tuple[list, list, list[int]]:
@@ -287,13 +280,13 @@ def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
 
 
 def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static_export: dict, tmp_path: Path) -> None:
-    onnx_path, square = static_export["onnx"], sorted((exported["images"]).iterdir())[0]  # 64x64
-    line = _one_line_refusal(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
+    onnx_path, square = static_export["onnx"], sorted(exported["images"].iterdir())[0]  # 64x64
+    line = error_line(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
                                    str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
     assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
     assert "use --tile 48x64 without --msc" in line and not (tmp_path / "refused").exists()
     msc = ["eval", "--checkpoint", str(onnx_path), "--data", str(static_export["data"]), "--msc", "--device", "cpu"]
-    assert "exported for 48x64 inputs only" in _one_line_refusal(_run(msc))
+    assert "exported for 48x64 inputs only" in error_line(_run(msc))
     # with --tile 48x64 every window has the exported size: same labels as the checkpoint, tiled alike
     tiled_onnx = _predict(square, onnx_path, tmp_path / "onnx", "--tile", "48x64")
     tiled_torch = _predict(square, exported["ck"], tmp_path / "pt", "--tile", "48x64")
@@ -304,7 +297,7 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     small = tmp_path / "small.png"  # smaller than 48x64: a tile cannot help, and the hint must not suggest one
     Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(small)
     args = ["predict", str(small), "--checkpoint", str(onnx_path), "--out", str(tmp_path / "o2"), "--tile", "48x64"]
-    line = _one_line_refusal(_run([*args, "--device", "cpu"]))
+    line = error_line(_run([*args, "--device", "cpu"]))
     assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
 
 
