@@ -13,9 +13,9 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.support.checkpoints import ShapesWorkspace  # noqa: E402
 from tests.support.digests import tree_digest  # noqa: E402
 from tests.support.http_server import LoopbackServer  # noqa: E402
+from tests.support.workspaces import ShapesWorkspace  # noqa: E402
 
 SHARED_SHAPES_IMAGES = 10  # 8 train / 2 val: two val images so per-image checks compare something
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from refine_cli.data.format.unified import UnifiedDataset
-from tests.support.checkpoints import ShapesWorkspace
 from tests.support.cli import error_line, run_cli
+from tests.support.workspaces import ShapesWorkspace
 
 
 def _eval(checkpoint: Path, data: Path) -> list[str]:

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from tests.support.checkpoints import ShapesWorkspace
+from tests.support.workspaces import ShapesWorkspace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "restore_inductor_freezing")  # 2 shared cores
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from refine_cli.errors import RefineError
 from refine_cli.guards import refuse_output_over_inputs
-from tests.support.checkpoints import ShapesWorkspace
 from tests.support.cli import error_line, run_cli
 from tests.support.digests import tree_digest
+from tests.support.workspaces import ShapesWorkspace
 
 
 @pytest.fixture

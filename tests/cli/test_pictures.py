@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.checkpoints import ShapesWorkspace
 from tests.support.cli import error_line, run_cli
 from tests.support.pictures import assert_picture, page_images
+from tests.support.workspaces import ShapesWorkspace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

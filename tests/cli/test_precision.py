@@ -15,8 +15,8 @@ from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.engine.infer.loop import TorchBackend
 from refine_cli.engine.infer.model_prep import precision_context, slow_precision_warning, tf32_flags
 from refine_cli.models import create_model
-from tests.support.checkpoints import ShapesWorkspace
 from tests.support.cli import error_line
+from tests.support.workspaces import ShapesWorkspace
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from refine_cli.cli.app import app
 from refine_cli.data.load.normalize import normalize_image
 from refine_cli.models import create_model
 from refine_cli.models.checkpoint import load_checkpoint, save_checkpoint
-from tests.support.checkpoints import ShapesWorkspace
+from tests.support.workspaces import ShapesWorkspace
 
 MODEL = "lw-refinenet-mobilenetv2"
 

@@ -15,7 +15,7 @@ from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.data.load.normalize import normalize_image
 from refine_cli.engine.eval.evaluator import evaluate, score_predictions
 from refine_cli.errors import RefineError
-from tests.support.checkpoints import ShapesWorkspace
+from tests.support.workspaces import ShapesWorkspace
 
 
 class _TinyNet(nn.Module):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from refine_cli.data.format.unified import UnifiedDataset
 
 TINY_MODEL = "lw-refinenet-mobilenetv2"
 
@@ -58,25 +54,3 @@ def shapes_with_checkpoint(root: Path, n: int, extra: dict[str, Any] | None = No
     data = root / "shapes"
     meta = UnifiedDataset(data).meta
     return data, save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra=extra)
-
-
-@dataclass(frozen=True)
-class ShapesWorkspace:
-    """The session's shared shapes dataset and its tiny checkpoint (see tests/conftest.py): read them, never write.
-
-    A test that damages or edits the dataset copies it first (`shutil.copytree(ws.data, tmp_path / ...)`).
-    """
-
-    data: Path  # the unified dataset folder: 10 images of 64x64, 8 train / 2 val, 6 classes
-    checkpoint: Path  # `save_tiny_checkpoint` for its classes (seed 0), no dataset facts in `extra`
-
-    @property
-    def dataset(self) -> UnifiedDataset:
-        from refine_cli.data.format.unified import UnifiedDataset
-
-        return UnifiedDataset(self.data)
-
-    @property
-    def images(self) -> Path:
-        """The dataset's image folder (a folder `refine predict` can take as it is)."""
-        return self.data / "images"
