@@ -6,12 +6,17 @@ dataset's meta.json are checked by the same rules, without `models/` importing `
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from refine_cli.errors import RefineError
 
 # Labels are uint8 with 255 kept for "ignore", so at most 255 classes fit.
 MAX_CLASSES = 255
+MAX_NAME_LENGTH = 200
+# C0 controls (tab and newline included: a class name is one line), DEL and the C1 controls
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 VOC_CLASSES: list[str] = [
     "background",
@@ -72,13 +77,32 @@ def check_num_classes(value: Any, field: str, where: str, hint: str) -> int:
     return value
 
 
+def check_class_name(name: Any, where: str, hint: str) -> str:
+    """A class name is printed, drawn and written to files: non-blank text without control characters.
+
+    A newline, NUL or terminal escape sequence in a name would break tables and reports or drive the
+    terminal, so it is refused; the message shows the name with its control characters escaped.
+    """
+    if not isinstance(name, str):
+        raise RefineError(f"{where}: class names must be text, not {name!r}", hint=hint)
+    if not name.strip():
+        raise RefineError(f"{where}: a class name is empty ({name!r})", hint=hint)
+    if CONTROL_CHARACTERS.search(name):
+        raise RefineError(f"{where}: the class name {ascii(name)} contains control characters", hint=hint)
+    if len(name) > MAX_NAME_LENGTH:
+        raise RefineError(f"{where}: the class name {name[:20]!r}... is over {MAX_NAME_LENGTH} characters", hint=hint)
+    return name
+
+
 def check_class_names(value: Any, num_classes: int, field: str, where: str, hint: str) -> list[str]:
-    """One non-empty name per class."""
-    if not isinstance(value, list) or not all(isinstance(name, str) and name for name in value):
+    """One name per class, each a valid class name, none twice."""
+    if not isinstance(value, list):
         raise RefineError(f"{where}: {field} must be a list of class names", hint=hint)
     if len(value) != num_classes:
         raise RefineError(f"{where}: {field} has {len(value)} names for {num_classes} classes", hint=hint)
-    repeated = sorted({name for name in value if value.count(name) > 1})
+    for name in value:
+        check_class_name(name, f"{where}: {field}", hint)
+    repeated = sorted(name for name, count in Counter(value).items() if count > 1)
     if repeated:
         raise RefineError(f"{where}: {field} names {', '.join(map(repr, repeated))} more than once", hint=hint)
     return list(value)

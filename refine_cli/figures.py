@@ -8,8 +8,10 @@ picture is drawn, so no command pays for it unless it asked for a picture.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,13 +52,30 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) ->
     if kind not in FIGURE_FORMATS:
         raise RefineError(f"cannot write a figure to {path}", hint="give a file name ending in .png, .svg or .pdf")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=kind, dpi=dpi)
+    with _text_as_typed(figure):
+        figure.savefig(buffer, format=kind, dpi=dpi)
     try:
         write_bytes_atomic(path, buffer.getvalue())
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise RefineError(f"cannot write {path} ({reason})", hint="choose a writable place for the picture") from None
     return path
+
+
+@contextlib.contextmanager
+def _text_as_typed(figure: Figure) -> Iterator[None]:
+    """Draw every text as typed: a class name like `$x^$` is a name, not mathtext (which fails to parse).
+
+    Texts made so far are switched one by one; tick labels made while drawing get the setting from
+    an rc_context around the draw, so no global matplotlib state changes.
+    """
+    import matplotlib
+    from matplotlib.text import Text
+
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
 
 
 def fit_height(array: np.ndarray, height: int, nearest: bool) -> np.ndarray:

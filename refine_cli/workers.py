@@ -42,3 +42,15 @@ def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(1)
+
+
+def pool_size(requested: int | None, work_items: int, per_cpu: int = 1) -> int:
+    """How many worker processes to start: what was asked (default one per CPU), never more than
+    `per_cpu` per CPU nor more than there are work items, at least one.
+
+    `--workers 10000` for four samples would otherwise fork thousands of processes that wait their
+    turn for the same cores and exhaust the machine's memory and process table.
+    """
+    cpus = os.cpu_count() or 1
+    wanted = cpus if requested is None or requested <= 0 else requested
+    return max(1, min(wanted, cpus * per_cpu, work_items))

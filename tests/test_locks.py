@@ -211,3 +211,28 @@ def test_a_dataset_on_a_read_only_disk_is_read_at_once(tmp_path: Path, monkeypat
     wait_for_writer(data, "dataset folder", wait=0)
     check = CliRunner().invoke(app, ["check", str(data)], env={"REFINE_LOCK_WAIT": "0"})
     assert check.exit_code == 0, check.output
+
+
+def test_two_own_datasets_under_one_root_do_not_wait_for_each_other(tmp_path: Path, processes: list) -> None:
+    """`prepare custom a` running holds `<root>/a` only: `prepare custom b` beside it goes on; a second `a` waits."""
+    from tests.support import custom_exports as ex
+
+    export = tmp_path / "export"
+    ex.folder_export(export, n=3)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("background\ncat\ndog\n")
+    root = tmp_path / "data"
+
+    def args(name: str) -> list[str]:
+        return ["prepare", "custom", name, "--from", str(export), "--classes", str(classes), "--root", str(root)]
+
+    first = spawn(["-m", "refine_cli", *args("a"), "-j", "1"])
+    processes.append(first)
+    wait_for_holder(root / "a", first)
+    first.send_signal(signal.SIGSTOP)
+    beside = CliRunner().invoke(app, args("b"), env={"REFINE_LOCK_WAIT": "0.2"})
+    assert beside.exit_code == 0 and (root / "b" / "meta.json").is_file(), beside.output
+    again = _one_line(CliRunner().invoke(app, args("a"), env={"REFINE_LOCK_WAIT": "0.2"}))
+    assert f"dataset folder {root / 'a'} is in use by pid {first.pid}" in again, again
+    first.send_signal(signal.SIGCONT)
+    assert first.wait(60) == 0, first.communicate()[0]

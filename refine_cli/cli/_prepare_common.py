@@ -193,7 +193,7 @@ def render_summary(report) -> None:  # noqa: ANN001 - a PrepareReport
         table.add_row(split, f"{count:,}", "" if expected is None else f"{expected:,}", style=style)
     out.print(table)
     for sample_id, reason in report.skipped[:20]:
-        out.print(f"skipped {sample_id}: {reason}", soft_wrap=True, markup=False)
+        out.print(f"skipped {sample_id}: {reason}", soft_wrap=True)
     if len(report.skipped) > 20:
         out.print(f"... and {len(report.skipped) - 20} more skipped (see --json)")
     out.print(

@@ -16,7 +16,7 @@ except ImportError:  # typer releases that use the click package itself
     from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 from refine_cli import __version__
-from refine_cli.cli._console import err
+from refine_cli.cli._console import err, tagged
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
@@ -27,9 +27,7 @@ MODEL_COMMANDS = frozenset({"bench", "predict", "eval", "train"})
 
 
 def _report(line: str) -> None:
-    from rich.markup import escape  # the line is text: "palette[5]" or a file "a[1].jpg" is no markup tag
-
-    err.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, markup=True)
+    err.print(tagged("error:", "bold red", line), soft_wrap=True)  # the line is text, never markup
 
 
 class _RefineGroup(TyperGroup):
@@ -43,6 +41,16 @@ class _RefineGroup(TyperGroup):
             _report(error.one_line())
             sys.exit(error.exit_code)
         return super().main(args, *pargs, **kwargs)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        """The root's own options (`refine --max-pixels -1 models`): a bad one is one line like any other."""
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as error:
+            _report(f"{' '.join(error.format_message().split())} (see `refine --help`)")
+            sys.exit(2)
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
@@ -72,6 +80,12 @@ class _RefineGroup(TyperGroup):
             if type(error).__name__ == "OutOfMemoryError":  # torch's, matched by name to keep imports light
                 _report("the GPU ran out of memory (use a smaller --batch, --size/--crop or --tile, or --amp bf16)")
                 raise typer.Exit(2) from None
+            if _is_host_out_of_memory(error):
+                _report(
+                    "the machine ran out of memory (use a smaller --batch, --size/--crop or --tile, fewer "
+                    "--workers, or a machine with more memory)"
+                )
+                raise typer.Exit(2) from None
             if is_disk_full(error):  # ENOSPC from code that does not write through refine_cli.fileio
                 target = Path(error.filename or ".")
                 what = f"write {target.name}" if error.filename else "write its output"
@@ -83,6 +97,14 @@ class _RefineGroup(TyperGroup):
             message = " ".join(str(error).split()) or type(error).__name__
             _report(f"internal error: {type(error).__name__}: {message} (rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
+
+
+def _is_host_out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or the RuntimeError torch's CPU allocator raises when an allocation fails."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("DefaultCPUAllocator" in text or "Failed to allocate" in text)
 
 
 def _check_json_destinations(args: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._console import emit_json, err, out, tagged
 from refine_cli.cli._inference_opts import warn_if_slow_precision
 from refine_cli.cli._options import JsonOpt, parse_size
 
@@ -134,7 +134,7 @@ def _print_report(results: list[BenchResult]) -> None:
         key = re.sub(r"[\d.]+", "#", note)  # the same note with another load figure is still the same note
         if key not in shown:
             shown.add(key)
-            out.print(f"[yellow]note:[/yellow] {note}")
+            out.print(tagged("note:", "yellow", note))
 
 
 def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:

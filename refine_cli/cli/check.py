@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._console import emit_json, err, out, tagged
 from refine_cli.cli._options import JsonOpt, check_picture_folder
 from refine_cli.errors import RefineError
 
@@ -38,11 +38,11 @@ def render_check(report) -> None:  # noqa: ANN001 - a CheckReport (kept import-f
                   f"{100 * report.ignore_pixels / total:.2f}", "", style="dim")  # fmt: skip
     out.print(table)
     for problem in report.problems:
-        out.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
+        out.print(tagged("problem:", "red", problem), soft_wrap=True)
     if report.problem_count > len(report.problems):
         out.print(f"... and {report.problem_count - len(report.problems)} more problem(s)")
     if report.ok:
-        out.print(f"[green]ok[/green]: {report.path} is a valid unified dataset ({report.seconds:.1f} s)")
+        out.print(tagged("ok:", "green", f"{report.path} is a valid unified dataset ({report.seconds:.1f} s)"))
 
 
 def _splits(splits: dict[str, int]) -> str:

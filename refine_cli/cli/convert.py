@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from refine_cli.cli._console import emit_json, out
+from refine_cli.cli._console import emit_json, out, tagged
 from refine_cli.cli._options import JsonOpt
 
 
@@ -30,7 +30,7 @@ def convert_command(
         emit_json(summary.to_json(), json_out)
         if json_out == "-":
             return
-    out.print(f"[bold]converted[/bold] {summary.source} -> {summary.out}")
+    out.print(tagged("converted", "bold", f"{summary.source} -> {summary.out}"))
     out.print(f"  model        {summary.model}")
     out.print(f"  classes      {summary.num_classes}")
     out.print(f"  parameters   {summary.params:,}")

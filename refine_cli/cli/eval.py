@@ -85,7 +85,7 @@ def eval_command(
         _refuse_model_options({**run.given(), "--save-pred": save_pred is not None})
         from refine_cli.engine.eval.evaluator import score_predictions
 
-        header.print(f"Scoring predictions in [bold]{pred}[/bold] against {dataset.path} split {split}")
+        header.print(f"Scoring predictions in {pred} against {dataset.path} split {split}")
         report = score_predictions(pred, dataset, split, progress=err.is_terminal, limit=limit, on_sample=samples)
     else:
         report = _evaluate_checkpoint(run, checkpoint, dataset, split, header, samples, save_pred, limit)
@@ -111,14 +111,14 @@ def _evaluate_checkpoint(
     if list(loaded.classes) != list(dataset.meta.classes):
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
-        f"Evaluating [bold]{checkpoint}[/bold] ({loaded.model}) on {dataset.path} split {split}\n"
+        f"Evaluating {checkpoint} ({loaded.model}) on {dataset.path} split {split}\n"
         f"{describe_settings(scales, run.flip, tile, crf)} | device {loaded.describe_device()}, "
         f"{loaded.backend.precision}"
     )
     report = evaluate(
         loaded.backend, dataset, split, scales=scales, flip=run.flip, tile=tile, crf=crf, batch_size=run.batch,
         workers=run.workers, save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples,
+        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn,
     )  # fmt: skip
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")
@@ -167,6 +167,7 @@ def _finish(report, json_out: str | None, report_dir: Path | None, samples, data
 def render_report(report) -> None:  # noqa: ANN001 - an EvalReport
     """Per-class table, then the summary line (percentages; JSON keeps fractions)."""
     from rich.table import Table
+    from rich.text import Text
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}"
@@ -182,9 +183,12 @@ def render_report(report) -> None:  # noqa: ANN001 - an EvalReport
     out.print(table)
     summary = scores.summary()
     out.print(
-        f"[bold]mIoU {pct(summary['miou'])}[/bold] | pixel acc {pct(summary['pixel_acc'])} | "
-        f"mean acc {pct(summary['mean_acc'])} | FWIoU {pct(summary['fwiou'])} | "
-        f"{report.num_images} images, {summary['num_pixels']:,} pixels, {report.seconds:.1f} s"
+        Text.assemble(
+            (f"mIoU {pct(summary['miou'])}", "bold"),
+            f" | pixel acc {pct(summary['pixel_acc'])} | mean acc {pct(summary['mean_acc'])} | "
+            f"FWIoU {pct(summary['fwiou'])} | {report.num_images} images, {summary['num_pixels']:,} pixels, "
+            f"{report.seconds:.1f} s",
+        )
     )
     if scores.skipped:
         names = ", ".join(report.class_names[i] for i in scores.skipped)

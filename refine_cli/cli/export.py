@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from refine_cli.cli._console import emit_json, err, out
+from refine_cli.cli._console import emit_json, err, out, tagged
 from refine_cli.cli._options import JsonOpt, parse_size
 
 
@@ -44,7 +44,7 @@ def export_command(
             return
     size = "x".join(map(str, report.static_size)) if report.static_size else "any HxW"
     checks = ", ".join(f"{key} {value:.2g}" for key, value in report.max_abs_diff.items())
-    out.print(f"[bold]exported[/bold] {report.checkpoint} -> {report.out} ({report.bytes / 2**20:.1f} MiB)")
+    out.print(tagged("exported", "bold", f"{report.checkpoint} -> {report.out} ({report.bytes / 2**20:.1f} MiB)"))
     out.print(f"  model        {report.model} ({report.num_classes} classes), BN folded: {report.bn_folded}")
     out.print(f"  graph        opset {report.opset}, {report.precision}, input {size} (dynamic {report.dynamic})")
     out.print(f"  onnxruntime  max |ONNX - PyTorch| logit: {checks} (tolerance {report.tolerance:g})")

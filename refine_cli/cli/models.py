@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from refine_cli.cli._console import emit_json, out
+from refine_cli.cli._console import emit_json, out, tagged
 from refine_cli.cli._options import JsonOpt, parse_size
 
 
@@ -31,7 +31,7 @@ def models_command(
     table.add_column("GMACs", justify="right", no_wrap=True)
     table.add_column("description", overflow="fold")
     for row in rows:
-        description = f"[dim]peer:[/dim] {row['description']}" if row["peer"] else row["description"]
+        description = tagged("peer:", "dim", row["description"]) if row["peer"] else row["description"]
         table.add_row(row["name"], f"{row['params']:,}", f"{row['gmacs']:.2f}", description)
     out.print(table)
     out.print(f"{MAC_UNIT_NOTE}. Peers are torchvision models (tv:NAME), usable with `refine bench --model`.")

@@ -63,7 +63,7 @@ def predict_command(
     summary = predict_images(
         loaded.backend, paths, out_dir, palette=loaded.palette, classes=loaded.classes, scales=scales, flip=run.flip,
         tile=tile, crf=crf, save_overlay=overlay, save_probs=probs, batch_size=run.batch, workers=run.workers,
-        progress=err.is_terminal, label_id_map=id_map,
+        progress=err.is_terminal, label_id_map=id_map, notify=warn,
     )  # fmt: skip
     summary.failed[:0] = problems
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
@@ -108,6 +108,8 @@ def _report(summary, inputs: int, out_dir: Path, settings: dict, json_out: str |
         warn(f"skipped {name}: {why}")
     if len(summary.failed) > _MAX_LISTED_FAILURES:
         warn(f"... and {len(summary.failed) - _MAX_LISTED_FAILURES} more skipped input(s)")
+    for name, why in summary.missing_outputs[:_MAX_LISTED_FAILURES]:
+        warn(f"not written: {name}: {why}")
     if json_out is not None:
         emit_json({**summary.to_json(), **settings}, json_out)
     if not summary.processed:

@@ -49,7 +49,10 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
             f"{path} is not a PyTorch file (it starts with {head!r})", hint="the file is corrupt or of another kind"
         )
     try:
+        _check_claimed_sizes(path, what, head.startswith(b"PK"))
         return torch.load(path, map_location="cpu", weights_only=True)
+    except RefineError:
+        raise
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower() or "weights_only" in str(error):
             raise RefineError(
@@ -62,6 +65,57 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
             f"{what} {path} is not a readable PyTorch file ({short_reason(error)})",
             hint="the file is corrupt (e.g. cut off during a copy) or not a torch file",
         ) from None
+
+
+def _allowed_bytes(file_size: int) -> int:
+    """What a file of `file_size` bytes may hold once loaded: its own size, and a little slack for headers."""
+    return int(file_size * 1.1) + (1 << 20)
+
+
+def _check_claimed_sizes(path: Path, what: str, is_zip: bool) -> None:
+    """Refuse a file that would make torch allocate far more than the file holds, before it does.
+
+    A crafted 4 MB .pt can unpack a deflated record to gigabytes, or claim tensors of any size in its
+    pickle; a real torch.save file stores its tensors uncompressed, so neither may exceed the file.
+    The claims are read with map_location="meta": shapes only, no data, no allocation.
+    """
+    size = path.stat().st_size
+    limit = _allowed_bytes(size)
+    if is_zip:
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return  # torch.load reports a damaged file in its own words
+        if unpacked > limit:
+            raise RefineError(
+                f"{what} {path} unpacks to {unpacked:,} bytes from a {size:,}-byte file",
+                hint="a file written by torch.save stores its tensors uncompressed; this one is crafted or damaged",
+            )
+    claimed = _tensor_bytes(torch.load(path, map_location="meta", weights_only=True))
+    if claimed > limit:
+        raise RefineError(
+            f"{what} {path} claims {claimed:,} bytes of tensors but holds {size:,} bytes",
+            hint="the file is crafted or damaged; use the original file",
+        )
+
+
+def _tensor_bytes(obj: Any, depth: int = 0) -> int:
+    """Bytes of every distinct tensor storage in a loaded object (meta tensors: sizes only)."""
+    seen: dict[int, int] = {}
+    stack = [(obj, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Tensor):
+            storage = item.untyped_storage()
+            seen[storage._cdata] = storage.nbytes()
+        elif level < 64 and isinstance(item, Mapping):
+            stack.extend((value, level + 1) for value in item.values())
+        elif level < 64 and isinstance(item, (list, tuple)):
+            stack.extend((value, level + 1) for value in item)
+    return sum(seen.values())
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, Tensor] | None:

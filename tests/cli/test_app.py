@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -125,3 +126,26 @@ def test_every_command_help_has_examples() -> None:
     assert {"refine eval", "refine prepare voc", "refine prepare shapes", "refine prepare custom"} <= paths, paths
     missing = [path for path, command in commands if "Examples" not in f"{command.help}\n{command.epilog}"]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("args", [["--max-pixels", "-1", "models"], ["--nope", "models"]])
+def test_errors_in_the_root_options_are_one_line(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and result.output.startswith("error: ") and len(result.output.splitlines()) == 1
+    assert "Usage:" not in result.output and "╭" not in result.output
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory")],
+)
+def test_the_host_running_out_of_memory_is_one_line(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    import refine_cli.engine.bench.catalog as catalog
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(catalog, "describe_models", exhausted)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 2 and "the machine ran out of memory" in result.output
+    assert "internal error" not in result.output and len(result.output.splitlines()) == 1

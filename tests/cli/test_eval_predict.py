@@ -180,3 +180,21 @@ def test_pixel_bombs_are_skipped_by_predict_and_refused_by_eval_and_check(
     assert "claims 30000x30000" in error_line(run_cli("check", data))
     unlimited = run_cli("--max-pixels", "0", "check", data)  # no limit: the header is then believed
     assert "claims 30000x30000" not in unlimited.output
+
+
+def test_an_overlay_too_wide_for_jpeg_is_reported_not_counted(
+    shapes_workspace: ShapesWorkspace, tmp_path: Path
+) -> None:
+    """A 65,600 px wide image: the label PNG is written, the overlay JPEG cannot be, and the run says so."""
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.fromarray(np.full((4, 65_600, 3), 120, np.uint8)).save(images / "wide.png")
+    out = tmp_path / "out"
+    result = run_cli("predict", images, "--checkpoint", shapes_workspace.checkpoint, "--out", out, "--overlay",
+                     "--device", "cpu", "--json", tmp_path / "r.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "wide.png").size == (65_600, 4) and not (out / "wide_overlay.jpg").exists()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outputs"] == [str(out / "wide.png")]
+    assert report["not_written"][0]["output"] == str(out / "wide_overlay.jpg")
+    assert "not written" in result.output and "65500 pixels per side" in " ".join(result.output.split())

@@ -184,3 +184,29 @@ def test_a_dataset_name_with_a_path_in_it_is_refused(tmp_path: Path) -> None:
         failed = prepare(source, root, "--classes", str(classes), name=name)
         assert failed.exit_code == 2 and "is not a plain folder name" in one_line_error(failed.output)
     assert list(root.iterdir()) == [] and sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["data"]
+
+
+def test_one_huge_value_in_a_32_bit_mask_costs_nothing(tmp_path: Path) -> None:
+    """A 1 KB 32-bit TIFF mask with one pixel of 3e8 built a 3e8-entry table (2.4 GB, 109 s) before the refusal."""
+    import time
+
+    from PIL import Image
+
+    export = tmp_path / "export"
+    painted = ex.folder_export(export, n=3)
+    mask = painted["p1"].astype(np.int32)
+    mask[2, 3] = 300_000_000
+    (export / "masks" / "p1.png").unlink()
+    Image.fromarray(mask, mode="I").save(export / "masks" / "p1.tif")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("background\ncat\ndog\n")
+    args = ["custom", "own", "--from", str(export), "--classes", str(classes), "--root", str(tmp_path / "d"), "-j", "1"]
+    started = time.monotonic()
+    run = run_prepare(args)
+    assert run.exit_code == 2 and "values 300000000 that are in no class" in run.output, run.output
+    run = run_prepare([*args, "--unknown-as-ignore"])
+    assert run.exit_code == 0, run.output
+    assert time.monotonic() - started < 20
+    label = UnifiedDataset(tmp_path / "d" / "own").read_label("p1")
+    assert label[2, 3] == 255 and np.array_equal(np.delete(label.ravel(), 2 * label.shape[1] + 3),
+                                                  np.delete(painted["p1"].ravel(), 2 * label.shape[1] + 3))  # fmt: skip

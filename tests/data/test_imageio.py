@@ -63,6 +63,17 @@ def test_truncated_jpegs_fail_in_full_and_draft_decodes(cut: float) -> None:
         imageio.read_rgb(data[:keep])
 
 
+@pytest.mark.parametrize("cut", [12, 13, 20])
+def test_pngs_cut_after_their_last_pixel_fail_verification(cut: int) -> None:
+    """PIL decodes a PNG whose IEND or last checksum is gone; prepare and `check --full` must not call it ok."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    assert imageio.verify_decodes(data).width == 64
+    with pytest.raises(ImageReadError, match="truncated"):
+        imageio.verify_decodes(data[:-cut])
+
+
 def test_missing_folder_and_garbage_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="missing image file"):
         imageio.read_rgb(tmp_path / "nope.jpg")

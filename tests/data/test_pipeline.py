@@ -346,3 +346,28 @@ def test_a_second_prepare_is_refused_or_waits_never_interleaves(
         report = _prepare(tmp_path, archives)  # waits for the first, then finds its complete work
         assert first.wait(60) == 0, first.communicate()[0]
     assert report.converted == 0 and report.reused == N - 1 and report.check is not None and report.check.ok
+
+
+def test_worker_processes_are_capped_by_the_cpus_and_the_work(
+    tmp_path: Path, archives: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--workers 10000` for 12 samples starts no more processes than there are CPUs and samples."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from refine_cli.data.convert import pipeline
+    from refine_cli.data.format import check
+
+    started: list[int] = []
+
+    class Counting(ProcessPoolExecutor):
+        def __init__(self, max_workers: int, **kwargs: Any) -> None:
+            started.append(max_workers)
+            assert max_workers <= 2, f"{max_workers} worker processes asked for"  # fail before forking them
+            super().__init__(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", Counting)
+    monkeypatch.setattr(check, "ProcessPoolExecutor", Counting)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    report = _prepare(tmp_path, archives, workers=10_000)
+    assert report.check.ok and report.converted == N - 1
+    assert started and max(started) <= 2

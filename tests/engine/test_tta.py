@@ -132,3 +132,23 @@ def test_msc_alone_means_the_tta_modules_default_scales() -> None:
     filled = fill_optional_values(["eval", "--msc", "--flip"])
     assert filled == ["eval", "--msc", DEFAULT_MSC, "--flip"]
     assert resolve_tta(filled[2], None)[0] == DEFAULT_MSC_SCALES
+
+
+def test_an_image_over_the_pixel_budget_goes_through_the_model_in_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A huge image (a tiny PNG can decode to 81 Mpixel) never reaches the model whole: memory follows the tile."""
+    import numpy as np
+
+    from refine_cli.engine.infer import loop
+
+    monkeypatch.setattr(loop, "AUTO_TILE_PIXELS", 40 * 40)
+    monkeypatch.setattr(loop, "AUTO_TILE", (32, 32))
+    seen: list[tuple[int, int]] = []
+    model = _QuarterNet().eval()
+    model.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape[-2:])))
+    rng = np.random.default_rng(0)
+    notes: list[str] = []
+    big, small = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8), rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    results = list(loop.run_inference(model, [("big", big), ("small", small)], notify=notes.append))
+    assert [r.label.shape for r in results] == [(70, 90), (30, 40)]
+    assert max(h * w for h, w in seen[:-1]) <= 32 * 32 and seen[-1] == (30, 40)  # small images stay whole
+    assert len(notes) == 1 and "90x70" in notes[0] and "32x32 tiles" in notes[0]

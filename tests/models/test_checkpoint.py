@@ -144,7 +144,9 @@ def test_unsupported_values_are_a_programming_error(tmp_path: Path) -> None:
         ({"model_kwargs": [2]}, "model_kwargs must be a dict"),
         ({"state_dict": None}, "has no state_dict"),
         ({"state_dict": {"w": "not a tensor"}}, "state_dict must map parameter names to tensors"),
-        ({"classes": ["a", 3]}, "classes must be a list of class names"),
+        ({"classes": ["a", 3]}, "classes: class names must be text, not 3"),
+        ({"classes": ["a", ""]}, "classes: a class name is empty"),
+        ({"classes": ["a", "b\x1b[2J"]}, "classes: the class name 'b\\x1b[2J' contains control characters"),
         ({"classes": ["a", "b", "c"]}, "classes has 3 names for 2 classes"),
         ({"palette": "red"}, "palette must be a list of [r, g, b] colours"),
         ({"palette": [[0, 0, 0], [0, 0, 300]]}, "palette[1] must be [r, g, b] with integers 0..255"),
@@ -156,3 +158,37 @@ def test_unsupported_values_are_a_programming_error(tmp_path: Path) -> None:
 def test_damaged_fields_are_named(tmp_path: Path, changes: dict, field: str) -> None:
     error = _error(_tampered(tmp_path, **changes))
     assert field in error.message and error.hint
+
+
+def _crafted(tmp_path: Path, claim: int, deflated_record: int = 0) -> Path:
+    """A torch.save file whose pickle claims `claim` floats for a 4-float record (or whose record is a
+    deflated run of `deflated_record` zero bytes): a few KB that would make torch allocate far more."""
+    import struct
+    import zipfile
+
+    source = tmp_path / "four.pt"
+    torch.save({"w": torch.zeros(4)}, source)
+    crafted = tmp_path / "crafted.pt"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(crafted, "w") as out:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename.endswith("data.pkl") and claim:
+                numel = b"J" + struct.pack("<i", claim)
+                data = data.replace(b"cpuq\x06K\x04t", b"cpuq\x06" + numel + b"t").replace(
+                    b"K\x00K\x04", b"K\x00" + numel
+                )
+            if info.filename.endswith("/data/0") and deflated_record:
+                out.writestr(info.filename, bytes(deflated_record), compress_type=zipfile.ZIP_DEFLATED)
+                continue
+            out.writestr(info, data)
+    return crafted
+
+
+def test_files_claiming_more_than_they_hold_are_refused_before_loading(tmp_path: Path) -> None:
+    from refine_cli.models.weights import read_torch_file
+
+    with pytest.raises(RefineError, match=r"claims 200,000,000 bytes of tensors but holds [\d,]+ bytes"):
+        read_torch_file(_crafted(tmp_path, claim=50_000_000))
+    with pytest.raises(RefineError, match=r"unpacks to [\d,]+ bytes from a [\d,]+-byte file"):
+        read_torch_file(_crafted(tmp_path, claim=0, deflated_record=50_000_000))
+    assert read_torch_file(tmp_path / "four.pt")["w"].shape == (4,)

@@ -94,9 +94,11 @@ class Converter(ABC):
     manifest: str = ""  # empty: local sources (refine prepare custom), nothing fetched
     version: str = "1"
 
-    @abstractmethod
+    sources: tuple[str, ...] = ()  # the manifest source keys a conversion reads
+
     def required_sources(self, options: dict[str, Any]) -> list[str]:
-        """Manifest source keys needed for these options (e.g. VOC with --aug also needs SBD)."""
+        """Manifest source keys needed for these options (override when they depend on options: VOC --aug)."""
+        return list(self.sources)
 
     def dataset_name(self, options: dict[str, Any]) -> str:
         """The folder name under --root that these options write (the converter's name unless it takes one)."""

@@ -1,17 +1,16 @@
 """The `prepare` runner: manifest -> fetched sources -> extraction -> plan -> parallel conversion -> check.
 
 Resumable by construction: every file is written atomically, finished samples are skipped on a
-rerun, and meta.json (the "dataset is complete" mark) is removed first and written last. A state
-file records the converter version and options; a rerun with different ones starts the dataset over
-instead of mixing two conversions.
+rerun, and meta.json (the "dataset is complete" mark) is removed before a folder changes and written
+last. A state file records the converter version, options and sources; a rerun with different ones
+starts over instead of mixing two conversions, beside a complete dataset rather than over it
+(target.py): a dataset is only ever replaced by a complete, checked one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -23,15 +22,15 @@ from refine_cli.data.acquire.manifest import Manifest, load_manifest
 from refine_cli.data.convert.base import Converter, DatasetSpec, Plan, WorkItem
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.convert.sources import fetch_sources
+from refine_cli.data.convert.target import STATE_FILE, is_staging, start_or_resume, state_of, swap_in, writer_for
 from refine_cli.data.convert.worker import Outcome, convert_chunk
 from refine_cli.data.format.check import CheckReport, check_dataset
 from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter, validate_sample_id
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
 from refine_cli.locks import hold_lock
-from refine_cli.workers import die_with_parent
+from refine_cli.workers import die_with_parent, pool_size
 
-STATE_FILE = ".prepare-state.json"
 MAX_BAD_LISTED = 20  # a conversion without --skip-bad stops after this many bad samples and lists them
 
 
@@ -119,6 +118,7 @@ def _run_work(
     spec = plan.spec
     job = (type(converter).convert, writer, spec.palette, spec.num_classes, spec.ignore_index)
     bar = tqdm(total=len(todo), desc=f"convert {spec.name}", unit=" samples", disable=not progress)
+    workers = pool_size(workers, len(todo))
     try:
         if workers <= 1:
             for chunk in _chunks(todo, 1):
@@ -169,46 +169,6 @@ def _conversion_bytes(todo: list[WorkItem], source_bytes: int) -> int:
     return min(estimate, source_bytes) if source_bytes else estimate
 
 
-def _state(converter: Converter, options: dict[str, Any], sources: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a converted dataset depends on: converter, options and the identity of every source file.
-
-    A rerun with any of these changed (e.g. another copy of an archive without a published checksum)
-    converts from scratch instead of mixing samples of two sources.
-    """
-    clean = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-    clean = {k: v for k, v in clean.items() if isinstance(v, (str, int, float, bool, type(None), list))}
-    return {"converter": converter.name, "version": converter.version, "options": clean, "sources": sources}
-
-
-def _start_or_resume(writer: UnifiedWriter, state: dict[str, Any], notify: Callable[[str], None]) -> list[str]:
-    """Mark the dataset incomplete; wipe it when it was made by another converter version/options.
-
-    Returns ids known (from a finished earlier run) to be dropped on purpose, so they are not retried.
-    """
-    state_file = writer.path / STATE_FILE
-    previous: dict[str, Any] = {}
-    if state_file.is_file():
-        try:
-            previous = json.loads(state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-    same = {k: previous.get(k) for k in state} == state
-    has_data = writer.labels_dir.is_dir() and any(writer.labels_dir.iterdir())
-    writer.remove_meta()
-    if has_data and not same:
-        notify(
-            f"{writer.path} was made from other source files or with other converter options or version; "
-            "converting it again from scratch"
-        )
-        for folder in (writer.images_dir, writer.labels_dir, writer.splits_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-        previous = {}
-    writer.prepare_dirs()
-    writer.remove_temporary_files()
-    write_json_atomic(state_file, {**state, "dropped": previous.get("dropped", []) if same else []})
-    return [str(i) for i in previous.get("dropped", [])] if same else []
-
-
 def _bad_samples_error(bad: list[tuple[str, str]]) -> RefineError:
     """One error line for every bad sample seen (up to MAX_BAD_LISTED): all can be fixed before the rerun."""
     hint = "pass --skip-bad to skip such samples and list them; finished samples are kept for a rerun"
@@ -246,8 +206,8 @@ def prepare_dataset(
         get_converter(converter_name), Path(root).expanduser(), options, archives, manifest, workers,
         trust_archives, skip_bad, progress, notify or _default_notify,
     )  # fmt: skip
-    with contextlib.ExitStack() as held:
-        held.enter_context(hold_lock(request.root / request.converter.name, "dataset folder"))
+    with contextlib.ExitStack() as held:  # the folder this run writes: two datasets never wait for each other
+        held.enter_context(hold_lock(request.root / request.converter.dataset_name(options), "dataset folder"))
         return _prepare_locked(request, held)
 
 
@@ -273,13 +233,15 @@ def _prepare_locked(request: _Request, held: contextlib.ExitStack) -> PrepareRep
     converter, root, workers, progress = request.converter, request.root, request.workers, request.progress
     plan, loaded, options, source_records = _plan(request)
     spec = plan.spec
-    if spec.name != converter.name:  # the folder written is named by the plan: lock it too
+    if spec.name != converter.dataset_name(options):  # the plan names another folder: lock it too
         held.enter_context(hold_lock(root / spec.name, "dataset folder"))
-    writer = UnifiedWriter(root, spec.name)
-    state = _state(converter, options, source_records)
-    dropped_before = set(_start_or_resume(writer, state, request.notify))
+    state = state_of(converter, options, source_records)
+    writer = writer_for(root, spec.name, state, request.notify)
+    dropped_before = set(start_or_resume(writer, state, request.notify))
     items = [item for item in plan.items if item.sample_id not in dropped_before]
     todo = [item for item in items if not writer.has_sample(item.sample_id)]
+    if todo:
+        writer.remove_meta()  # the folder changes: incomplete until meta.json is written again, last
     source_bytes = sum(record.get("size") or 0 for record in source_records)
     what = f"convert {len(todo):,} {spec.name} samples"
     ensure_free_space(writer.path, _conversion_bytes(todo, source_bytes), what, hint="free some space there or "
@@ -301,10 +263,15 @@ def _prepare_locked(request: _Request, held: contextlib.ExitStack) -> PrepareRep
     meta = _meta(spec, converter, splits, source_records)
     writer.write_meta(meta)
     check = check_dataset(writer.path, workers=workers, progress=progress)
+    path = writer.path
     if not check.ok:
         writer.remove_meta()  # never leave a dataset that looks complete but is wrong
+        if is_staging(writer):
+            notes.append(f"{root / spec.name} is kept as it was; the new conversion stays in {writer.path}")
+    elif is_staging(writer):
+        path = swap_in(writer, root, spec.name)
     return PrepareReport(
-        name=spec.name, path=writer.path, converter=converter.name, splits=meta.splits, expected=expected,
+        name=spec.name, path=path, converter=converter.name, splits=meta.splits, expected=expected,
         converted=run.converted, reused=len(items) - len(todo), skipped=skipped,
         seconds=time.perf_counter() - started, convert_seconds=run.seconds, convert_cpu_seconds=run.cpu_seconds,
         check=check, notes=notes,

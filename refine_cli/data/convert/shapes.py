@@ -21,7 +21,7 @@ import numpy as np
 from refine_cli.class_tables import voc_palette
 from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter
 from refine_cli.locks import hold_lock
-from refine_cli.workers import die_with_parent
+from refine_cli.workers import die_with_parent, pool_size
 
 SHAPES_CLASSES: list[str] = ["background", "circle", "square", "triangle", "ellipse", "star"]
 SHAPES_VERSION = "1"
@@ -133,7 +133,8 @@ def _write_all(
 ) -> Iterator[int]:
     """Write samples 0..n-1 in chunks, here or in `workers` processes; yields each finished chunk's size."""
     chunks = [list(range(start, min(start + _CHUNK, n))) for start in range(0, n, _CHUNK)]
-    if workers <= 1 or len(chunks) <= 1:
+    workers = pool_size(workers, len(chunks))
+    if workers <= 1:
         yield from (_write_samples(writer, palette, seed, size, chunk) for chunk in chunks)
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:

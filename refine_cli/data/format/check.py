@@ -18,7 +18,7 @@ import numpy as np
 from refine_cli.data.format.imageio import ImageReadError, image_size, read_label, verify_decodes
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from refine_cli.workers import die_with_parent
+from refine_cli.workers import die_with_parent, pool_size
 
 MAX_LISTED = 20  # problems kept verbatim; the rest are only counted
 _CHUNK = 64
@@ -163,8 +163,8 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
     from tqdm import tqdm
 
     bar = tqdm(total=len(pairs), desc=f"check {meta.name}", unit=" samples", disable=not progress, leave=False)
-    parallel = workers > 1 and len(chunks) > 1
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if parallel else None
+    workers = pool_size(workers, len(chunks))
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if workers > 1 else None
     try:
         if pool is None:
             results = (_check_chunk(args[0], chunk, *args[1:]) for chunk in chunks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,9 @@ def sample_grid(dataset: UnifiedDataset, sample_ids: list[str], table: np.ndarra
         axes = figure.add_subplot(grid_rows, columns, index + 1)
         axes.imshow(picture, interpolation="nearest")
         axes.set_axis_off()
-        names = ", ".join(meta.classes[v] for v in present)
-        axes.set_title(f"{sample_id}\n{names}", fontsize=7, wrap=True)
+        # wrapped here, not by matplotlib: its wrap measures `$...$` as mathtext even with parse_math off
+        names = textwrap.fill(", ".join(meta.classes[v] for v in present), width=48)
+        axes.set_title(f"{sample_id}\n{names}", fontsize=7)
     shown = sorted({v for _, _, present in panels for v in present})
     handles = [Patch(color=tuple(int(c) / 255 for c in table[v]), label=f"{v} {meta.classes[v]}") for v in shown]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(6, max(1, len(handles))), fontsize=7)

@@ -178,7 +178,21 @@ def verify_decodes(source: str | os.PathLike[str] | bytes, what: str = "image", 
         if image.format == "JPEG":
             image.draft(image.mode, (max(1, header.width // 8), max(1, header.height // 8)))
         _load(image, what, where)
+    if header.format == "PNG":  # the decoder stops at the last pixel: a file cut after it decodes "fine"
+        _verify_chunks(source, what, name, where)
     return header
+
+
+def _verify_chunks(source: str | os.PathLike[str] | bytes, what: str, name: str | None, where: str) -> None:
+    """Every chunk of a PNG up to IEND is there with its checksum (PIL's verify), or ImageReadError."""
+    with _open(source, what, name) as image:
+        try:
+            image.verify()
+        except _PIL_ERRORS as error:
+            raise ImageReadError(
+                f"cannot read {what} {where}: the file is truncated or damaged ({_one_line(error)})",
+                hint="the file is corrupt; replace it",
+            ) from None
 
 
 def read_rgb(source: str | os.PathLike[str] | bytes, what: str = "image", name: str | None = None) -> np.ndarray:

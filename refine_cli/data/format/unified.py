@@ -243,8 +243,10 @@ class UnifiedWriter:
             write_text_atomic(self.splits_dir / f"{split}.txt", "".join(f"{i}\n" for i in ids))
 
     def write_meta(self, meta: DatasetMeta) -> None:
-        """Write meta.json; call it last, since its presence marks the dataset as complete."""
-        write_json_atomic(self.path / META_FILE, meta.to_dict())
+        """Write meta.json, checked as readers check it; call it last: its presence marks the dataset complete."""
+        data = meta.to_dict()
+        _check_meta_fields(data, str(self.path / META_FILE))
+        write_json_atomic(self.path / META_FILE, data)
 
     def remove_meta(self) -> None:
         """Mark the dataset incomplete before changing it, so readers never see a mix of old and new."""

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from refine_cli.errors import RefineError
+from refine_cli.workers import pool_size
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -90,6 +91,7 @@ def build_train_loader(
         )
     sampler = EpochSampler(size, batch, seed=seed, rank=rank, world_size=world_size)
     generator = torch.Generator().manual_seed(seed + rank)
+    workers = pool_size(workers, size) if workers > 0 else 0  # samples are seeded by index: results unchanged
     return DataLoader(
         dataset,
         batch_sampler=BatchSampler(sampler, batch, drop_last=True),

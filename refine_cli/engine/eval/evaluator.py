@@ -124,6 +124,7 @@ def evaluate(
     settings: dict[str, Any] | None = None,
     distributed: bool = False,
     on_sample: SampleCallback | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> EvalReport:
     """Score `model` (an nn.Module or an inference-loop backend, e.g. ONNX Runtime) on `split`.
 
@@ -153,8 +154,9 @@ def evaluate(
     samples = (((sample_id, label), image) for sample_id, (image, label) in pairs)
     try:
         for prediction in run_inference(
-            backend, samples, scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers
-        ):
+            backend, samples, scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
+            notify=notify,
+        ):  # fmt: skip
             sample_id, label = prediction.key
             scorer.record(sample_id, prediction.label, label, prediction.image)
             bar.update(1)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from refine_cli.errors import RefineError
-from refine_cli.workers import die_with_parent
+from refine_cli.workers import die_with_parent, pool_size
 
 T = TypeVar("T")
 
@@ -132,7 +132,7 @@ class CRFPool:
     def __init__(self, params: CRFParams = CRFParams(), workers: int | None = None) -> None:
         check_available()
         self.params = params
-        self.workers = default_workers() if workers is None or workers <= 0 else workers
+        self.workers = default_workers() if workers is None or workers <= 0 else pool_size(workers, workers)
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 1:
             self._executor = ProcessPoolExecutor(

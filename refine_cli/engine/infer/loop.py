@@ -96,7 +96,13 @@ class OnnxBackend:
                 else f"a view smaller than {height}x{width} cannot be tiled: export without --static (or drop --msc)",
             )
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        (logits,) = self.session.run(None, {self._input: array})
+        logits = self.session.run(None, {self._input: array})[0]
+        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
+            raise RefineError(
+                f"{self.path} returned logits of shape {tuple(logits.shape)}, but its metadata names "
+                f"{self.num_classes} classes",
+                hint="export it again with `refine export CK --format onnx`",
+            )
         return torch.from_numpy(logits)
 
 
@@ -196,6 +202,12 @@ def same_size_batches(samples: Iterable[tuple[Any, np.ndarray]], batch_size: int
         yield group
 
 
+# A view larger than this many pixels goes through the model in AUTO_TILE windows (activations of a
+# whole 81-Mpixel image need tens of GB; a 1024x1024 window a few hundred MB).
+AUTO_TILE_PIXELS = 2048 * 2048
+AUTO_TILE = (1024, 1024)
+
+
 @dataclass
 class Prediction:
     """One image's result: `label` (HxW, a device tensor without CRF, uint8 array with it), optional probs."""
@@ -223,22 +235,38 @@ def run_inference(
     batch_size: int = 1,
     workers: int | None = None,
     want_probs: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[Prediction]:
     """(key, HxWx3 uint8 RGB) samples -> Predictions in the same order, at each image's own resolution.
 
     Images of equal shape are batched (up to `batch_size`); every view of the TTA goes through the
     backend; with `crf` the dense CRF runs in `workers` processes while the next batch is inferred.
-    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W).
+    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W). Without `tile`,
+    an image over AUTO_TILE_PIXELS is predicted in AUTO_TILE windows all the same (`notify` is told
+    once), so the memory a command needs grows with the tile, not with whatever size an image claims.
     """
     backend = as_backend(model)
     labels_only = crf is None and not want_probs  # then one view needs no softmax (see predict_batch_probs)
+    announced: list[bool] = []
+
+    def tiles_for(height: int, width: int) -> tuple[int, int] | None:
+        if tile is not None or height * width * max(scales) ** 2 <= AUTO_TILE_PIXELS:
+            return tile
+        if notify is not None and not announced:
+            announced.append(True)
+            notify(
+                f"images over {AUTO_TILE_PIXELS / 1e6:.1f} Mpixel (the first: {width}x{height}) are predicted in "
+                f"{AUTO_TILE[0]}x{AUTO_TILE[1]} tiles to bound memory; --tile HxW chooses the tiles"
+            )
+        return AUTO_TILE
 
     def forward() -> Iterator[tuple[Any, np.ndarray, torch.Tensor]]:
         for group in same_size_batches(samples, max(1, batch_size)):
             images = torch.stack(
                 [normalize_image(image, backend.device, backend.mean, backend.std) for _, image in group]
             )
-            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=tile, labels_only=labels_only)
+            window = tiles_for(*images.shape[-2:])
+            probs = predict_batch_probs(backend, images, scales=scales, flip=flip, tile=window, labels_only=labels_only)
             for (key, image), sample_probs in zip(group, probs, strict=True):
                 yield key, image, sample_probs
 

@@ -9,12 +9,13 @@ onnx / onnxruntime are the optional `onnx` extra, imported only when an ONNX fil
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refine_cli.class_tables import check_class_names, check_num_classes, check_palette
+from refine_cli.class_tables import check_class_names, check_num_classes, check_palette, is_int
 from refine_cli.errors import RefineError
 
 FORMAT = "refine-onnx"
@@ -110,7 +111,37 @@ class OnnxModelCard:
             raise RefineError(
                 f"{path} has damaged refine metadata ({type(error).__name__}: {error})", hint=_REEXPORT
             ) from None
+        card.check(path)
         return card
+
+    def check(self, path: Path) -> None:
+        """Every value inference relies on is in range: a NaN mean or a zero std would silently give garbage."""
+        problems = []
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                problems.append(f"{name} must be 3 finite numbers, not {values}")
+        if all(math.isfinite(v) for v in self.std) and not all(v > 0 for v in self.std):
+            problems.append(f"std must be positive, not {self.std}")
+        if self.output_stride < 1:
+            problems.append(f"output_stride must be at least 1, not {self.output_stride}")
+        if not self.num_classes <= self.ignore_index <= 255:
+            problems.append(f"ignore_index {self.ignore_index} must be in [{self.num_classes}, 255]")
+        if self.label_id_map is not None and (
+            not isinstance(self.label_id_map, list)
+            or len(self.label_id_map) != self.num_classes
+            or not all(is_int(v) and 0 <= v <= 255 for v in self.label_id_map)
+        ):
+            problems.append("label_id_map must give one id in 0..255 per class")
+        if self.static_size is not None and (
+            not isinstance(self.static_size, list)
+            or len(self.static_size) != 2
+            or not all(is_int(v) and v >= 16 for v in self.static_size)
+        ):
+            problems.append(f"static_size must be [height, width], each at least 16, not {self.static_size}")
+        if self.precision not in ("fp32", "fp16"):
+            problems.append(f"precision must be fp32 or fp16, not {self.precision!r}")
+        if problems:
+            raise RefineError(f"{path} has damaged refine metadata: {'; '.join(problems)}", hint=_REEXPORT)
 
 
 def providers_for(device: str) -> list[str]:
@@ -159,4 +190,11 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
     """(OnnxModelCard, onnxruntime.InferenceSession) for a refine ONNX file; one clear line if it is not one."""
     session = create_session(path, device, threads)
     card = OnnxModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map), Path(path))
+    shape = session.get_outputs()[0].shape
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != card.num_classes):
+        raise RefineError(
+            f"{path} returns {shape[1] if len(shape) == 4 else shape} channels, but its metadata names "
+            f"{card.num_classes} classes",
+            hint=_REEXPORT,
+        )
     return card, session

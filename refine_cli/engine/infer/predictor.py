@@ -10,7 +10,7 @@ import glob
 import io
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,12 +37,14 @@ class PredictSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    missing_outputs: list[tuple[str, str]] = field(default_factory=list)  # (file not written, why)
 
     def to_json(self) -> dict:
         return {
             "out_dir": str(self.out_dir),
             "processed": len(self.processed),
             "failed": [{"input": name, "reason": reason} for name, reason in self.failed],
+            "not_written": [{"output": name, "reason": reason} for name, reason in self.missing_outputs],
             "outputs": [str(path) for path in self.outputs],
             "seconds": round(self.seconds, 3),
         }
@@ -97,6 +99,7 @@ def predict_images(
     workers: int | None = None,
     progress: bool = True,
     label_id_map: Sequence[int] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> PredictSummary:
     """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image.
 
@@ -125,10 +128,12 @@ def predict_images(
     try:
         for prediction in run_inference(
             model, decoded(), scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
-            want_probs=save_probs,
+            want_probs=save_probs, notify=notify,
         ):  # fmt: skip
             path = prediction.key
-            summary.outputs += writer.write(path.stem, prediction.image, prediction.label_array(), prediction.probs)
+            written = writer.write(path.stem, prediction.image, prediction.label_array(), prediction.probs)
+            summary.outputs += written
+            summary.missing_outputs += writer.missing(path.stem, written)
             summary.processed.append(path)
             bar.update(1)
     finally:
@@ -149,6 +154,9 @@ def _check_unique_stems(paths: list[Path]) -> None:
                 hint="predict them into separate --out folders",
             )
         stems[path.stem] = path
+
+
+JPEG_MAX_SIDE = 65500  # what OpenCV's (and libjpeg's) encoder accepts
 
 
 class PredictionWriter:
@@ -184,7 +192,7 @@ class PredictionWriter:
             write_bytes_atomic(written[0], encode_label_png(self.id_lut[label].astype(np.uint8)))
         else:
             write_bytes_atomic(written[0], encode_label_png(label.astype(np.uint8, copy=False), self.table))
-        if self.save_overlay:
+        if self.save_overlay and max(image.shape[:2]) <= JPEG_MAX_SIDE:
             blended = cv2.cvtColor(overlay(image, label, self.table), cv2.COLOR_RGB2BGR)
             ok, jpeg = cv2.imencode(".jpg", blended, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if ok:
@@ -196,6 +204,15 @@ class PredictionWriter:
             written.append(self.out_dir / f"{stem}_probs.npz")
             write_bytes_atomic(written[-1], buffer.getvalue())
         return written
+
+    def missing(self, stem: str, written: list[Path]) -> list[tuple[str, str]]:
+        """The files asked for that `write` could not make, and why (never counted as written)."""
+        overlay_file = self.out_dir / f"{stem}_overlay.jpg"
+        if self.save_overlay and overlay_file not in written:
+            return [
+                (str(overlay_file), f"JPEG holds at most {JPEG_MAX_SIDE} pixels per side; the label PNG was written")
+            ]
+        return []
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:

@@ -10,13 +10,14 @@ guessed: a value or colour that is in no class is an error naming it and the mas
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from refine_cli.class_tables import voc_palette
+from refine_cli.class_tables import check_class_name, voc_palette
 from refine_cli.errors import RefineError
 
 IGNORE = 255
@@ -42,11 +43,13 @@ def make_class_list(entries: list[tuple[str, Color | None]], where: str) -> Clas
     if not entries:
         raise RefineError(f"{where} names no classes", hint="one class name per line, e.g. background, cat, dog")
     names = [name for name, _ in entries]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise RefineError(f"{where} names the class(es) {', '.join(duplicates)} more than once")
-    if len(names) >= IGNORE:
+    if len(names) >= IGNORE:  # before any work that grows with the count
         raise RefineError(f"{where} has {len(names)} classes; at most 254 fit (255 means ignore)")
+    for name in names:
+        check_class_name(name, where, "give every class a name on one line, without control characters")
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise RefineError(f"{where} names the class(es) {', '.join(map(repr, duplicates))} more than once")
     colored = [color for _, color in entries if color is not None]
     if colored and len(colored) != len(entries):
         missing = [name for name, color in entries if color is None]
@@ -160,12 +163,18 @@ class LabelTable:
         return cls(len(classes.names), classes.colors, classes.file_order, tuple(void_values), tuple(void_colors),
                    unknown_to_ignore)  # fmt: skip
 
-    def value_lut(self, top: int) -> np.ndarray:
-        """Source value -> label (-1 = in no class): values count the file's classes, void values skipped."""
-        lut = np.full(max(top + 1, 256), -1, dtype=np.int64)
-        lut[IGNORE] = IGNORE
+    def value_lut(self) -> np.ndarray:
+        """Source value -> label (-1 = in no class): values count the file's classes, void values skipped.
+
+        Sized by the values that mean something (classes, voids, 255), not by the mask's largest value:
+        one pixel of 3e8 in a 32-bit mask must not build a 3e8-entry table. The last entry (-1) stands
+        for every larger value (see `to_label`).
+        """
         voids = sorted(set(self.void_values))
-        for value in range(len(lut)):
+        meaningful = max(IGNORE, self.num_classes + len(voids), *voids) + 1
+        lut = np.full(meaningful + 1, -1, dtype=np.int64)
+        lut[IGNORE] = IGNORE
+        for value in range(meaningful):
             if value in voids:
                 lut[value] = IGNORE
                 continue
@@ -186,8 +195,11 @@ class LabelTable:
         if mask.ndim == 2:
             if mask.size and int(mask.min()) < 0:
                 raise RefineError(f"mask {where} has negative values")
-            lut = self.value_lut(int(mask.max()) if mask.size else 0)
-            label = lut[mask]
+            lut = self.value_lut()
+            index = mask
+            if mask.size and int(mask.max()) >= len(lut):  # only wide (16/32-bit) masks get here
+                index = np.minimum(mask, len(lut) - 1)  # every value past the table is in no class
+            label = lut[index]
             unknown = np.unique(mask[label < 0])
             shown = ", ".join(str(int(v)) for v in unknown[:8])
             what = f"values {shown} that are in no class (0-{self.num_classes - 1}"

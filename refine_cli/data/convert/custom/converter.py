@@ -101,12 +101,11 @@ class CustomConverter(Converter):
     manifest = ""  # local files: nothing to download
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return []
-
     def dataset_name(self, options: dict[str, Any]) -> str:
         """NAME becomes <root>/NAME: a path in it (`../x`, `a/b`) would write (and lock) outside --root."""
-        name = str(options.get("name") or self.name)
+        name = options.get("name", self.name)
+        if not isinstance(name, str) or not name.strip():
+            raise RefineError("the dataset name is empty", hint="name it: refine prepare custom NAME --from PATH")
         try:
             return validate_sample_id(name)
         except ValueError:

@@ -77,8 +77,7 @@ class ADE20KConverter(Converter):
     manifest = "ade20k"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["trainval"]
+    sources = ("trainval",)
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         root = find_root(Path(sources["trainval"]))

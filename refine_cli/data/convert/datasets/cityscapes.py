@@ -84,8 +84,7 @@ class CityscapesConverter(Converter):
     manifest = "cityscapes"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["gtfine", "leftimg"]
+    sources = ("gtfine", "leftimg")
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         images_root = _find_root(Path(sources["leftimg"]), "leftImg8bit")

@@ -177,8 +177,7 @@ class COCOConverter(Converter):
     manifest = "coco"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["annotations", "train2017", "val2017"]
+    sources = ("annotations", "train2017", "val2017")
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         min_pixels = int(options.get("min_pixels", MIN_VOC_PIXELS))

@@ -105,8 +105,7 @@ class _ContextBase(Converter):
     version = "1"
     num_classes = 60
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["voc2010", "annotations"]
+    sources = ("voc2010", "annotations")
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         voc = find_voc2010(Path(sources["voc2010"]))

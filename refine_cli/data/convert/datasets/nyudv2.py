@@ -149,8 +149,7 @@ class NYUDv2Converter(Converter):
     manifest = "nyudv2"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["labeled", "splits", "mapping"]
+    sources = ("labeled", "splits", "mapping")
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         crop = parse_crop(options.get("crop_border"))

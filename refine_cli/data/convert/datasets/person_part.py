@@ -78,8 +78,7 @@ class PersonPartConverter(Converter):
     manifest = "person-part"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["voc2010", "annotations"]
+    sources = ("voc2010", "annotations")
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         order = str(options.get("label_order") or "deeplab")

@@ -106,8 +106,7 @@ class SBDConverter(Converter):
     manifest = "sbd"
     version = "1"
 
-    def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["benchmark"]
+    sources = ("benchmark",)
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
         root = find_sbd_root(Path(sources["benchmark"]))
