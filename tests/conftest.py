@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist (`make test`: two workers on two cores) torch gets one thread per worker: two
+# workers with a thread per core each would fight over the cores (10-20x slower steps). Set before
+# anything imports torch; the processes tests start inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # `tests.support` must import whether pytest runs as `python -m pytest` (cwd on sys.path) or as `pytest`.
 _ROOT = str(Path(__file__).resolve().parent.parent)
