@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: install test lint format demo clean
+.PHONY: install test test-quick lint format demo clean
 
 install: $(STAMP)
 
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,crf,onnx]'
 	touch $(STAMP)
 
+# Two pytest workers (pytest-xdist), one module's tests on one worker (its module fixtures are built once).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
+
+# The edit-test loop: everything but the end-to-end tests marked `slow` (`make test` and CI run those too).
+test-quick: install
+	$(PY) -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check refine_cli tests tools

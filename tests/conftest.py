@@ -2,18 +2,60 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test`: two workers on two cores) torch gets one thread per worker: two
+# workers with a thread per core each would fight over the cores (10-20x slower steps). Set before
+# anything imports torch; the processes tests start inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # `tests.support` must import whether pytest runs as `python -m pytest` (cwd on sys.path) or as `pytest`.
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.support.digests import tree_digest  # noqa: E402
 from tests.support.http_server import LoopbackServer  # noqa: E402
+from tests.support.workspaces import ShapesWorkspace  # noqa: E402
+
+SHARED_SHAPES_IMAGES = 10  # 8 train / 2 val: two val images so per-image checks compare something
+
+
+@pytest.fixture(scope="session")
+def shapes_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShapesWorkspace]:
+    """`refine prepare shapes` (10 images of 64 px) and a tiny checkpoint for it, made once for the session.
+
+    Shared by every test that only reads them. Writing into the folder would leak from one test into
+    the next, so the session ends with an error if any file under it changed.
+    """
+    from tests.support.checkpoints import shapes_with_checkpoint
+
+    root = tmp_path_factory.mktemp("shared_shapes")
+    data, checkpoint = shapes_with_checkpoint(root, SHARED_SHAPES_IMAGES)
+    before = tree_digest(root)
+    yield ShapesWorkspace(data, checkpoint)
+    assert tree_digest(root) == before, f"a test wrote into the shared {root}: copy it to tmp_path first"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`make_tiny_dataset` with 3 classes, 8 train / 2 val images of 40x48, made once for the session.
+
+    For training tests that only read it; the session ends with an error if any file under it changed.
+    """
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    root = tmp_path_factory.mktemp("shared_tiny")
+    data = make_tiny_dataset(root, train=8, val=2, size=(40, 48))
+    before = tree_digest(root)
+    yield data
+    assert tree_digest(root) == before, f"a test wrote into the shared {root}: copy it to tmp_path first"
 
 
 @pytest.fixture

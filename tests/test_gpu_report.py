@@ -104,6 +104,7 @@ def test_no_gpu_fails_fast_and_bad_arguments_exit_2(tmp_path: Path) -> None:
         assert bad.returncode == 2 and bad.stderr.startswith("error: "), args
 
 
+@pytest.mark.slow  # ten refine processes, each importing torch: ~70 s on two cores
 def test_cpu_smoke_runs_every_step_of_the_gpu_plan(tmp_path: Path) -> None:
     """The GPU day gets one short lease: every command line, output file and report section is proven here.
 

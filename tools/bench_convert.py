@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from refine_cli.class_tables import voc_palette  # noqa: E402
 from refine_cli.data.convert.pipeline import prepare_dataset  # noqa: E402
 from refine_cli.data.format.check import check_dataset  # noqa: E402
-from tests.support.fake_datasets import build_sbd, build_voc, fixture_manifest  # noqa: E402
+from tests.support.fake_voc2012_sbd_coco import build_sbd, build_voc, fixture_manifest  # noqa: E402
 
 
 def make_fixture(folder: Path, images: int) -> tuple[Path, Path, dict[str, int]]:

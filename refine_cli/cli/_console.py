@@ -33,7 +33,15 @@ def plain(value: object) -> str:
 
 
 class SafeConsole(Console):
-    """A Rich console without markup whose `print` shows control characters in strings as escapes."""
+    """A Rich console without markup whose `print` shows control characters in strings as escapes.
+
+    Its width follows the terminal (or $COLUMNS) when it prints, not when refine was imported.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if kwargs.get("width") is None:
+            self._width = None  # Rich fixes $COLUMNS at construction; reading it per print follows the terminal
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         safe = tuple(plain(item) if isinstance(item, str) else _plain_text(item) for item in objects)

@@ -16,21 +16,19 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from tests.support.checkpoints import shapes_with_checkpoint
+from tests.support.workspaces import ShapesWorkspace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "restore_inductor_freezing")  # 2 shared cores
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Shapes at 64 px (2 val images), two of its images in a folder, and a tiny trained-looking checkpoint."""
-    root = tmp_path_factory.mktemp("compile")
-    data, checkpoint = shapes_with_checkpoint(root, 10)
-    images = root / "images"
+def workspace(shapes_workspace: ShapesWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shared shapes (64 px, 2 val images) and tiny checkpoint, and two of its images in a folder."""
+    images = tmp_path_factory.mktemp("compile") / "images"
     images.mkdir()
-    for path in sorted((data / "images").iterdir())[:2]:
+    for path in sorted(shapes_workspace.images.iterdir())[:2]:
         shutil.copy(path, images)
-    return {"data": data, "images": images, "ck": checkpoint}
+    return {"data": shapes_workspace.data, "images": images, "ck": shapes_workspace.checkpoint}
 
 
 def _compiled_graphs() -> int:
@@ -46,6 +44,7 @@ def _invoke(args: list[str]):  # noqa: ANN202 - click Result
     return result
 
 
+@pytest.mark.slow  # an inductor compile: ~13 s on two cores
 def test_predict_compile_gives_the_same_label_maps(workspace: dict[str, Path], tmp_path: Path) -> None:
     labels = []
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
@@ -61,6 +60,7 @@ def test_predict_compile_gives_the_same_label_maps(workspace: dict[str, Path], t
         np.testing.assert_array_equal(compiled[name], label, err_msg=name)
 
 
+@pytest.mark.slow  # a second inductor compile: ~10 s on two cores
 def test_eval_compile_gives_the_same_metrics(workspace: dict[str, Path]) -> None:
     reports = []
     for extra in ([], ["--compile"]):

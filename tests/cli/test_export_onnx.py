@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.format.unified import UnifiedDataset
-from tests.support.checkpoints import shapes_with_checkpoint
+from tests.support.checkpoints import save_tiny_checkpoint
+from tests.support.cli import error_line
+from tests.support.workspaces import ShapesWorkspace
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -24,16 +27,25 @@ def _run(args: list[str]):  # noqa: ANN202 - click Result
     return CliRunner().invoke(app, args)
 
 
+PREDICTED = 6  # images `refine predict` labels in the runtime comparisons
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny trained-looking checkpoint (random BN statistics) and its ONNX export, made once."""
+def exported(shapes_workspace: ShapesWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The shared shapes data, its tiny checkpoint with a label-id map, and the ONNX export of it, made once."""
     root = tmp_path_factory.mktemp("onnx")
+    meta = shapes_workspace.dataset.meta
     facts = {"name": "shapes", "ignore_index": 255, "extra": {"train_id_to_label_id": ID_MAP}}
-    data, checkpoint = shapes_with_checkpoint(root, 6, extra={"dataset": facts})
+    checkpoint = save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra={"dataset": facts})
     onnx_path = root / "tiny.onnx"
     report = _json_of(_run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"]))
-    meta = UnifiedDataset(data).meta
-    return {"root": root, "data": data, "ck": checkpoint, "onnx": onnx_path, "report": report, "meta": meta}
+    images = root / "images"
+    images.mkdir()
+    for path in sorted(shapes_workspace.images.iterdir())[:PREDICTED]:
+        shutil.copy(path, images)
+    data = shapes_workspace.data
+    return {"root": root, "data": data, "images": images, "ck": checkpoint, "onnx": onnx_path, "report": report,
+            "meta": meta}  # fmt: skip
 
 
 def test_export_report_and_metadata_round_trip(exported: dict) -> None:
@@ -77,14 +89,14 @@ def _predict(images: Path, checkpoint: Path, out: Path, *extra: str) -> dict[str
 def test_predict_through_onnx_equals_the_checkpoint(exported: dict, tmp_path: Path) -> None:
     plain = {}
     for index, options in enumerate(([], ["--msc", "0.75,1.25", "--flip", "--tile", "48x48", "--batch", "2"])):
-        torch_labels = _predict(exported["data"] / "images", exported["ck"], tmp_path / f"pt{index}", *options)
-        onnx_labels = _predict(exported["data"] / "images", exported["onnx"], tmp_path / f"onnx{index}", *options)
-        assert len(torch_labels) == 6 and torch_labels.keys() == onnx_labels.keys()
+        torch_labels = _predict(exported["images"], exported["ck"], tmp_path / f"pt{index}", *options)
+        onnx_labels = _predict(exported["images"], exported["onnx"], tmp_path / f"onnx{index}", *options)
+        assert len(torch_labels) == PREDICTED and torch_labels.keys() == onnx_labels.keys()
         for name, labels in torch_labels.items():
             np.testing.assert_array_equal(onnx_labels[name], labels, err_msg=f"{name} with {options}")
         plain = plain or onnx_labels
     # the label-id map travels inside the file
-    ids = _predict(exported["data"] / "images", exported["onnx"], tmp_path / "ids", "--label-ids")
+    ids = _predict(exported["images"], exported["onnx"], tmp_path / "ids", "--label-ids")
     for name, labels in plain.items():
         np.testing.assert_array_equal(ids[name], np.array(ID_MAP, np.uint8)[labels])
 
@@ -99,6 +111,17 @@ def test_eval_through_onnx_equals_the_checkpoint(exported: dict) -> None:
     torch_report, onnx_report = reports
     assert (torch_report["runtime"], onnx_report["runtime"]) == ("torch", "onnxruntime")
     assert onnx_report["per_class"] == torch_report["per_class"] and onnx_report["miou"] == torch_report["miou"]
+
+
+def test_onnx_files_keep_their_export_precision(exported: dict, tmp_path: Path) -> None:
+    """An fp32 file runs in fp32 only: --precision bf16 (or nonsense) is refused up front, nothing written."""
+    base = ["predict", str(exported["images"]), "-c", str(exported["onnx"]), "--device", "cpu", "--json", "-"]
+    assert "was exported in fp32" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "bf16"]))
+    assert "unknown precision 'fp8'" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "fp8"]))
+    assert not (tmp_path / "a").exists()
+    same = _run([*base, "--out", str(tmp_path / "b"), "--precision", "fp32"])
+    assert same.exit_code == 0, same.output
+    assert json.loads(same.stdout)["precision"] == "fp32" and len(list((tmp_path / "b").glob("*.png"))) == PREDICTED
 
 
 def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_path: Path) -> None:
@@ -116,7 +139,7 @@ def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_pa
     onnx.save(proto, str(bad_palette))
     del proto.metadata_props[:]
     onnx.save(proto, str(foreign))
-    image = next((exported["data"] / "images").iterdir())
+    image = next(exported["images"].iterdir())
     for path, reason in ((truncated, "not a readable ONNX model"), (garbage, "not a readable ONNX model"),
                          (foreign, "ONNX file without refine metadata"),
                          (bad_palette, "palette[0] must be [r, g, b] with integers 0..255")):  # fmt: skip
@@ -158,6 +181,7 @@ def test_evaluate_on_sample_sees_every_image_with_its_prediction(exported: dict,
         np.testing.assert_array_equal(pred, np.array(Image.open(tmp_path / f"{sample_id}.png")))
 
 
+@pytest.mark.slow  # bench exports its own ONNX file: ~16 s on two cores
 def test_bench_times_both_runtimes_in_one_table() -> None:
     args = ["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "torch", "--runtime", "onnxruntime",
             "--size", "64", "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "3"]  # fmt: skip
@@ -189,7 +213,7 @@ def test_bench_times_an_exported_file_under_onnx_runtime(exported: dict) -> None
     table = _run(args)
     assert "(tiny.onnx)" in table.stdout and "onnxruntime" in table.stdout  # the label wraps at its space
     refused = _run([*args, "--precision", "bf16"])
-    assert "runs at the precision it was exported with" in _one_line_refusal(refused)
+    assert "runs at the precision it was exported with" in error_line(refused)
 
 
 # --- `--static HxW` and `--fp16`: the files they write, and eval/predict through them ---
@@ -200,14 +224,6 @@ STATIC = (48, 64)  # not square: a height/width swap anywhere would show
 def _json_of(result) -> dict:  # noqa: ANN001 - click Result
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout[result.stdout.index("{") :])
-
-
-def _one_line_refusal(result) -> str:  # noqa: ANN001 - click Result
-    """The one `error: ... (hint)` line of an exit-2 refusal (a header may come before it, nothing after)."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert lines[-1].startswith("error: ") and sum("error" in line for line in lines) == 1, result.output
-    return lines[-1]
 
 
 def _graph_io(path: Path) -> tuple[list, list, list[int]]:
@@ -283,13 +299,13 @@ def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
 
 
 def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static_export: dict, tmp_path: Path) -> None:
-    onnx_path, square = static_export["onnx"], sorted((exported["data"] / "images").iterdir())[0]  # 64x64
-    line = _one_line_refusal(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
+    onnx_path, square = static_export["onnx"], sorted(exported["images"].iterdir())[0]  # 64x64
+    line = error_line(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
                                    str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
     assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
     assert "use --tile 48x64 without --msc" in line and not (tmp_path / "refused").exists()
     msc = ["eval", "--checkpoint", str(onnx_path), "--data", str(static_export["data"]), "--msc", "--device", "cpu"]
-    assert "exported for 48x64 inputs only" in _one_line_refusal(_run(msc))
+    assert "exported for 48x64 inputs only" in error_line(_run(msc))
     # with --tile 48x64 every window has the exported size: same labels as the checkpoint, tiled alike
     tiled_onnx = _predict(square, onnx_path, tmp_path / "onnx", "--tile", "48x64")
     tiled_torch = _predict(square, exported["ck"], tmp_path / "pt", "--tile", "48x64")
@@ -300,15 +316,16 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     small = tmp_path / "small.png"  # smaller than 48x64: a tile cannot help, and the hint must not suggest one
     Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(small)
     args = ["predict", str(small), "--checkpoint", str(onnx_path), "--out", str(tmp_path / "o2"), "--tile", "48x64"]
-    line = _one_line_refusal(_run([*args, "--device", "cpu"]))
+    line = error_line(_run([*args, "--device", "cpu"]))
     assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
     bench = ["bench", "--checkpoint", str(onnx_path), "--iters", "2", "--warmup", "0", "--device", "cpu"]
-    line = _one_line_refusal(_run([*bench, "--size", "64"]))
+    line = error_line(_run([*bench, "--size", "64"]))
     assert "was exported for 48x64 inputs only, not --size 64x64" in line and "use --size 48x64" in line
     timed = _run([*bench, "--size", "48x64", "--json", "-"])
     assert timed.exit_code == 0 and json.loads(timed.stdout)[0]["size"] == [48, 64], timed.output
 
 
+@pytest.mark.slow  # an fp16 export verified at two sizes: ~20 s on two cores
 def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tmp_path: Path) -> None:
     """Weights really fp16 (half the bytes), fp32 in and out, verified by ORT; labels agree with fp32 on >= 99%."""
     import onnx
@@ -327,10 +344,10 @@ def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tm
     assert half.stat().st_size < 0.55 * exported["onnx"].stat().st_size
     card, _ = open_session(half)
     assert card.precision == "fp16"
-    images = exported["data"] / "images"
+    images = exported["images"]
     fp32 = _predict(images, exported["ck"], tmp_path / "fp32")
     fp16 = _predict(images, half, tmp_path / "fp16")
-    assert len(fp32) == 6 and fp16.keys() == fp32.keys()
+    assert len(fp32) == PREDICTED and fp16.keys() == fp32.keys()
     counts = np.bincount(np.concatenate([labels.ravel() for labels in fp32.values()]), minlength=6)
     assert np.sort(counts)[-2] >= 0.05 * counts.sum(), counts  # two classes or more: boundaries to get wrong
     agreement = [float((fp16[name] == labels).mean()) for name, labels in fp32.items()]

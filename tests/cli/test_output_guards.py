@@ -2,51 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
 from refine_cli.errors import RefineError
 from refine_cli.guards import refuse_output_over_inputs
-from tests.support.tiny_seg import make_tiny_dataset
+from tests.support.cli import error_line, run_cli
+from tests.support.digests import tree_digest
+from tests.support.workspaces import ShapesWorkspace
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny dataset and an untrained 3-class checkpoint: every case here is refused before either is used."""
-    from refine_cli.models import create_model
-    from refine_cli.models.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("guards")
-    data = make_tiny_dataset(root, train=2, val=1, size=(32, 32))
-    name = "lw-refinenet-mobilenetv2"
-    save_checkpoint(root / "tiny.pt", model_name=name, model=create_model(name, num_classes=3), num_classes=3)
-    return {"root": root, "data": data, "ck": root / "tiny.pt"}
-
-
-def _digest(path: Path) -> str:
-    """sha256 of a file, or of every file under a folder (names and bytes)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    sha = hashlib.sha256()
-    for file in files:
-        sha.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + file.read_bytes())
-    return sha.hexdigest()
+@pytest.fixture
+def ws(shapes_workspace: ShapesWorkspace) -> dict[str, Path]:
+    """The shared shapes dataset, the folder that holds it, and its checkpoint: every case here is refused."""
+    return {"root": shapes_workspace.data.parent, "data": shapes_workspace.data, "ck": shapes_workspace.checkpoint}
 
 
 def _refused(args: list[str], *protected: Path) -> str:
     """Run the command; it must fail with one line and exit 2 and leave the protected paths byte-identical."""
-    before = [_digest(path) for path in protected]
-    result = CliRunner().invoke(app, args)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    assert [_digest(path) for path in protected] == before
-    return lines[0]
+    before = [tree_digest(path) for path in protected]
+    line = error_line(run_cli(*args), alone=True)
+    assert [tree_digest(path) for path in protected] == before
+    return line
 
 
 @pytest.mark.parametrize("form", ["two tokens", "equals"])
@@ -76,17 +57,16 @@ def test_eval_pred_folder_is_not_an_output(ws: dict[str, Path], tmp_path: Path) 
 
 
 @pytest.mark.parametrize("form", ["two tokens", "equals"])
-def test_check_json_onto_meta_is_refused(ws: dict[str, Path], form: str) -> None:
+def test_check_json_onto_meta_is_refused(ws: dict[str, Path], tmp_path: Path, form: str) -> None:
     meta = ws["data"] / "meta.json"
     json_args = ["--json", str(meta)] if form == "two tokens" else [f"--json={meta}"]
     assert "is inside the dataset" in _refused(["check", str(ws["data"]), *json_args], ws["data"])
     # the same file through a symlinked folder is the same file
-    link = ws["root"] / "alias"
+    link = tmp_path / "alias"
     link.symlink_to(ws["data"], target_is_directory=True)
-    try:
-        assert "is inside the dataset" in _refused(["check", str(ws["data"]), "--json", str(link / "meta.json")])
-    finally:
-        link.unlink()
+    assert "is inside the dataset" in _refused(
+        ["check", str(ws["data"]), "--json", str(link / "meta.json")], ws["data"]
+    )
 
 
 def test_json_equals_form_checks_the_folder_up_front(ws: dict[str, Path], tmp_path: Path) -> None:
@@ -111,7 +91,7 @@ def test_predict_never_writes_into_an_input_folder(ws: dict[str, Path], tmp_path
     line = _refused([*predict, str(photos / "b.png"), "--out", str(photos)], photos)
     assert "would overwrite the input image" in line and "b.png" in line
     # images given one by one: a prediction beside its image replaces nothing and is allowed
-    ok = CliRunner().invoke(app, [*predict, str(photos / "a.jpg"), "--out", str(photos)])
+    ok = run_cli(*predict, photos / "a.jpg", "--out", photos)
     assert ok.exit_code == 0, ok.output
     assert (photos / "a.jpg").is_file() and (photos / "a.png").is_file()
     (photos / "a.png").unlink()

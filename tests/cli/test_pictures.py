@@ -9,43 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
-from refine_cli.data.format.unified import UnifiedDataset
+from tests.support.cli import error_line, run_cli
 from tests.support.pictures import assert_picture, page_images
-from tests.support.tiny_seg import make_tiny_dataset
+from tests.support.workspaces import ShapesWorkspace
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from refine_cli.models import create_model
-    from refine_cli.models.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("pictures")
-    result = CliRunner().invoke(app, ["prepare", "shapes", "--root", str(root), "--n", "10", "--size", "64"])
-    assert result.exit_code == 0, result.output
-    meta = UnifiedDataset(root / "shapes").meta
-    torch.manual_seed(0)
-    checkpoint = root / "tiny.pt"
-    model = create_model("lw-refinenet-mobilenetv2", 6)
-    save_checkpoint(checkpoint, model_name="lw-refinenet-mobilenetv2", model=model, num_classes=6,
-                    classes=meta.classes, palette=meta.palette)  # fmt: skip
-    return {"root": root, "data": root / "shapes", "ck": checkpoint}
+def _run(*args: str | Path):  # noqa: ANN202 - click Result
+    return run_cli(*args)
 
 
-def _run(*args: str):  # noqa: ANN202 - click Result
-    return CliRunner().invoke(app, list(args))
-
-
-def _one_line_error(result) -> str:  # noqa: ANN001
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and "Traceback" not in result.output and len(lines) == 1, result.output
-    return lines[0]
+def _one_line_error(result) -> str:  # noqa: ANN001 - click Result
+    return error_line(result, alone=True)
 
 
 def _check_report(folder: Path, class_names: list[str]) -> str:
@@ -62,29 +40,26 @@ def _check_report(folder: Path, class_names: list[str]) -> str:
     return text
 
 
-def test_eval_report_for_a_checkpoint_and_for_saved_predictions(workspace: dict[str, Path], tmp_path: Path) -> None:
-    data, names = str(workspace["data"]), UnifiedDataset(workspace["data"]).meta.classes
-    result = _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--device", "cpu", "--report",
-                  str(tmp_path / "ck"), "--save-pred", str(tmp_path / "pred"),
-                  "--json", str(tmp_path / "e.json"))  # fmt: skip
+def test_eval_report_for_a_checkpoint_and_for_saved_predictions(
+    shapes_workspace: ShapesWorkspace, tmp_path: Path
+) -> None:
+    ws = shapes_workspace
+    result = _run("eval", "--checkpoint", ws.checkpoint, "--data", ws.data, "--device", "cpu", "--report",
+                  tmp_path / "ck", "--save-pred", tmp_path / "pred", "--json", tmp_path / "e.json")  # fmt: skip
     assert result.exit_code == 0, result.output
-    text = _check_report(tmp_path / "ck", names)
+    text = _check_report(tmp_path / "ck", ws.dataset.meta.classes)
     scores = json.loads((tmp_path / "e.json").read_text())
-    assert f"<b>{100 * scores['miou']:.2f}</b>mIoU" in text and str(workspace["ck"]) in text and "flip" in text
-    with open(tmp_path / "ck" / "per_image.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == scores["num_images"] and [float(r["miou"]) for r in rows] == sorted(
-        float(r["miou"]) for r in rows
-    )
+    assert f"<b>{100 * scores['miou']:.2f}</b>mIoU" in text and str(ws.checkpoint) in text and "flip" in text
+    assert len(_csv_rows(tmp_path / "ck")) == scores["num_images"]
     # wrong pixels are drawn in the colour the page names, and no class is drawn in it (it was red, a class colour)
     wrong = tuple(int(v) for v in re.search(r'rgb\((\d+),(\d+),(\d+)\)"></span> wrong', text).groups())
-    assert wrong not in {tuple(colour) for colour in UnifiedDataset(workspace["data"]).meta.palette}
+    assert wrong not in {tuple(colour) for colour in ws.dataset.meta.palette}
     worst = np.asarray(Image.open(tmp_path / "ck" / "gallery" / "worst_01.png").convert("RGB"))
     assert (worst[:, 3 * worst.shape[1] // 4 :] == wrong).all(axis=2).sum() > 50  # in the errors panel
 
-    rescored = _run("eval", "--pred", str(tmp_path / "pred"), "--data", data, "--report", str(tmp_path / "p"))
+    rescored = _run("eval", "--pred", tmp_path / "pred", "--data", ws.data, "--report", tmp_path / "p")
     assert rescored.exit_code == 0, rescored.output
-    _check_report(tmp_path / "p", names)
+    _check_report(tmp_path / "p", ws.dataset.meta.classes)
     # the same predictions give the same per-image scores either way
     assert (tmp_path / "p" / "per_image.csv").read_text() == (tmp_path / "ck" / "per_image.csv").read_text()
 
@@ -104,13 +79,54 @@ def test_error_colour_is_none_of_the_class_colours() -> None:
         assert tuple(drawn[0, 0]) == wrong and tuple(drawn[0, 1]) != wrong and tuple(drawn[1, 1]) == tuple(table[255])
 
 
-def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
-    data = str(workspace["data"])
-    line = _one_line_error(
-        _run("eval", "--checkpoint", str(workspace["ck"]), "--data", data, "--report", f"{data}/report")
-    )
+def _csv_rows(report: Path) -> list[dict[str, str]]:
+    with open(report / "per_image.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _reference_miou(label: np.ndarray, pred: np.ndarray, ignore: int = 255) -> float:
+    """Plain per-image mIoU: classes in the label or the prediction, ignored pixels left out."""
+    valid = label != ignore
+    truth, guess = label[valid], pred[valid]
+    ious = [((truth == c) & (guess == c)).sum() / ((truth == c) | (guess == c)).sum() for c in np.union1d(truth, guess)]
+    return float(np.mean(ious))
+
+
+def test_eval_report_ranks_images_worst_first(shapes_workspace: ShapesWorkspace, tmp_path: Path) -> None:
+    """per_image.csv and the gallery list images by per-image mIoU, worst first, not in dataset order."""
+    dataset = shapes_workspace.dataset
+    ids = dataset.split_ids("train")
+    wrong_rows = [6, 30, 0, 44, 12, 20, 2, 56]  # a scrambled amount of damage per image, in dataset order
+    preds, expected = tmp_path / "pred", {}
+    preds.mkdir()
+    for sample_id, rows in zip(ids, wrong_rows, strict=True):
+        label = dataset.read_label(sample_id)
+        pred = np.where(label == 255, 0, label).astype(np.uint8)
+        pred[:rows] = (pred[:rows] + 1) % dataset.meta.num_classes  # the top rows one class off
+        Image.fromarray(pred).save(preds / f"{sample_id}.png")
+        expected[sample_id] = _reference_miou(label, pred)
+    ranked = sorted(ids, key=expected.__getitem__)
+    assert len(set(expected.values())) == len(ids) and ranked not in (ids, ids[::-1])  # the order is the test's
+    result = _run("eval", "--pred", preds, "--data", dataset.path, "--split", "train", "--report", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+
+    rows = _csv_rows(tmp_path / "r")
+    assert [row["sample_id"] for row in rows] == ranked
+    assert [float(row["miou"]) for row in rows] == pytest.approx([expected[i] for i in ranked], abs=1e-6)
+    page = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    gallery = re.findall(r"worst #(\d+): <b>([^<]+)</b>", page)
+    assert gallery == [(str(rank), sample_id) for rank, sample_id in enumerate(ranked[: len(gallery)], start=1)]
+    assert len(gallery) >= 4  # enough ranks that a shuffled gallery cannot pass by chance
+    for rank in range(1, len(gallery) + 1):
+        assert_picture(tmp_path / "r" / "gallery" / f"worst_{rank:02d}.png")
+
+
+def test_eval_report_refuses_an_input_folder(shapes_workspace: ShapesWorkspace, tmp_path: Path) -> None:
+    data = str(shapes_workspace.data)
+    line = _one_line_error(_run("eval", "--checkpoint", shapes_workspace.checkpoint, "--data", data, "--report",
+                                f"{data}/report"))  # fmt: skip
     assert "--report" in line and "is inside the --data" in line
-    assert not (workspace["data"] / "report").exists()
+    assert not (shapes_workspace.data / "report").exists()
     failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(tmp_path / "r"))
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "r").exists()  # no empty folder left behind
     nested = tmp_path / "new" / "sub" / "r"
@@ -118,10 +134,10 @@ def test_eval_report_refuses_an_input_folder(workspace: dict[str, Path], tmp_pat
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "new").exists()
 
 
-def test_train_writes_tensorboard_events_and_curves(tmp_path: Path) -> None:
+def test_train_writes_tensorboard_events_and_curves(tiny_dataset: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    data = make_tiny_dataset(tmp_path, train=4, val=2, size=(40, 48))
+    data = tiny_dataset
     run = tmp_path / "runs" / "tiny"
     fast = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--batch", "2", "--workers", "0", "--device", "cpu",
             "--set", "data.min_short_side=null", "--set", "train.log_every=1", "--val-every", "2"]  # fmt: skip
@@ -185,11 +201,12 @@ def test_bench_plot(tmp_path: Path) -> None:
     assert "cannot write a plot" in _one_line_error(_run("bench", "-m", "lw-refinenet-mobilenetv2", "--plot", "x.jpg"))
 
 
-def test_check_gallery(workspace: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+def test_check_gallery(shapes_workspace: ShapesWorkspace, tmp_path: Path, monkeypatch) -> None:
     from refine_cli.data.format import gallery
 
     figures = _drawn(monkeypatch, gallery)
-    result = _run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"), "--gallery-samples", "4",
+    data = shapes_workspace.data
+    result = _run("check", str(data), "--gallery", str(tmp_path / "g"), "--gallery-samples", "4",
                   "--json", str(tmp_path / "check.json"))  # fmt: skip
     assert result.exit_code == 0, result.output
     # the chart's numbers are the table's (it said background 80% where the table said 74.09%), axis ends at 100%
@@ -205,23 +222,23 @@ def test_check_gallery(workspace: dict[str, Path], tmp_path: Path, monkeypatch) 
     frequency = assert_picture(tmp_path / "g" / "class_frequency.png", min_colours=6)
     samples = assert_picture(tmp_path / "g" / "samples.png", min_colours=50)
     assert frequency.shape[0] > 200 and samples.shape[1] > 800
-    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(workspace["data"])))
+    line = _one_line_error(_run("check", data, "--gallery", data))
     assert "would overwrite the dataset" in line
     same = tmp_path / "same"  # --json and --gallery one new path: refused before the work, nothing left behind
-    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(same), "--json", str(same)))
+    line = _one_line_error(_run("check", data, "--gallery", same, "--json", same))
     assert "are the same path" in line and not same.exists()
     before = (tmp_path / "g" / "samples.png").read_bytes()  # was: the JSON replaced the picture, exit 0
-    line = _one_line_error(_run("check", str(workspace["data"]), "--gallery", str(tmp_path / "g"),
-                                "--json", str(tmp_path / "g" / "samples.png")))  # fmt: skip
+    line = _one_line_error(_run("check", data, "--gallery", tmp_path / "g", "--json", tmp_path / "g" / "samples.png"))
     assert "are the same path" in line and (tmp_path / "g" / "samples.png").read_bytes() == before
 
 
-def test_eval_json_may_not_land_in_the_report_folder(workspace: dict[str, Path], tmp_path: Path) -> None:
+def test_eval_json_may_not_land_in_the_report_folder(shapes_workspace: ShapesWorkspace, tmp_path: Path) -> None:
     """--json onto the report's own files (per_image.csv) or onto the folder itself: refused before any work."""
     report = tmp_path / "r"
     report.mkdir()
     (report / "per_image.csv").write_text("an earlier report\n")
-    base = ["eval", "--checkpoint", str(workspace["ck"]), "--data", str(workspace["data"]), "--report", str(report)]
+    ws = shapes_workspace
+    base = ["eval", "--checkpoint", ws.checkpoint, "--data", ws.data, "--report", report]
     line = _one_line_error(_run(*base, f"--json={report / 'per_image.csv'}"))
     assert "--json" in line and "is inside the --report" in line
     assert "is a folder" in _one_line_error(_run(*base, f"--json={report}"))  # before any evaluation

@@ -1,4 +1,4 @@
-"""`refine train` end to end through the CLI: recipe + flags, JSON summary, resume, one-line errors."""
+"""`refine train` end to end through the CLI: recipe + flags, JSON summary, resume, --init, --amp, one-line errors."""
 
 from __future__ import annotations
 
@@ -6,32 +6,32 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+import torch
+from torch import nn
 
-from refine_cli.cli.app import app
-from refine_cli.models.checkpoint import load_checkpoint
-from tests.support.tiny_seg import make_tiny_dataset
+from refine_cli.models import create_model
+from refine_cli.models.checkpoint import load_checkpoint, save_checkpoint
+from tests.support.cli import error_line, run_cli
 
-FAST = ["--model", "lw-refinenet-mobilenetv2", "--crop", "32", "--batch", "4", "--workers", "0", "--device", "cpu"]
+MODEL = "lw-refinenet-mobilenetv2"
+
+FAST = ["--model", MODEL, "--crop", "32", "--batch", "4", "--workers", "0", "--device", "cpu"]
 FAST += ["--set", "data.min_short_side=null"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
-def _run(*args: str):
-    return CliRunner().invoke(app, list(args))
+def _run(*args: str | Path):  # noqa: ANN202 - click Result
+    return run_cli(*args)
 
 
-def _error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-    assert len(lines) == 1, result.output
-    return lines[0]
+def _error_line(result) -> str:  # noqa: ANN001 - click Result
+    return error_line(result, alone=True)
 
 
-def test_train_recipe_flags_json_and_resume(tmp_path: Path) -> None:
-    data = make_tiny_dataset(tmp_path, train=8, val=2, size=(40, 48))
+def test_train_recipe_flags_json_and_resume(tiny_dataset: Path, tmp_path: Path) -> None:
+    data = tiny_dataset
     run = tmp_path / "run"
     result = _run(
         "train", "--recipe", "demo-shapes", "--data", str(data), "--out", str(run), *FAST,
@@ -53,8 +53,8 @@ def test_train_recipe_flags_json_and_resume(tmp_path: Path) -> None:
     assert finished.exit_code == 0 and "no step left to run" in finished.output, finished.output
 
 
-def test_train_errors_are_one_line(tmp_path: Path) -> None:
-    data = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
+def test_train_errors_are_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    data = tiny_dataset
     line = _error_line(_run("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"), *FAST))
     assert line.startswith("error: dataset folder") and "does not exist" in line
     line = _error_line(_run("train", "--data", str(data), "--val-split", "test", "--out", str(tmp_path / "r"), *FAST))
@@ -67,6 +67,7 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     assert "unknown recipe 'nope'" in line and "lw-voc" in line
     line = _error_line(_run("train", "--data", str(data), "--out", str(tmp_path / "r"), "--amp", "fp16", *FAST))
     assert "fp16 needs a CUDA device" in line
+    assert not (tmp_path / "r").exists()  # every refusal came before the run folder
 
 
 def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
@@ -88,9 +89,9 @@ def test_switching_the_run_length_unit_keeps_the_validation_cadence() -> None:
     assert keep_validation_cadence(epochs_recipe, same_unit) is None and "train.val_unit" not in same_unit
 
 
-def test_set_values_obey_the_flag_rules(tmp_path: Path) -> None:
+def test_set_values_obey_the_flag_rules(tiny_dataset: Path, tmp_path: Path) -> None:
     """`--set` cannot slip past a flag's limit: the one option table (config.train_options) checks both."""
-    data = make_tiny_dataset(tmp_path, train=4, val=1, size=(32, 32))
+    data = tiny_dataset
     base = ["train", "--data", str(data), "--out", str(tmp_path / "r")]
     line = _error_line(_run(*base, *FAST, "--set", "data.crop=4"))
     assert "data.crop must be at least 8, got 4" in line
@@ -101,3 +102,45 @@ def test_set_values_obey_the_flag_rules(tmp_path: Path) -> None:
     line = _error_line(_run(*base, *FAST, "--set", "train.save_every_steps=-1"))
     assert "train.save_every_steps must be at least 0" in line
     assert not (tmp_path / "r").exists()
+
+
+ONE_STEP = [*FAST, "--val-split", "none", "--iters", "1"]
+
+
+def test_train_init_starts_from_the_given_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    """With a vanishing learning rate the one-step run must still hold the --init weights, not fresh ones."""
+    torch.manual_seed(0)  # the seed `refine train` uses: a fresh model would equal create_model's ...
+    init_model = create_model(MODEL, num_classes=3)
+    with torch.no_grad():  # ... so move every weight away from it
+        for parameter in init_model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    init = tmp_path / "init.pt"
+    save_checkpoint(init, model_name=MODEL, model=init_model, num_classes=3)
+    frozen_bn = ["--set", "model.freeze_bn=true"]  # BN statistics frozen: only the optimiser moves weights
+    result = _run("train", "--data", tiny_dataset, "--out", tmp_path / "run", *ONE_STEP, *frozen_bn, "--init", init,
+                  "--lr", "1e-12")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    trained = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
+    expected = init_model.state_dict()
+    assert trained.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(trained[key], value, atol=1e-6, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize(("amp", "dtype"), [("bf16", torch.bfloat16), ("off", torch.float32)])
+def test_train_amp_runs_the_training_forward_in_that_dtype(
+    tiny_dataset: Path, tmp_path: Path, amp: str, dtype: torch.dtype
+) -> None:
+    seen: list[torch.dtype] = []
+
+    def record(module: nn.Module, args: object, output: object) -> None:
+        if isinstance(module, nn.Conv2d) and module.training and isinstance(output, torch.Tensor):
+            seen.append(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = _run("train", "--data", tiny_dataset, "--out", tmp_path / "run", *ONE_STEP, "--amp", amp)
+    finally:
+        handle.remove()
+    assert result.exit_code == 0, result.output
+    assert len(seen) > 10 and set(seen) == {dtype}

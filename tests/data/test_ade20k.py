@@ -15,7 +15,8 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.ade20k import ADE20K_CLASSES, ADE20KConverter, ade20k_lut
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import ADE_PAINTED, build_ade20k, patch_center, scenes_manifest
+from tests.support.fake_nyu_ade20k_cityscapes import ADE_PAINTED, build_ade20k, patch_center
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 # Source value -> (unified index, class name): 0 "other" is ignored; objectInfo150 index k -> k-1
@@ -85,7 +86,7 @@ def test_not_scene_parsing_layout(tmp_path: Path) -> None:
 
 def test_prepare_ade20k_from_archives(tmp_path: Path) -> None:
     fake = build_ade20k(tmp_path / "archives")
-    manifest = scenes_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
+    manifest = fixture_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
     root = tmp_path / "data"
     args = ["ade20k", "--root", str(root), "--archives", str(tmp_path / "archives"), "--manifest", str(manifest)]
     result = run_prepare([*args, "--workers", "1"])
@@ -106,7 +107,7 @@ def test_prepare_ade20k_from_archives(tmp_path: Path) -> None:
 
 def test_prepare_ade20k_bad_label_one_line_error_then_skip(tmp_path: Path) -> None:
     fake = build_ade20k(tmp_path / "archives", bad={"ADE_train_00000003": "wrong-size"})
-    manifest = scenes_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
+    manifest = fixture_manifest(tmp_path, "ade20k", {"trainval": fake.archive}, splits={"train": 3, "val": 2})
     args = ["ade20k", "--root", str(tmp_path / "data"), "--archives", str(tmp_path / "archives")]
     args += ["--manifest", str(manifest), "--workers", "1"]
     failed = run_prepare(args)

@@ -104,3 +104,17 @@ def test_cli_check_problem_exit_2(tmp_path: Path) -> None:
 def test_cli_check_not_a_dataset(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check", str(tmp_path)])
     assert result.exit_code == 2 and "not a unified dataset" in result.output and "Traceback" not in result.output
+
+
+def test_cli_check_full_decodes_and_finds_a_truncated_image(tmp_path: Path) -> None:
+    from tests.support.cli import error_line
+    from tests.support.tiny_seg import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path, train=2, val=1, size=(32, 32))
+    victim = sorted((data / "images").iterdir())[0]
+    blob = victim.read_bytes()
+    victim.write_bytes(blob[: len(blob) // 2])  # header intact, pixel data cut
+    header_only = CliRunner().invoke(app, ["check", str(data), "--workers", "1"])
+    assert header_only.exit_code == 0, header_only.output  # the header alone looks fine
+    full = CliRunner().invoke(app, ["check", str(data), "--workers", "1", "--full"])
+    assert victim.name in error_line(full)

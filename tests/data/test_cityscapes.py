@@ -32,13 +32,13 @@ from refine_cli.data.convert.datasets.cityscapes import (
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.cityscapes_stub import CityscapesStub
-from tests.support.fake_datasets_a import (
+from tests.support.fake_nyu_ade20k_cityscapes import (
     CS_GT_ZIP,
     CS_IMG_ZIP,
     build_cityscapes,
     patch_center,
-    scenes_manifest,
 )
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 # (labelId, trainId) pairs copied from cityscapesScripts helpers/labels.py (docs/dataset-facts.md appendix C).
@@ -249,7 +249,7 @@ def _zip_member(path: Path, member: str) -> bytes:
 def test_prepare_cityscapes_from_archives(tmp_path: Path) -> None:
     fake = build_cityscapes(tmp_path / "archives")
     files = {"gtfine": fake.gt_zip, "leftimg": fake.img_zip}
-    manifest = scenes_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
+    manifest = fixture_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
     args = ["cityscapes", "--root", str(tmp_path / "data"), "--archives", str(tmp_path / "archives")]
     result = run_prepare([*args, "--manifest", str(manifest), "--workers", "1"])
     assert result.exit_code == 0, result.output
@@ -260,7 +260,7 @@ def test_prepare_cityscapes_from_archives(tmp_path: Path) -> None:
 def test_prepare_cityscapes_logs_in_and_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = build_cityscapes(tmp_path / "raw")
     files = {"gtfine": fake.gt_zip, "leftimg": fake.img_zip}
-    manifest = scenes_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
+    manifest = fixture_manifest(tmp_path, "cityscapes", files, splits=FIXTURE_SPLITS)
     packages = {CS_GT_ZIP: fake.gt_zip.read_bytes(), CS_IMG_ZIP: fake.img_zip.read_bytes()}
     root = tmp_path / "data"
     args = ["cityscapes", "--root", str(root), "--manifest", str(manifest), "--workers", "1"]

@@ -1,6 +1,6 @@
 """`refine prepare coco`: COCO 2017 instances -> `coco-voc` (20 VOC classes, overlaps/crowds 255, small images dropped).
 
-Pixel expectations are literals worked out from the fixture's rectangles (tests/support/fake_datasets.py
+Pixel expectations are literals worked out from the fixture's rectangles (tests/support/fake_voc2012_sbd_coco.py
 COCO_SCENES); whole labels are also compared with the fixture's own numpy painting of the rules.
 """
 
@@ -19,7 +19,7 @@ from refine_cli.data.convert.datasets.voc_family import COCO_TO_VOC, VOC_CLASSES
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets import build_coco, fixture_manifest
+from tests.support.fake_voc2012_sbd_coco import build_coco, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 KEYS = ("annotations", "train2017", "val2017")

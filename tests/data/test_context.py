@@ -19,8 +19,7 @@ from refine_cli.data.convert.datasets.context import check_labels_txt, context_l
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets import fixture_manifest
-from tests.support.fake_datasets_b import (
+from tests.support.fake_voc2010_person_part_context import (
     CONTEXT_TAR,
     VOC2010_TAR,
     build_context_tar,
@@ -28,6 +27,7 @@ from tests.support.fake_datasets_b import (
     context_labels_txt,
     mat_bytes,
 )
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import PrepareRun, run_prepare
 
 # (LabelMap value = 1-based id in labels.txt, RefineNet/FCN class) from docs/dataset-facts.md appendix A;

@@ -187,12 +187,3 @@ def test_roboflow_coco_export_and_two_json_files(tmp_path: Path) -> None:
     both = prepare(jsons, tmp_path / "data", "--images", str(images), name="both")
     assert both.exit_code == 0, both.output
     assert json.loads((tmp_path / "data" / "both" / "meta.json").read_text())["splits"] == {"train": 1, "val": 1}
-
-
-def test_prepare_list_shows_custom() -> None:
-    from typer.testing import CliRunner
-
-    from refine_cli.cli.app import app
-
-    result = CliRunner().invoke(app, ["prepare", "--list"])
-    assert result.exit_code == 0 and "custom" in result.output and "your own labelled" in result.output

@@ -17,7 +17,8 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.nyudv2 import NYU40_CLASSES, NYUDv2Converter, parse_crop
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import NYU_PAINTED, build_nyu, patch_center, scenes_manifest
+from tests.support.fake_nyu_ade20k_cityscapes import NYU_PAINTED, build_nyu, patch_center
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 # NYU id -> (unified index, class name), from classMapping40.mat as listed in docs/dataset-facts.md appendix B
@@ -111,7 +112,7 @@ def test_prepare_nyudv2_end_to_end_over_http(tmp_path: Path, http_server) -> Non
     files = {"labeled": fake.mat, "splits": fake.splits, "mapping": fake.mapping}
     for path in files.values():
         http_server.files[path.name] = path.read_bytes()
-    manifest = scenes_manifest(tmp_path, "nyudv2", files, http_server.url(""), {"train": 3, "val": 3})
+    manifest = fixture_manifest(tmp_path, "nyudv2", files, http_server.url(""), {"train": 3, "val": 3})
     root = tmp_path / "data"
     args = ["nyudv2", "--root", str(root), "--manifest", str(manifest), "--workers", "2", "--crop-border", "2"]
     result = run_prepare(args)

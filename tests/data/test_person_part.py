@@ -17,13 +17,13 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.person_part import PERSON_PART_CLASSES, person_part_lut
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.format.unified import UnifiedDataset
-from tests.support.fake_datasets import fixture_manifest
-from tests.support.fake_datasets_b import (
+from tests.support.fake_voc2010_person_part_context import (
     PERSON_PART_ZIP,
     VOC2010_TAR,
     build_person_part_zip,
     build_voc2010_tar,
 )
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import PrepareRun, run_prepare
 
 TRAIN = ["2008_000003", "2008_000008"]

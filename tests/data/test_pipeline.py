@@ -268,6 +268,17 @@ def test_missing_login_archives_say_where_to_get_them(tmp_path: Path) -> None:
     assert "from see" not in line
 
 
+def test_cli_prepare_list_has_a_row_for_every_dataset_prepare_makes() -> None:
+    """Every `refine prepare NAME` (packaged manifests, shapes, custom) is a row of `prepare --list`."""
+    import typer
+
+    result = CliRunner().invoke(app, ["prepare", "--list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line[:1] == " " and line[1:2].strip()}
+    made = set(typer.main.get_command(app).commands["prepare"].commands)
+    assert {"voc", "shapes", "custom", "sunrgbd"} <= made and made <= listed, (made, listed)
+
+
 def test_unverified_source_is_pinned_by_its_measured_sha256(tmp_path: Path, archives: tuple[Path, Path]) -> None:
     """No published checksum: meta.json still records the sha256 of the archive actually used."""
     folder, manifest = archives

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_datasets import build_voc, fixture_manifest
+from tests.support.fake_voc2012_sbd_coco import build_voc, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
 from refine_cli.data.acquire.limits import StallRules, max_expansion
-from tests.support.fake_datasets import VOC_TRAIN, VOC_VAL, build_voc, fixture_manifest
+from tests.support.fake_voc2012_sbd_coco import VOC_TRAIN, VOC_VAL, build_voc, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 

@@ -17,7 +17,7 @@ from refine_cli.data.convert.datasets.voc_family import VOC_CLASSES
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets import SBD_TRAIN, SBD_VAL, build_sbd, fixture_manifest
+from tests.support.fake_voc2012_sbd_coco import SBD_TRAIN, SBD_VAL, build_sbd, fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 

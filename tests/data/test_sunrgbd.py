@@ -16,8 +16,9 @@ from refine_cli.data.convert.base import SampleError
 from refine_cli.data.convert.datasets.sunrgbd import SUNRGBD_CLASSES, SUNRGBDConverter, frame_folder, sunrgbd_lut
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets_a import patch_center, scenes_manifest
+from tests.support.fake_nyu_ade20k_cityscapes import patch_center
 from tests.support.fake_sunrgbd import FRAMES, PAINTED, build_sunrgbd
+from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
 # seg37list.mat index k (1-based source value) -> (unified value, name); 0 = unlabeled
@@ -81,7 +82,7 @@ def test_not_the_release_layout(tmp_path: Path) -> None:
 
 def test_prepare_sunrgbd_from_archives(tmp_path: Path) -> None:
     fake = build_sunrgbd(tmp_path / "archives")
-    manifest = scenes_manifest(tmp_path, "sunrgbd", {"images": fake.images, "toolbox": fake.toolbox},
+    manifest = fixture_manifest(tmp_path, "sunrgbd", {"images": fake.images, "toolbox": fake.toolbox},
                                splits={"train": 3, "val": 2})  # fmt: skip
     root = tmp_path / "data"
     args = ["sunrgbd", "--root", str(root), "--archives", str(tmp_path / "archives"), "--manifest", str(manifest)]

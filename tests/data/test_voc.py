@@ -1,6 +1,6 @@
 """`refine prepare voc [--aug]`: VOC 2012 palette labels, and the SBD-augmented 10,582-image train_aug.
 
-Fixture archives have the official layout (tests/support/fake_datasets.py); expected values are the
+Fixture archives have the official layout (tests/support/fake_voc2012_sbd_coco.py); expected values are the
 arrays the fixture painted (an oracle independent of the converter) and literals from docs/dataset-facts.md section 9.
 """
 
@@ -20,7 +20,7 @@ from refine_cli.data.convert.datasets.voc_family import VOC_CLASSES
 from refine_cli.data.convert.registry import get_converter
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
-from tests.support.fake_datasets import (
+from tests.support.fake_voc2012_sbd_coco import (
     SBD_TRAIN,
     SBD_VAL,
     VOC_TRAIN,

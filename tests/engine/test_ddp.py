@@ -63,10 +63,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     shutdown(ctx)
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # as the workers run: the same kernels, the same sums
 def test_ddp_step_equals_single_process_step(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    torch.set_num_threads(1)
     single = _one_step(DistContext(), *_fixed_batch())
     ddp = torch.load(out, weights_only=True)
     for key, value in single.items():
@@ -78,6 +78,7 @@ def test_ddp_step_equals_single_process_step(tmp_path: Path) -> None:
     )  # the step did move the weights
 
 
+@pytest.mark.slow  # torchrun and two ranks that each import torch: ~10 s on two cores
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on loopback")
 def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     data = make_tiny_dataset(tmp_path, train=8, val=3, size=(40, 48))

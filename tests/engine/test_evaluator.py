@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from refine_cli.data.convert.shapes import generate_shapes
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.data.load.normalize import normalize_image
 from refine_cli.engine.eval.evaluator import evaluate, score_predictions
 from refine_cli.errors import RefineError
+from tests.support.workspaces import ShapesWorkspace
 
 
 class _TinyNet(nn.Module):
@@ -32,9 +32,10 @@ class _TinyNet(nn.Module):
         return self.pool(self.conv(x))
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> UnifiedDataset:
-    return UnifiedDataset(generate_shapes(tmp_path_factory.mktemp("data"), n=8, size=64, seed=0))
+@pytest.fixture
+def shapes(shapes_workspace: ShapesWorkspace) -> UnifiedDataset:
+    """The session's shapes dataset (8 train / 2 val of 64 px, 6 classes): read only."""
+    return shapes_workspace.dataset
 
 
 def _reference_matrix(model: nn.Module, dataset: UnifiedDataset, split: str) -> np.ndarray:
@@ -54,7 +55,7 @@ def test_evaluate_matches_a_plain_reference_loop(shapes: UnifiedDataset, tmp_pat
     report = evaluate(model, shapes, "train", progress=False, batch_size=3, save_pred_dir=tmp_path / "pred")
     reference = _reference_matrix(model, shapes, "train")
     iou = np.diag(reference) / (reference.sum(0) + reference.sum(1) - np.diag(reference))
-    assert report.num_images == 6
+    assert report.num_images == len(shapes.split_ids("train")) == 8  # batches of 3, 3 and 2
     assert report.miou == pytest.approx(float(np.nanmean(iou)))
     assert report.scores.pixel_acc == pytest.approx(np.trace(reference) / reference.sum())
     data = report.to_json()

@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("data"), train=8, val=2, size=(40, 48))
+@pytest.fixture
+def tiny(tiny_dataset: Path) -> Path:
+    """The session's tiny dataset (3 classes, 8 train / 2 val of 40x48): read only."""
+    return tiny_dataset
 
 
 def tiny_config(root: Path, **overrides) -> TrainConfig:
@@ -273,12 +274,12 @@ def test_bf16_autocast_on_cpu_trains(tiny: Path, tmp_path: Path) -> None:
 def test_exact_resume_restores_dropout_rng(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     """LW-RefineNet-50 applies dropout in training: only restored RNG states make the resume exact."""
     overrides = {"model.name": "lw-refinenet-50", "optim.encoder_lr": 1e-4, "optim.grad_clip": 1.0}
-    cfg = tiny_config(tiny, **overrides, **{"train.iters": 4, "train.val_every": 2})
+    cfg = tiny_config(tiny, **overrides, **{"train.iters": 2, "train.val_every": 1, "data.batch": 2})
     cfg.data.val_split = None
     train(cfg, tmp_path / "straight")
-    for name in ("resumed", "no-rng"):
+    for name in ("resumed", "no-rng"):  # stopped after step 1: step 2's dropout masks come from restored RNGs
         with pytest.raises(_Stop):
-            train(cfg, tmp_path / name, callbacks=_StopAfter(2))
+            train(cfg, tmp_path / name, callbacks=_StopAfter(1))
     train(cfg, tmp_path / "resumed", resume_from=tmp_path / "resumed")
     _assert_same(_weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "resumed" / "last.pt"))
     monkeypatch.setattr(run_files, "restore_rng", lambda state: None)

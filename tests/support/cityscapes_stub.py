@@ -9,7 +9,7 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.fake_datasets_a import CS_GT_ZIP, CS_IMG_ZIP
+from tests.support.fake_nyu_ade20k_cityscapes import CS_GT_ZIP, CS_IMG_ZIP
 
 
 class CityscapesStub:

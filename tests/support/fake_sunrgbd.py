@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from tests.support.fake_datasets_a import _image, _jpeg, _png, paint_patches
+from tests.support.fake_nyu_ade20k_cityscapes import _image, _jpeg, _png, paint_patches
 from tests.support.matlab_v73 import Cell, StructArray, write_mat73
 
 PREFIX = "/n/fs/sun3d/data/SUNRGBD/"

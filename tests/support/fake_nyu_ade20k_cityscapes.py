@@ -292,34 +292,3 @@ def build_cityscapes(
                         f"{base}_polygons.json", json.dumps({"imgHeight": height, "imgWidth": width, "objects": []})
                     )
     return fake
-
-
-def scenes_manifest(
-    dest: Path, name: str, files: dict[str, Path], base_url: str | None = None, splits: dict[str, int] | None = None
-) -> Path:
-    """A copy of packaged manifest `name` describing the fixture files: same keys and `extract`/`login`
-    flags, the fixtures' sizes and checksums, URLs on `base_url` (or a closed port), the given split counts."""
-    from refine_cli.data.acquire.manifest import load_manifest
-
-    real = load_manifest(name)
-    base = (base_url or "http://127.0.0.1:9").rstrip("/")
-    lines = [f'name = "{real.name}"', f'title = "{real.title} (test fixture)"', 'licence = "test data"', "[splits]"]
-    lines += [f"{split} = {count}" for split, count in (splits or {}).items()]
-    for source in real.sources:
-        path = files[source.key]
-        data = path.read_bytes()
-        urls = "[]" if source.login else f'["{base}/{path.name}"]'
-        lines += [
-            "[[sources]]",
-            f'key = "{source.key}"',
-            f'file = "{path.name}"',
-            f"urls = {urls}",
-            f"size = {len(data)}",
-            f'md5 = "{hashlib.md5(data, usedforsecurity=False).hexdigest()}"',
-            f'sha256 = "{hashlib.sha256(data).hexdigest()}"',
-            f"login = {str(source.login).lower()}",
-            f"extract = {str(source.extract).lower()}",
-        ]
-    manifest = dest / f"{name}-fixture.toml"
-    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return manifest

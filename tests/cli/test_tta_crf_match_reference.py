@@ -1,9 +1,9 @@
-"""Promised inference/training features checked on results only the working feature produces.
+"""--msc, --flip, --tile and --crf of predict and eval give the results computed here by hand.
 
 Each expected result is computed here, independently of refine's inference code, straight from
 the model: --msc is the mean of single-scale softmaxes, --flip the mean of the image's and the
 flipped-back flipped image's, --tile the average over the documented 1/3-overlap windows, --crf
-pydensecrf through `engine.crf.dense_crf`. Every test also checks that the feature changes the
+pydensecrf through `engine.infer.crf.dense_crf`. Every test also checks that the feature changes the
 result on this model, so a command that silently ignores the option fails.
 """
 
@@ -21,12 +21,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from refine_cli.cli.app import app
-from refine_cli.data.convert.shapes import generate_shapes
-from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.data.load.normalize import normalize_image
 from refine_cli.models import create_model
 from refine_cli.models.checkpoint import load_checkpoint, save_checkpoint
-from tests.support.tiny_seg import make_tiny_dataset
+from tests.support.workspaces import ShapesWorkspace
 
 MODEL = "lw-refinenet-mobilenetv2"
 
@@ -51,18 +49,17 @@ def _opinionated(model: nn.Module) -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("bite")
-    data = generate_shapes(root, n=6, size=64)  # textured 64x64 images, 6 classes
-    meta = UnifiedDataset(data).meta
+def ws(shapes_workspace: ShapesWorkspace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The shared shapes dataset and a checkpoint with opinions (Kaiming weights) for its 6 classes."""
+    dataset = shapes_workspace.dataset
     torch.manual_seed(0)
-    checkpoint = root / "model.pt"
+    checkpoint = tmp_path_factory.mktemp("opinionated") / "model.pt"
     save_checkpoint(
         checkpoint, model_name=MODEL, model=_opinionated(create_model(MODEL, num_classes=6)), num_classes=6,
-        classes=meta.classes, palette=meta.palette,
+        classes=dataset.meta.classes, palette=dataset.meta.palette,
     )  # fmt: skip
     model = load_checkpoint(checkpoint).build_model("cpu").eval()
-    return {"root": root, "data": data, "ck": checkpoint, "model": model, "dataset": UnifiedDataset(data)}
+    return {"data": shapes_workspace.data, "ck": checkpoint, "model": model, "dataset": dataset}
 
 
 # ----------------------------------------------------------------- the expected results, computed by hand
@@ -153,27 +150,6 @@ def test_predict_crf_refines_labels_as_pydensecrf_does(ws: dict, tmp_path: Path)
     assert _agreement(label, expected) > 0.998
 
 
-def test_predict_label_map_takes_the_id_map_from_a_dataset(ws: dict, tmp_path: Path) -> None:
-    """--label-ids --label-map DATA: a checkpoint without a map uses the dataset's train_id_to_label_id."""
-    import shutil
-
-    data = tmp_path / "mapped"
-    shutil.copytree(ws["data"], data)
-    meta = json.loads((data / "meta.json").read_text())
-    id_map = [7, 8, 11, 12, 13, 17]
-    meta["extra"]["train_id_to_label_id"] = id_map
-    (data / "meta.json").write_text(json.dumps(meta))
-    image_file = ws["dataset"].image_path(ws["dataset"].split_ids("train")[0])
-    common = ["predict", image_file, "--checkpoint", ws["ck"], "--device", "cpu"]
-    _run(*common, "--out", tmp_path / "plain")
-    _run(*common, "--out", tmp_path / "ids", "--label-ids", "--label-map", data)
-    classes = np.array(Image.open(tmp_path / "plain" / f"{image_file.stem}.png"))
-    assert len(np.unique(classes)) > 1
-    written = Image.open(tmp_path / "ids" / f"{image_file.stem}.png")
-    assert written.mode == "L"
-    np.testing.assert_array_equal(np.array(written), np.array(id_map, np.uint8)[classes])
-
-
 # -------------------------------------------------------------------------------------------- eval
 def _eval_labels(ws: dict, out: Path, *flags: str) -> dict[str, np.ndarray]:
     _run("eval", "--checkpoint", ws["ck"], "--data", ws["data"], "--split", "train", "--limit", "2",
@@ -205,62 +181,3 @@ def test_eval_crf_scores_the_pydensecrf_labels(ws: dict, tmp_path: Path) -> None
         changed += 1 - _agreement(expected, probs[0].argmax(0).numpy())
         assert _agreement(label, expected) > 0.998, sample_id
     assert changed / len(saved) > 0.03  # the CRF moved labels on these images
-
-
-# ------------------------------------------------------------------------------------------- train
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), train=4, val=1, size=(40, 48))
-
-
-FAST = ["--model", MODEL, "--crop", "32", "--batch", "2", "--workers", "0", "--device", "cpu",
-        "--set", "data.min_short_side=null", "--val-split", "none", "--iters", "1"]  # fmt: skip
-
-
-def test_train_init_starts_from_the_given_weights(tiny: Path, tmp_path: Path) -> None:
-    """With a vanishing learning rate the one-step run must still hold the --init weights, not fresh ones."""
-    torch.manual_seed(0)  # the seed `refine train` uses: a fresh model would equal create_model's ...
-    init_model = create_model(MODEL, num_classes=3)
-    with torch.no_grad():  # ... so move every weight away from it
-        for parameter in init_model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    init = tmp_path / "init.pt"
-    save_checkpoint(init, model_name=MODEL, model=init_model, num_classes=3)
-    frozen_bn = ["--set", "model.freeze_bn=true"]  # BN statistics frozen: only the optimiser moves weights
-    _run("train", "--data", tiny, "--out", tmp_path / "run", *FAST, *frozen_bn, "--init", init, "--lr", "1e-12")
-    trained = load_checkpoint(tmp_path / "run" / "last.pt").state_dict
-    expected = init_model.state_dict()
-    assert trained.keys() == expected.keys()
-    for key, value in expected.items():
-        torch.testing.assert_close(trained[key], value, atol=1e-6, rtol=0, msg=key)
-
-
-@pytest.mark.parametrize(("amp", "dtype"), [("bf16", torch.bfloat16), ("off", torch.float32)])
-def test_train_amp_runs_the_training_forward_in_that_dtype(
-    tiny: Path, tmp_path: Path, amp: str, dtype: torch.dtype
-) -> None:
-    seen: list[torch.dtype] = []
-
-    def record(module: nn.Module, args: object, output: object) -> None:
-        if isinstance(module, nn.Conv2d) and module.training and isinstance(output, torch.Tensor):
-            seen.append(output.dtype)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(record)
-    try:
-        _run("train", "--data", tiny, "--out", tmp_path / "run", *FAST, "--amp", amp)
-    finally:
-        handle.remove()
-    assert len(seen) > 10 and set(seen) == {dtype}
-
-
-# ------------------------------------------------------------------------------------------- check
-def test_check_full_decodes_and_finds_a_truncated_image(tmp_path: Path) -> None:
-    data = make_tiny_dataset(tmp_path, train=2, val=1, size=(32, 32))
-    dataset = UnifiedDataset(data)
-    victim = dataset.image_path(dataset.split_ids("train")[0])
-    blob = victim.read_bytes()
-    victim.write_bytes(blob[: len(blob) // 2])  # header intact, pixel data cut
-    header_only = CliRunner().invoke(app, ["check", str(data), "--workers", "1"])
-    assert header_only.exit_code == 0, header_only.output  # the header alone looks fine
-    full = CliRunner().invoke(app, ["check", str(data), "--workers", "1", "--full"])
-    assert full.exit_code == 2 and victim.name in full.output and "Traceback" not in full.output

@@ -374,12 +374,13 @@ def build_coco(dest: Path, min_pixels: int = 1000, corrupt: dict[int, str] | Non
 
 
 def fixture_manifest(
-    dest: Path, name: str, archives: dict[str, Path], base_url: str | None = None, splits: dict[str, int] | None = None
+    dest: Path, name: str, files: dict[str, Path], base_url: str | None = None, splits: dict[str, int] | None = None
 ) -> Path:
-    """A copy of the packaged manifest `name` that describes the fixture archives instead of the real ones.
+    """A copy of the packaged manifest `name` that describes the fixture files instead of the real ones.
 
-    Same keys, flags and notes; file names, sizes and sha256 sums of the fixtures; URLs on `base_url`
-    (a loopback server) or on a closed local port when the test passes the archives directly.
+    Same keys and `login`/`extract`/`optional` flags; file names, sizes and sha256 sums of the fixtures
+    (sources without a file in `files` are left out); URLs on `base_url` (a loopback server) or on a
+    closed local port when the test passes the files directly; none for a source behind a login.
     """
     import hashlib
 
@@ -387,26 +388,23 @@ def fixture_manifest(
 
     real = load_manifest(name)
     base = (base_url or "http://127.0.0.1:9").rstrip("/")
-    lines = [f'name = "{real.name}"', f'title = "{real.title} (test fixture)"', 'licence = "test data"', ""]
-    if splits is None:
-        splits = {}
-    lines.append("[splits]")
-    lines.extend(f"{split} = {count}" for split, count in splits.items())
+    lines = [f'name = "{real.name}"', f'title = "{real.title} (test fixture)"', 'licence = "test data"', "", "[splits]"]
+    lines.extend(f"{split} = {count}" for split, count in (splits or {}).items())
     for source in real.sources:
-        archive = archives.get(source.key)
-        if archive is None:
+        path = files.get(source.key)
+        if path is None:
             continue
-        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        urls = "[]" if source.login else f'["{base}/{path.name}"]'
         lines += [
             "",
             "[[sources]]",
             f'key = "{source.key}"',
-            f'file = "{archive.name}"',
-            f'urls = ["{base}/{archive.name}"]',
-            f"size = {archive.stat().st_size}",
-            f'sha256 = "{digest}"',
-            f"optional = {'true' if source.optional else 'false'}",
+            f'file = "{path.name}"',
+            f"urls = {urls}",
+            f"size = {path.stat().st_size}",
+            f'sha256 = "{hashlib.sha256(path.read_bytes()).hexdigest()}"',
+            *(f"{flag} = {str(getattr(source, flag)).lower()}" for flag in ("login", "extract", "optional")),
         ]
-    path = dest / f"{name}-fixture.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    manifest = dest / f"{name}-fixture.toml"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
