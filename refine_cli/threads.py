@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+BUSY_LOAD_PER_CPU = 0.75  # a 1-minute load average above this per usable CPU: other jobs hold the cores
 
 
 def usable_cpus() -> int:
@@ -76,3 +77,20 @@ def apply_threads(requested: int | None = None, workers: int = 0) -> tuple[int, 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads, why
+
+
+def busy_note(threads: int, why: str) -> str | None:
+    """A line when the machine is already busy and the default gave a process more than one thread.
+
+    The default itself never looks at the load: the thread count can change floating-point results in
+    the last bits, and the same command should give the same numbers on the same machine.
+    """
+    if threads <= 1 or why in ("--threads", "OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
+        return None
+    load, cpus = os.getloadavg()[0], usable_cpus()
+    if load < cpus * BUSY_LOAD_PER_CPU:
+        return None
+    return (
+        f"the machine is busy (1-minute load {load:.1f} on {cpus} CPUs): {threads} threads per process wait on "
+        "each other there, often several times slower; --threads 1 avoids it"
+    )

@@ -124,3 +124,16 @@ def test_the_thread_rule_counts_processes_and_workers(monkeypatch) -> None:
     assert choose_threads(5, workers=1) == (5, "--threads")
     monkeypatch.setenv("OMP_NUM_THREADS", "6")
     assert choose_threads(None, workers=1) == (6, "OMP_NUM_THREADS")
+
+
+def test_a_busy_machine_is_named_when_the_default_gave_several_threads(monkeypatch) -> None:
+    from refine_cli.threads import busy_note
+
+    monkeypatch.setattr("refine_cli.threads.usable_cpus", lambda: 2)
+    monkeypatch.setattr("os.getloadavg", lambda: (7.5, 5.0, 3.0))
+    note = busy_note(2, "2 CPU(s)")
+    assert note is not None and "load 7.5 on 2 CPUs" in note and "--threads 1" in note
+    assert busy_note(1, "2 CPU(s) - 2 worker(s)") is None  # one thread has no partner to wait for
+    assert busy_note(2, "--threads") is None  # the user chose
+    monkeypatch.setattr("os.getloadavg", lambda: (0.4, 0.5, 0.5))
+    assert busy_note(2, "2 CPU(s)") is None
