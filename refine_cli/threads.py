@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -79,18 +80,23 @@ def apply_threads(requested: int | None = None, workers: int = 0) -> tuple[int, 
     return threads, why
 
 
-def busy_note(threads: int, why: str) -> str | None:
-    """A line when the machine is already busy and the default gave a process more than one thread.
+def wait_quietly_when_busy() -> bool:
+    """On a busy machine, make OpenMP threads sleep at a barrier instead of spinning (OMP_WAIT_POLICY=PASSIVE).
 
-    The default itself never looks at the load: the thread count can change floating-point results in
-    the last bits, and the same command should give the same numbers on the same machine.
+    A spinning thread holds its core while its partner waits to be scheduled: with two threads on a
+    loaded 2-core machine training ran 0.65 img/s spinning and 8.0 sleeping (docs/benchmarks.md). The
+    policy changes only scheduling, never a result, so it may follow the load (the thread count may not).
+    Read once, when torch loads OpenMP: call it before torch is imported. An OMP_WAIT_POLICY the user
+    set is kept. Returns True when it set the policy.
     """
-    if threads <= 1 or why in ("--threads", "OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
-        return None
-    load, cpus = os.getloadavg()[0], usable_cpus()
-    if load < cpus * BUSY_LOAD_PER_CPU:
-        return None
-    return (
-        f"the machine is busy (1-minute load {load:.1f} on {cpus} CPUs): {threads} threads per process wait on "
-        "each other there, often several times slower; --threads 1 avoids it"
-    )
+    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules or not hasattr(os, "getloadavg"):
+        return False
+    if os.getloadavg()[0] < usable_cpus() * BUSY_LOAD_PER_CPU:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+def describe_waiting() -> str:
+    """'' or ', OpenMP waits passive' for the plan line."""
+    return ", OpenMP waits passive" if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" else ""

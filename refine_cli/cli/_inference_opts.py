@@ -112,14 +112,9 @@ class InferenceOptions:
     def load(self, checkpoint: Path) -> Any:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
         from refine_cli.engine.infer.loop import load_model
-        from refine_cli.threads import apply_threads, busy_note
+        from refine_cli.threads import apply_threads
 
-        threads, why = apply_threads(self.threads, workers=self.crf_workers())  # before the model (and ONNX) exist
-        note = busy_note(threads, why)
-        if note:
-            from refine_cli.cli._console import warn
-
-            warn(note)
+        apply_threads(self.threads, workers=self.crf_workers())  # before the model (and an ONNX session) exists
         loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision))
         warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
         return loaded

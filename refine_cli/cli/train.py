@@ -206,13 +206,9 @@ class _RichProgress:
         from rich.markup import escape
 
         from refine_cli.engine.train.plan import plan_line
-        from refine_cli.threads import busy_note
 
         self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
         self.progress.console.print(escape(plan_line(self.cfg, info, self.model_reason)))
-        busy = busy_note(info["threads"], info["threads_why"])
-        if busy:
-            self.progress.console.print(f"[yellow]note:[/yellow] {busy}")
         if start_step:
             self.progress.console.print(f"continuing from step {start_step:,}")
 

@@ -126,14 +126,18 @@ def test_the_thread_rule_counts_processes_and_workers(monkeypatch) -> None:
     assert choose_threads(None, workers=1) == (6, "OMP_NUM_THREADS")
 
 
-def test_a_busy_machine_is_named_when_the_default_gave_several_threads(monkeypatch) -> None:
-    from refine_cli.threads import busy_note
+def test_openmp_waits_passively_only_on_a_busy_machine(monkeypatch) -> None:
+    import os
+    import sys
 
+    from refine_cli.threads import wait_quietly_when_busy
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr("refine_cli.threads.usable_cpus", lambda: 2)
-    monkeypatch.setattr("os.getloadavg", lambda: (7.5, 5.0, 3.0))
-    note = busy_note(2, "2 CPU(s)")
-    assert note is not None and "load 7.5 on 2 CPUs" in note and "--threads 1" in note
-    assert busy_note(1, "2 CPU(s) - 2 worker(s)") is None  # one thread has no partner to wait for
-    assert busy_note(2, "--threads") is None  # the user chose
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # as at the start of `refine`, before torch is loaded
     monkeypatch.setattr("os.getloadavg", lambda: (0.4, 0.5, 0.5))
-    assert busy_note(2, "2 CPU(s)") is None
+    assert not wait_quietly_when_busy() and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr("os.getloadavg", lambda: (7.5, 5.0, 3.0))
+    assert wait_quietly_when_busy() and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    assert not wait_quietly_when_busy() and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

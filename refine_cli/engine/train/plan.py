@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from refine_cli.threads import describe_waiting
+
 ESTIMATE_AFTER = 20  # steps timed before the estimate (the first ESTIMATE_SKIP are start-up, not counted)
 ESTIMATE_SKIP = 2
 LONG_RUN_S = 2 * 3600.0
@@ -42,7 +44,7 @@ def plan_line(cfg: Any, info: dict[str, Any], reason: str | None = None) -> str:
     return (
         f"plan: {model} | crop {data.crop}{min_side}, batch {data.batch}{processes} | {total:,} steps = "
         f"{total / per_epoch:g} epochs of {per_epoch} | {describe_start(cfg)} | {lr} {optim.schedule}{warmup} | "
-        f"{info['device']}, {info['threads']} CPU thread(s) ({info['threads_why']})"
+        f"{info['device']}, {info['threads']} CPU thread(s) ({info['threads_why']}{describe_waiting()})"
     )
 
 
