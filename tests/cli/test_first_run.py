@@ -108,3 +108,11 @@ def test_eval_and_predict_take_threads(own_data: Path, tmp_path: Path, offline) 
         torch.set_num_threads(1)
     refused = _run("eval", "--checkpoint", str(run / "best.pt"), "--data", str(own_data), "--threads", "0")
     assert refused.exit_code == 2 and "--threads" in refused.output
+
+
+def test_large_losses_show_in_scientific_notation() -> None:
+    from refine_cli.cli.train import format_loss
+
+    assert format_loss(0.4213) == "0.4213" and format_loss(1234.5) == "1234.5000"
+    assert format_loss(101407283979246928.0) == "1.014e+17" and format_loss(3e-6) == "3.000e-06"
+    assert format_loss(float("nan")) == "nan" and format_loss(0.0) == "0.0000"
