@@ -222,12 +222,13 @@ def convergence(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             lw = lw_config(data, args.lw_epochs, 1)
             arms[arm] = run_trainer(lw, work / "lw", Recorder("lw"))
         elif arm == "minimal":
-            steps = args.train // 8 * 30
-            arms[arm] = minimal_loop(data, cfg.model.name, 520, 480, 30, max(1, steps // 12), "minimal")
+            steps = args.train // 8 * args.minimal_epochs
+            arms[arm] = minimal_loop(data, cfg.model.name, 520, 480, args.minimal_epochs, max(1, steps // 12),
+                                     "minimal")  # fmt: skip
         elif arm == "minimal-sized":
-            steps = args.train // 8 * 30
-            arms[arm] = minimal_loop(data, cfg.model.name, height, cfg.data.crop, 30, max(1, steps // 12),
-                                     "minimal-sized")  # fmt: skip
+            steps = args.train // 8 * args.minimal_epochs
+            arms[arm] = minimal_loop(data, cfg.model.name, height, cfg.data.crop, args.minimal_epochs,
+                                     max(1, steps // 12), "minimal-sized")  # fmt: skip
         print(f"{arm}: {time.perf_counter() - started:.0f} s", flush=True)
     return {
         "plan": cfg.description, "model_reason": reason, "threads": threads, "load_before": args.load_before,
@@ -281,6 +282,7 @@ def main() -> None:
     parser.add_argument("--size", default="96x128")
     parser.add_argument("--arms", default="default,minimal-sized,minimal,lw")
     parser.add_argument("--lw-epochs", type=int, default=30)
+    parser.add_argument("--minimal-epochs", type=int, default=30, help="the reference's default: 30")
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--models", default="all")
