@@ -3,8 +3,8 @@
 PyTorch's default is one intra-op thread per physical core in every process, however many processes
 share those cores. On a busy machine that oversubscribes them, and OpenMP threads that wait at each
 operator's barrier for a descheduled partner make a step 5-10x slower, not a little (measured in
-docs/benchmarks.md, "CPU threads"). The rule: the CPUs this process may use (its affinity mask and
-cgroup CPU quota), divided among the processes of the run (torchrun's processes on this machine),
+docs/benchmarks.md, "CPU threads"). The rule: the physical cores this process may use (its affinity
+mask and cgroup CPU quota), divided among the processes of the run (torchrun's processes on this machine),
 less the busy worker processes the command starts itself (data-loader workers, CRF workers), at
 least 1. `--threads N` sets it; so does OMP_NUM_THREADS, the standard spelling of the same choice.
 """
@@ -17,23 +17,32 @@ import sys
 from pathlib import Path
 
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_SYSFS_CPU = Path("/sys/devices/system/cpu")
 BUSY_LOAD_PER_CPU = 0.75  # a 1-minute load average above this per usable CPU: other jobs hold the cores
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on: the affinity mask (taskset, Slurm, Docker --cpuset-cpus), capped
-    by a cgroup v2 CPU quota (Docker --cpus, Kubernetes limits), which os.cpu_count() does not see."""
+def usable_cpus(sysfs: Path = _SYSFS_CPU) -> int:
+    """Physical cores this process may run on: the affinity mask (taskset, Slurm, Docker --cpuset-cpus) with
+    hyper-thread siblings counted once (PyTorch's own default is one thread per physical core), capped by
+    a cgroup v2 CPU quota (Docker --cpus, Kubernetes limits), which os.cpu_count() does not see."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
+        allowed = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        try:
+            cores.add((sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    count = len(cores)
     try:
         quota, period = _CGROUP_CPU_MAX.read_text(encoding="ascii").split()[:2]
         if quota != "max":
-            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):
         pass
-    return max(1, cpus)
+    return max(1, count)
 
 
 def local_processes() -> int:

@@ -3,6 +3,8 @@ non-finite-loss remedies and the thread rule: pure functions, no training."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from refine_cli.data.format.image_sizes import ImageSizes
@@ -127,7 +129,6 @@ def test_the_thread_rule_counts_processes_and_workers(monkeypatch) -> None:
 
 
 def test_openmp_waits_passively_only_on_a_busy_machine(monkeypatch) -> None:
-    import os
     import sys
 
     from refine_cli.threads import wait_quietly_when_busy
@@ -141,3 +142,15 @@ def test_openmp_waits_passively_only_on_a_busy_machine(monkeypatch) -> None:
     assert wait_quietly_when_busy() and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
     assert not wait_quietly_when_busy() and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_hyper_thread_siblings_count_once(tmp_path) -> None:
+    from refine_cli.threads import usable_cpus
+
+    allowed = sorted(os.sched_getaffinity(0))
+    for cpu in allowed:  # every allowed CPU shares its core with the next one: half as many cores
+        folder = tmp_path / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        folder.joinpath("thread_siblings_list").write_text(f"{cpu // 2 * 2}-{cpu // 2 * 2 + 1}\n")
+    assert usable_cpus(tmp_path) == len({cpu // 2 for cpu in allowed})
+    assert usable_cpus(tmp_path / "absent") == len(allowed)  # no topology: every CPU counts
