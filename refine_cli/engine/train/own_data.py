@@ -33,7 +33,7 @@ MAX_CROP = 512
 MAX_WARMUP = 200
 # Training from scratch (no ImageNet weights): BatchNorm learns its statistics, one learning rate for
 # encoder and decoder (nothing is pretrained to protect), a linear warm-up, the global gradient norm
-# clipped, and poly decay. Measured stable for every model in `refine models` (docs/benchmarks.md).
+# clipped, and poly decay. Measured stable on 12 models of `refine models` (docs/benchmarks.md).
 FROM_SCRATCH: dict[str, Any] = {
     "encoder_lr": 1e-2,
     "decoder_lr_mult": 1.0,
