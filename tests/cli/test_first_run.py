@@ -85,7 +85,7 @@ def test_a_diverging_run_names_its_own_remedies(own_data: Path, tmp_path: Path, 
     text = _flat(result.output)
     assert "training loss became nan" in text or "training loss became inf" in text
     assert "lower the learning rate (--lr 1e+11)" in text and "amp" not in text.lower()
-    assert "1 CPU thread(s) (--threads)" in text and threads_during_run == 1
+    assert "1 CPU thread(s) (--threads" in text and threads_during_run == 1
 
 
 def test_eval_and_predict_take_threads(own_data: Path, tmp_path: Path, offline) -> None:

@@ -60,7 +60,8 @@ INFO = {"total_steps": 300, "steps_per_epoch": 1, "world_size": 1, "device": "cp
         "threads_why": "2 CPU(s) - 2 worker(s)"}  # fmt: skip
 
 
-def test_plan_line_names_model_sizes_length_and_start() -> None:
+def test_plan_line_names_model_sizes_length_and_start(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # `refine` may have set it on a busy machine
     cfg = _config(**{"model.name": "lw-refinenet-mobilenetv2", "data.crop": 96, "data.min_short_side": 96,
                      "data.batch": 16, "model.pretrained_backbone": False, "model.freeze_bn": False,
                      "optim.grad_clip": 5.0, "optim.warmup_iters": 15})  # fmt: skip
@@ -69,6 +70,8 @@ def test_plan_line_names_model_sizes_length_and_start() -> None:
     assert "crop 96, min side 96, batch 16 | 300 steps = 300 epochs of 1" in line
     assert "from scratch (no ImageNet init; BN trained, grad clip 5)" in line and "after 15 warm-up steps" in line
     assert line.endswith("cpu, 1 CPU thread(s) (2 CPU(s) - 2 worker(s))")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert plan_line(cfg, INFO).endswith("(2 CPU(s) - 2 worker(s), OpenMP waits passive)")
     imagenet = plan_line(_config(**{"model.pretrained_backbone": True}), INFO)
     assert "| ImageNet backbone, BN frozen |" in imagenet and "lr 0.0005 (decoder x10)" in imagenet
 
