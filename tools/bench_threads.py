@@ -39,7 +39,7 @@ def refine(*args: str, passive: bool = False) -> tuple[list[str], dict[str, str]
     return [sys.executable, "-m", "refine_cli", *args], env
 
 
-def one_run(work: Path, setting: str, iters: int, index: int) -> dict:
+def one_run(work: Path, setting: str, iters: int, index: str) -> dict:
     """`setting`: a thread count, "default" (no --threads), either with "+passive" (OMP_WAIT_POLICY=PASSIVE)."""
     count, _, variant = setting.partition("+")
     threads = [] if count == "default" else ["--threads", count]
@@ -80,7 +80,7 @@ def main() -> None:
             try:
                 for repeat in range(args.repeats):
                     for setting in settings:
-                        row = one_run(work, setting, args.iters, repeat)
+                        row = one_run(work, setting, args.iters, f"{condition.replace(' ', '-')}-{repeat}")
                         results.setdefault(condition, {}).setdefault(setting, []).append(row)
                         print(condition, setting, json.dumps(row), flush=True)
             finally:
