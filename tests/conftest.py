@@ -66,12 +66,16 @@ def http_server() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """torch on one thread for the test: on a shared 2-core machine, two threads fight (10-20x slower)."""
+def one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """torch on one thread for the test: on a shared 2-core machine, two threads fight (10-20x slower).
+
+    OMP_NUM_THREADS too: the commands run in the test honour it as the user's choice (refine_cli.threads).
+    """
     import torch  # not at module level: most test files never need torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(threads)
 

@@ -8,9 +8,9 @@ PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${DEMO_DIR:-demo_out}
 DATA="$OUT/data"
 RUN="$OUT/runs/shapes-lw-mbv2"
-# Two threads fight each other on a busy 2-core machine (10-20x slower); one thread per process is
-# the fastest setting here, and the data loader adds its own worker processes.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# No thread setting here: refine's default gives training one thread per CPU left after its data-loader
+# workers (1 on 2 cores), and OpenMP threads wait passively when refine starts on a busy machine
+# (docs/benchmarks.md, "CPU threads").
 
 start=$(date +%s)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -95,6 +95,10 @@ PrecisionOpt = Annotated[
 ]
 CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime)."
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
+ThreadsOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--threads", min=1, help="CPU threads for the model (default: the CPUs, less the CRF workers)."),
+]
 
 
 def _inference_options(
@@ -109,13 +113,14 @@ def _inference_options(
     workers: WorkersOpt = None,
     compile_model: CompileOpt = False,
     precision: PrecisionOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """The options of every command that runs a model on images (declaration only: see InferenceOptions)."""
 
 
 @dataclass
 class InferenceOptions:
-    """How `eval` and `predict` run a model: views (TTA), CRF, device, batch, workers, compile, precision."""
+    """How `eval` and `predict` run a model: views (TTA), CRF, device, batch, workers, compile, precision, threads."""
 
     msc: str | None = None
     upsample: LogitUpsample | str = LogitUpsample.bilinear
@@ -128,6 +133,7 @@ class InferenceOptions:
     workers: int | None = None
     compile_model: bool = False
     precision: str | None = None
+    threads: int | None = None
 
     def views(self) -> tuple[tuple[float, ...], tuple[int, int] | None, Any]:
         """(scales, tile, CRF parameters or None), checked."""
@@ -151,10 +157,21 @@ class InferenceOptions:
     def load(self, checkpoint: Path) -> Any:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
         from refine_cli.engine.infer.loop import load_model
+        from refine_cli.threads import apply_threads
 
+        apply_threads(self.threads, workers=self.crf_workers())  # before the model (and an ONNX session) exists
         loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision))
         warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
         return loaded
+
+    def crf_workers(self) -> int:
+        """The CRF worker processes this run starts (they share the CPUs with the model's threads)."""
+        if not self.crf:
+            return 0
+        from refine_cli.engine.infer.crf import default_workers
+
+        workers = self.workers or default_workers()
+        return workers if workers > 1 else 0  # one worker runs inline, in this process
 
     def given(self) -> dict[str, bool]:
         """Which of these options the user set (for commands where running no model makes them meaningless)."""
@@ -163,6 +180,7 @@ class InferenceOptions:
             "--upsample": LogitUpsample(self.upsample) is not LogitUpsample.bilinear,
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
+            "--threads": self.threads is not None,
         }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from refine_cli.cli._console import err, warn
 from refine_cli.errors import RefineError
 
@@ -23,8 +25,8 @@ def resolve_run(
     resume: Path | None,
     out_dir: Path | None,
     settings: list[str] | None,
-) -> tuple[TrainConfig, Path, Path | None, str | None]:
-    """(config, run folder, checkpoint to resume or None, a note for the user) for the flags given.
+) -> tuple[TrainConfig, Path, Path | None, str | None, str | None]:
+    """(config, run folder, checkpoint to resume or None, a note for the user, why this model) for the flags.
 
     `flags` maps dotted config keys to the option values (None = not given); `settings` are the --set texts.
     """
@@ -33,6 +35,7 @@ def resolve_run(
     from refine_cli.models.checkpoint import load_checkpoint
 
     overrides = _overrides(flags)
+    model_reason = None
     val_split = flags.get("data.val_split")
     if val_split is not None and val_split.lower() == "none":
         overrides["data.val_split"] = None
@@ -58,11 +61,11 @@ def resolve_run(
         own = _own_data(flags["data.root"]) if recipe is None else None
         base = None
         if own is not None:
-            base = _own_data_base(own, overrides, flags.get("data.batch"))
+            base, model_reason = _own_data_base(own, overrides, flags.get("data.batch"))
         note = keep_validation_cadence(resolve_config(recipe, base=base), overrides)
         cfg = resolve_config(recipe, base=base, overrides=overrides)
         resume_from = None
-    return cfg, out_dir, resume_from, note
+    return cfg, out_dir, resume_from, note, model_reason
 
 
 def resolve_data(data: str) -> str:
@@ -109,29 +112,54 @@ def _own_data(root: str | None):  # noqa: ANN202 - a UnifiedDataset or None
     return source if is_own_data(source) else None
 
 
-def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> dict[str, Any]:  # noqa: ANN001
-    """own_data_defaults, with the ImageNet backbone when it can be had; prints what was chosen."""
+def _own_data_base(source, overrides: dict[str, Any], batch: int | None) -> tuple[dict[str, Any], str]:  # noqa: ANN001
+    """(own-data plan as a base config, why this model and start): the flags given are kept."""
     from refine_cli.engine.train import own_data
 
-    base = own_data.own_data_defaults(source, batch)
+    choice = _own_data_model(overrides)
+    base = own_data.own_data_defaults(source, batch, choice.name, choice.imagenet)
+    if overrides.get("model.backbone_weights") is not None or overrides.get("model.init") is not None:
+        base["model"]["pretrained_backbone"] = False  # the weights come from the file
     description = base["description"]
     lengths = [f"--{key[6:]} {overrides[key]}" for key in ("train.iters", "train.epochs") if overrides.get(key)]
     if lengths:  # the run's length is the user's: say so rather than describe a plan that will not run
         scaled, _, plan = description.partition(": ")
         description = f"{scaled}, run for {' '.join(lengths)} (instead of {plan})"
-    err.print(f"note: own data, no --recipe: {description}")
-    if "model.pretrained_backbone" not in overrides and "model.backbone_weights" not in overrides:
-        model = overrides.get("model.name", base["model"]["name"])
-        available = own_data.imagenet_weights_available(model)
-        overrides["model.pretrained_backbone"] = available
-        if not available:
-            err.print(f"note: no ImageNet weights for {model} here: training from scratch, which needs much more "
-                      "data (pass --backbone-weights FILE when you have them)")  # fmt: skip
-    if not overrides.get("model.pretrained_backbone") and "model.backbone_weights" not in overrides:
-        base["model"]["freeze_bn"] = False  # from scratch, BatchNorm statistics must be learnt
+    err.print(f"note: own data, no --recipe: {escape(description)}")
+    if not choice.imagenet:
+        err.print(f"note: no ImageNet weights for {choice.name} here: training from scratch, which needs more data "
+                  "and steps (pass --backbone-weights FILE when you have them)")  # fmt: skip
     for line in own_data.rare_class_notes(source, base["data"]["train_split"]):
         warn(line)
-    return base
+    return base, choice.reason
+
+
+def _own_data_model(overrides: dict[str, Any]):  # noqa: ANN202 - own_data.ModelChoice
+    """The model and whether it starts from trained weights: the user's flags, else own_data.choose_model."""
+    from refine_cli.devices import resolve_device
+    from refine_cli.engine.train import own_data
+
+    weights_given = overrides.get("model.backbone_weights") is not None or overrides.get("model.init") is not None
+    pretrained = overrides.get("model.pretrained_backbone")
+    device = resolve_device(str(overrides.get("train.device") or "auto"))
+    if "model.name" not in overrides and not weights_given and pretrained is None:
+        return own_data.choose_model(device.type, _gpu_memory_gib(device), own_data.imagenet_weights_available)
+    name = overrides.get("model.name") or own_data.choose_model(device.type, _gpu_memory_gib(device),
+                                                                lambda _: False).name  # fmt: skip
+    if weights_given:
+        return own_data.ModelChoice(name, True, "starts from the weights file given")
+    if pretrained is None:  # --model without a word on its start: ImageNet when it can be had
+        pretrained = own_data.imagenet_weights_available(name)
+    start = "from ImageNet" if pretrained else "from scratch"
+    return own_data.ModelChoice(name, bool(pretrained), f"{start}, as asked" if "model.name" in overrides else start)
+
+
+def _gpu_memory_gib(device: Any) -> float | None:
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_properties(device).total_memory / 2**30
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:

@@ -20,7 +20,9 @@ from refine_cli.cli._help import RefineGroup, RefineTyper
 from refine_cli.cli._options import fill_optional_values
 from refine_cli.errors import RefineError
 from refine_cli.fileio import disk_full_error, is_disk_full
+from refine_cli.threads import wait_quietly_when_busy
 
+wait_quietly_when_busy()  # before anything loads torch (and with it OpenMP, which reads the policy once)
 _DEBUG = {"on": os.environ.get("REFINE_DEBUG", "") not in ("", "0")}
 # Commands that run models: glibc's allocator is tuned for them before the first tensor exists.
 MODEL_COMMANDS = frozenset({"bench", "predict", "eval", "train"})

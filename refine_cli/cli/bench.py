@@ -41,7 +41,7 @@ def bench_command(
     warmup: int = typer.Option(10, "--warmup", help="Untimed iterations before timing."),
     iters: int = typer.Option(50, "--iters", help="Timed iterations (at least 2; 100+ for published numbers)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's choice)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the CPUs this process may use)."),
     fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold BatchNorm into the convolutions."),
     postprocess: bool = typer.Option(
         True, "--postprocess/--forward-only", help="Time upsampling to input size + argmax too (default), or not."

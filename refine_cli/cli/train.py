@@ -17,6 +17,7 @@ from refine_cli.engine.train.config import train_options
 
 if TYPE_CHECKING:
     from refine_cli.engine.train.config import TrainConfig
+    from refine_cli.engine.train.plan import RunEstimate
     from refine_cli.engine.train.trainer import TrainSummary
 
 _EXAMPLES = """
@@ -73,7 +74,7 @@ def train_command(
     flags = {key: options[_parameter_name(key)] for key, _, _ in train_options()}
     if flags["data.root"] is not None:
         flags["data.root"] = resolve_data(flags["data.root"])
-    cfg, out_dir, resume_from, note = resolve_run(flags, recipe, resume, out_dir, settings)
+    cfg, out_dir, resume_from, note, model_reason = resolve_run(flags, recipe, resume, out_dir, settings)
     _refuse_overlaps(cfg, recipe, out_dir, resume_from, json_out)
     if main and resume is None:  # one run per folder, held until the command ends
         ctx.with_resource(hold_lock(out_dir, "training run"))
@@ -81,7 +82,7 @@ def train_command(
         err.print(f"note: {note}")
     if class_weights is not None:
         cfg = with_class_weights(cfg, class_weights)
-    with _RichProgress(enabled=main) as progress:
+    with _RichProgress(enabled=main, cfg=cfg, model_reason=model_reason) as progress:
         summary = train(cfg, out_dir, resume_from=resume_from, callbacks=progress)
     if main:
         _print_summary(summary)
@@ -184,8 +185,8 @@ class _RichProgress:
     ETA is Rich's estimate from the recent steps/second.
     """
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool, cfg: TrainConfig, model_reason: str | None = None) -> None:
+        self.enabled, self.cfg, self.model_reason = enabled, cfg, model_reason
         self.progress = None
         self.task = None
         self.loss: float | None = None
@@ -222,16 +223,31 @@ class _RichProgress:
     def on_start(self, total_steps: int, start_step: int, info: dict[str, Any]) -> None:
         if self.progress is None:
             return
+        from rich.markup import escape
+
+        from refine_cli.engine.train.plan import plan_line
+
         self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
-        where = f"{info['world_size']} process(es) on {info['device']}, {info['steps_per_epoch']} steps/epoch"
-        self.progress.console.print(f"training {total_steps} steps from step {start_step}: {where}")
+        self.progress.console.print(escape(plan_line(self.cfg, info, self.model_reason)))
+        if start_step:
+            self.progress.console.print(f"continuing from step {start_step:,}")
+
+    def on_estimate(self, estimate: RunEstimate) -> None:
+        from refine_cli.engine.train.plan import estimate_line, shorten_advice
+
+        if self.progress is not None:
+            self.progress.console.print(estimate_line(estimate))
+            advice = shorten_advice(estimate, self.cfg.model.name)
+            if advice:
+                self.progress.console.print(f"[yellow]note:[/yellow] {advice}")
 
     def on_step(self, step: int, stats: dict[str, Any]) -> None:
         if self.progress is not None and self.task is not None:
             loss = float(stats["loss"])
             self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss
             text = (
-                f"loss {self.loss:.4f} | {stats['img_s']:.1f} img/s | lr {stats['lr']:.2e} | epoch {stats['epoch']:.2f}"
+                f"loss {format_loss(self.loss)} | {stats['img_s']:.1f} img/s | lr {stats['lr']:.2e} | "
+                f"epoch {stats['epoch']:.2f}"
             )
             self.progress.update(self.task, completed=step, stats=text)
 
@@ -251,6 +267,11 @@ class _RichProgress:
                 self.progress.update(self.task, stats=f"val mIoU {shown}")
 
     def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+
+def format_loss(value: float) -> str:
+    """0.4213 for ordinary losses; 1.014e+17 for huge (or tiny) ones, which fixed decimals make unreadable."""
+    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.3e}"
 
 
 def _print_summary(summary: TrainSummary) -> None:

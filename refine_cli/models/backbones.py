@@ -1,5 +1,5 @@
 """ResNet encoders (torchvision's, so its ImageNet weights and the official checkpoints' keys fit as-is)
-and the loading of backbone weights (ImageNet or a local file) into them.
+and the loading of backbone weights (torchvision's ImageNet weights or a local file) into every encoder.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from refine_cli.errors import RefineError
+from refine_cli.models.mobilenet_v2 import MobileNetV2Encoder, is_torchvision_state, official_from_torchvision
 from refine_cli.models.weights import drop_prefixes, load_strict, read_state_dict, short_reason
 
 RESNET_DEPTHS = (50, 101, 152)
@@ -55,26 +56,44 @@ class ResNetEncoder(nn.Module):
         return [l1, l2, self.dropout(l3), self.dropout(l4)]
 
 
-def load_imagenet_resnet(encoder: ResNetEncoder) -> None:
-    """Load torchvision's IMAGENET1K_V1 weights (downloaded once into the torch hub cache).
+def imagenet_weights(backbone: str):  # noqa: ANN201 - a torchvision WeightsEnum member
+    """torchvision's ImageNet weights for a registry backbone name, or None when it has none.
 
-    V1 is the classic 76.1% top-1 ResNet the papers started from.
+    IMAGENET1K_V1 throughout: the classic 76.1 % top-1 ResNets the papers started from, and the
+    71.9 % MobileNetV2 (the official LW encoder's own ImageNet accuracy was 72.0 %).
     """
     import torchvision.models as tvm
 
-    weights = getattr(tvm, f"ResNet{encoder.depth}_Weights").IMAGENET1K_V1
+    if backbone.startswith("resnet") and backbone.removeprefix("resnet").isdigit():
+        return getattr(tvm, f"ResNet{backbone.removeprefix('resnet')}_Weights").IMAGENET1K_V1
+    if backbone == "mobilenetv2":
+        return tvm.MobileNet_V2_Weights.IMAGENET1K_V1
+    return None
+
+
+def encoder_state(encoder: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A backbone state_dict in `encoder`'s layout: ImageNet classifiers dropped, torchvision's MobileNetV2 mapped."""
+    if isinstance(encoder, MobileNetV2Encoder) and is_torchvision_state(state):
+        return official_from_torchvision(state)
+    return drop_prefixes(state, ("fc.",))
+
+
+def load_imagenet_backbone(encoder: nn.Module, backbone: str) -> None:
+    """Load torchvision's ImageNet weights for `backbone` (downloaded once into the torch hub cache)."""
+    weights = imagenet_weights(backbone)
+    if weights is None:
+        raise RefineError(f"torchvision has no ImageNet weights for {backbone}", hint="pass --backbone-weights FILE")
     try:
         state = weights.get_state_dict(progress=True, weights_only=True)
     except Exception as exc:  # network errors, proxies, truncated or hash-mismatched downloads
         raise RefineError(
-            f"could not download the ImageNet weights for ResNet-{encoder.depth} from {weights.url}: "
-            f"{short_reason(exc)}",
+            f"could not download the ImageNet weights for {backbone} from {weights.url}: {short_reason(exc)}",
             hint="download that file elsewhere and pass it with --backbone-weights FILE",
         ) from exc
-    load_strict(encoder, drop_prefixes(state, ("fc.",)), f"ImageNet ResNet-{encoder.depth} weights", _BACKBONE_HINT)
+    load_strict(encoder, encoder_state(encoder, state), f"ImageNet {backbone} weights", _BACKBONE_HINT)
 
 
 def load_backbone_file(encoder: nn.Module, path: str | Path, what: str) -> None:
-    """Load a local backbone state_dict strictly; the ImageNet classifier (`fc.*`) is ignored."""
-    state = drop_prefixes(read_state_dict(path, what), ("fc.",))
+    """Load a local backbone state_dict strictly (a torchvision MobileNetV2 file is mapped; `fc.*` ignored)."""
+    state = encoder_state(encoder, read_state_dict(path, what))
     load_strict(encoder, state, f"{what} in {Path(path).name}", _BACKBONE_HINT)

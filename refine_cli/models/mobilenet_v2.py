@@ -7,8 +7,10 @@ Keeping that layout means the official checkpoints' encoder keys load unchanged.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+STEM_CHANNELS = 32  # layer1's output: the t=1 block's input and hidden width
 # (expansion t, output channels c, repeats n, first stride s) for layer2..layer8.
 MOBILENET_V2_CONFIG = (
     (1, 16, 1, 1),
@@ -62,8 +64,8 @@ class MobileNetV2Encoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.layer1 = conv_bn(3, 32, 3, stride=2)
-        in_channels = 32
+        self.layer1 = conv_bn(3, STEM_CHANNELS, 3, stride=2)
+        in_channels = STEM_CHANNELS
         for index, (t, c, n, s) in enumerate(MOBILENET_V2_CONFIG, start=2):
             blocks = [InvertedResidual(in_channels if i == 0 else c, c, t, s if i == 0 else 1) for i in range(n)]
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
@@ -76,3 +78,66 @@ class MobileNetV2Encoder(nn.Module):
             x = getattr(self, f"layer{index}")(x)
             taps.append(x)
         return taps
+
+
+# torchvision's mobilenet_v2 `features` index of each official block: features.0 is layer1, features.1
+# the t=1 block (layer2.0), then the inverted residuals in order; features.18 (the 1x1 to 1280) and the
+# classifier have no place in the encoder.
+def _torchvision_blocks() -> list[str]:
+    names = []
+    for index, (_, _, repeats, _) in enumerate(MOBILENET_V2_CONFIG, start=2):
+        names += [f"layer{index}.{i}" for i in range(repeats)]
+    return names
+
+
+def is_torchvision_state(state: dict[str, Tensor]) -> bool:
+    """True for a torchvision `mobilenet_v2` state_dict (keys `features.N...`), not the official layout."""
+    return any(key.startswith("features.") for key in state) and not any(key.startswith("layer1.") for key in state)
+
+
+def _official_name(key: str, blocks: dict[str, str]) -> str:
+    """features.0.* -> layer1.*; features.N.conv.P.* -> the official block's output.Q.* (else unchanged)."""
+    if key.startswith("features.0."):
+        return "layer1." + key[len("features.0.") :]
+    prefix = key[: key.find(".conv.") + len(".conv.")] if ".conv." in key else ""
+    if prefix not in blocks:
+        return key
+    position, _, rest = key[len(prefix) :].partition(".")
+    # t=1: [dw conv+bn+relu6, project conv, project bn]; t=6: [expand conv+bn+relu6, dw ..., conv, bn]
+    layers = _T1_LAYERS if prefix == "features.1.conv." else _T6_LAYERS
+    if not position.isdigit() or int(position) >= len(layers):
+        return key
+    return f"{blocks[prefix]}.{layers[int(position)]}{rest}"
+
+
+_T1_LAYERS = ("output.1.", "output.2.0.", "output.2.1.")
+_T6_LAYERS = ("output.0.", "output.1.", "output.2.0.", "output.2.1.")
+
+
+def official_from_torchvision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """torchvision's mobilenet_v2 weights in the official LW layout, computing exactly what torchvision does.
+
+    Every torchvision layer has one official counterpart (renamed). The official t=1 block has one layer
+    more, a 1x1 expansion conv 32->32 + BN + ReLU6 before its depthwise conv; it is set to the identity:
+    an identity conv, BN with weight 1, bias 0, mean 0 and variance 1 - eps (so x / sqrt(var + eps) is
+    x / 1), and ReLU6 of its input, which is already a ReLU6 output in [0, 6]. Keys that are not part
+    of the encoder (features.18, classifier.*) are dropped.
+    """
+    renamed: dict[str, Tensor] = {}
+    blocks = {f"features.{number}.conv.": block for number, block in enumerate(_torchvision_blocks(), start=1)}
+    for key, value in state.items():
+        if key.startswith(("features.18.", "classifier.")):
+            continue
+        renamed[_official_name(key, blocks)] = value  # a key of another network keeps its name: load names it
+    channels = STEM_CHANNELS
+    eps = nn.BatchNorm2d(channels).eps
+    identity = {
+        "0.weight": torch.eye(channels).view(channels, channels, 1, 1),
+        "1.weight": torch.ones(channels),
+        "1.bias": torch.zeros(channels),
+        "1.running_mean": torch.zeros(channels),
+        "1.running_var": torch.full((channels,), 1.0 - eps),
+        "1.num_batches_tracked": torch.tensor(0),
+    }
+    renamed.update({f"layer2.0.output.0.{key}": value for key, value in identity.items()})
+    return renamed

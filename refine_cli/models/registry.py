@@ -210,17 +210,11 @@ def create_model(
     model = builder.build(info, num_classes, **options)
     model.architecture = options
     if pretrained_backbone or backbone_weights is not None:
-        from refine_cli.models.backbones import ResNetEncoder, load_backbone_file, load_imagenet_resnet
+        from refine_cli.models.backbones import load_backbone_file, load_imagenet_backbone
 
         for encoder in model.backbones():
             if backbone_weights is not None:
                 load_backbone_file(encoder, backbone_weights, f"{info.backbone} backbone weights")
-            elif isinstance(encoder, ResNetEncoder):
-                load_imagenet_resnet(encoder)
             else:
-                raise RefineError(
-                    "torchvision has no ImageNet weights for the official LW MobileNetV2 layout",
-                    hint="pass backbone_weights (--backbone-weights FILE): a state_dict with the official "
-                    "encoder keys layer1.0.weight ... layer8.0.output.2.1.bias",
-                )
+                load_imagenet_backbone(encoder, info.backbone)
     return model

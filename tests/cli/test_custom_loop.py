@@ -43,11 +43,13 @@ def test_cvat_export_to_predictions(tmp_path: Path) -> None:
     trained = _run("train", "--data", str(data), "--out", str(tmp_path / "run"), *FAST, "--iters", "2",
                    "--class-weights", "auto", "--json", str(tmp_path / "train.json"))  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    assert "own data, no --recipe: lw-voc scaled to 5 training images, run for --iters 2 (instead of" in " ".join(
-        trained.output.split()
+    text = " ".join(trained.output.split())
+    assert (
+        "own data, no --recipe: the from-scratch recipe sized to 5 training images, crop 32 (all 48x64), run "
+        "for --iters 2 (instead of" in text
     )
     config = load_checkpoint(tmp_path / "run" / "best.pt").train_config
-    assert config["recipe"] == "own data: lw-voc for 5 images" and config["optim"]["restart_at_milestones"]
+    assert config["recipe"] == "own data: from-scratch for 5 images" and config["optim"]["schedule"] == "poly"
     assert config["model"]["pretrained_backbone"] is False and config["model"]["freeze_bn"] is False
     # 5 images x 48x64: background 80 % of the pixels -> median frequency balancing down-weights it
     assert config["train"]["class_weights"][0] < 0.2 and config["train"]["class_weights"][1:] == [1.0, 1.0]
@@ -80,6 +82,7 @@ def test_own_data_defaults_scale_the_lw_recipe_and_note_rare_classes(tmp_path: P
                 "--val-fraction", "0.25", "-j", "1").exit_code == 0  # fmt: skip
     defaults = own_data_defaults(UnifiedDataset(tmp_path / "few"), batch=None)
     assert defaults["model"]["name"] == "lw-refinenet-50" and defaults["model"]["pretrained_backbone"] is True
+    assert defaults["optim"]["restart_at_milestones"] and defaults["data"]["crop"] == 32  # LW recipe, sized crop
     assert defaults["data"]["batch"] == 3 and defaults["train"] == {**defaults["train"], "epochs": 300, "val_every": 30}
     assert "300 epochs of 1 step(s) (300 steps)" in defaults["description"]  # the 300-epoch cap, not ~4000 steps
     result = _run("train", "--data", str(tmp_path / "few"), "--out", str(tmp_path / "run"), *FAST, "--iters", "1")

@@ -92,10 +92,77 @@ def test_mobilenet_encoder_file_round_trips(tmp_path: Path) -> None:
     assert_encoder_equals(loaded, source.encoder.state_dict())
 
 
-def test_mobilenet_has_no_download() -> None:
-    with pytest.raises(RefineError, match="no ImageNet weights") as exc:
-        create_model("lw-refinenet-mobilenetv2", pretrained_backbone=True)
-    assert "backbone_weights" in exc.value.hint
+@pytest.fixture(scope="module")
+def torchvision_mobilenet() -> torchvision.models.MobileNetV2:
+    """torchvision's MobileNetV2 with random weights AND random BatchNorm statistics, in eval mode."""
+    torch.manual_seed(2)
+    network = torchvision.models.mobilenet_v2(weights=None)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    return network.eval()
+
+
+def assert_features_equal_torchvision(model, network: torchvision.models.MobileNetV2) -> None:
+    """The six taps of the official-layout encoder are torchvision's block outputs, bit for bit."""
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        taps = model.encoder.eval()(x)
+        reference, y = [], x
+        for index, block in enumerate(network.features[:18]):
+            y = block(y)
+            if index in (3, 6, 10, 13, 16, 17):  # ends of the 24/32/64/96/160/320-channel stages
+                reference.append(y)
+    assert [tuple(t.shape) for t in taps] == [tuple(r.shape) for r in reference]
+    for ours, theirs in zip(taps, reference, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_torchvision_mobilenet_file_maps_exactly(tmp_path: Path, torchvision_mobilenet) -> None:
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision_mobilenet.state_dict(), path)  # with features.18 and the classifier, as released
+    model = create_model("lw-refinenet-mobilenetv2", num_classes=3, backbone_weights=path)
+    assert_features_equal_torchvision(model, torchvision_mobilenet)
+    extra = model.encoder.layer2[0].output[0]  # the official layout's t=1 expansion: the identity
+    assert torch.equal(extra[0].weight[:, :, 0, 0], torch.eye(32))
+
+
+def test_mobilenet_imagenet_weights_come_through_the_weights_api(monkeypatch, torchvision_mobilenet) -> None:
+    calls = []
+
+    def fake(url, *args, **kwargs):
+        calls.append((url, kwargs))
+        return torchvision_mobilenet.state_dict()
+
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", fake)
+    model = create_model("lw-refinenet-mobilenetv2", num_classes=3, pretrained_backbone=True)
+    assert_features_equal_torchvision(model, torchvision_mobilenet)
+    assert calls[0][0] == torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url
+    assert calls[0][1].get("weights_only") is True
+
+
+def test_cached_mobilenet_weights_are_read_from_the_hub_cache(tmp_path: Path, monkeypatch, torchvision_mobilenet):
+    """The real download path, minus the network: the file already sits in the torch hub cache."""
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url
+    cache = tmp_path / "hub"
+    (cache / "checkpoints").mkdir(parents=True)
+    torch.save(torchvision_mobilenet.state_dict(), cache / "checkpoints" / url.rsplit("/", 1)[-1])
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(cache))
+    from refine_cli.engine.train.own_data import imagenet_weights_available
+
+    assert imagenet_weights_available("lw-refinenet-mobilenetv2")
+    assert_features_equal_torchvision(create_model("lw-refinenet-mobilenetv2", pretrained_backbone=True),
+                                      torchvision_mobilenet)  # fmt: skip
+
+
+def test_a_torchvision_file_of_another_network_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "v3.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)
+    with pytest.raises(RefineError, match="do not fit the model"):
+        create_model("lw-refinenet-mobilenetv2", backbone_weights=path)
 
 
 def test_both_sources_are_refused(resnet50_file: Path) -> None:

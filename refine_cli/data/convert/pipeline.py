@@ -25,6 +25,7 @@ from refine_cli.data.convert.sources import fetch_sources
 from refine_cli.data.convert.target import STATE_FILE, is_staging, start_or_resume, state_of, swap_in, writer_for
 from refine_cli.data.convert.worker import Outcome, convert_chunk
 from refine_cli.data.format.check import CheckReport, check_dataset
+from refine_cli.data.format.image_sizes import measure_image_sizes
 from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter, validate_sample_id
 from refine_cli.errors import RefineError
 from refine_cli.fileio import ensure_free_space, write_json_atomic
@@ -261,6 +262,8 @@ def _prepare_locked(request: _Request, held: contextlib.ExitStack) -> PrepareRep
     ]
     write_json_atomic(writer.path / STATE_FILE, {**state, "dropped": sorted(dropped_before | set(run.dropped))})
     meta = _meta(spec, converter, splits, source_records)
+    sizes = measure_image_sizes(writer.label_path(i) for i in sorted({i for ids in splits.values() for i in ids}))
+    meta.image_sizes = sizes.to_dict() if sizes is not None else {}
     writer.write_meta(meta)
     check = check_dataset(writer.path, workers=workers, progress=progress)
     path = writer.path

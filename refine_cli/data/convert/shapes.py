@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from refine_cli.class_tables import voc_palette
+from refine_cli.data.format.image_sizes import measure_image_sizes
 from refine_cli.data.format.unified import DatasetMeta, UnifiedWriter
 from refine_cli.locks import hold_lock
 from refine_cli.workers import die_with_parent, pool_size
@@ -213,6 +214,7 @@ def _write_shapes(
             converter="shapes",
             converter_version=SHAPES_VERSION,
             extra={"generator": {"n": n, "size": size, "seed": seed, "val_fraction": val_fraction}},
+            image_sizes=measure_image_sizes(writer.label_path(i) for i in ids).to_dict(),  # type: ignore[union-attr]
         )
     )
     return writer.path

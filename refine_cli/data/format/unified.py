@@ -92,6 +92,8 @@ class DatasetMeta:
     converter_version: str = ""
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # min/median/max image height, width and short side (image_sizes.ImageSizes); {} = not yet measured
+    image_sizes: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -133,6 +135,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "converter_version": (str,),
     "created": (str,),
     "extra": (dict,),
+    "image_sizes": (dict,),
 }
 
 

@@ -35,6 +35,7 @@ from refine_cli.engine.infer.model_prep import (
     tf32_mode,
 )
 from refine_cli.errors import RefineError
+from refine_cli.threads import apply_threads, usable_cpus
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 RUNTIMES = ("torch", "onnxruntime")
@@ -247,7 +248,7 @@ def _prepare_step(
 def _cpu_notes(settings: BenchSettings, runtime: str, threads: int) -> list[str]:
     """What a reader of CPU numbers must know: not comparable with GPUs, oversubscription, layout, load."""
     notes = [f"CPU run ({threads} threads, perf_counter timing): not a CUDA benchmark, do not compare with GPU numbers"]
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if settings.threads and settings.threads > cpus:
         notes.append(
             f"--threads {settings.threads} exceeds the {cpus} CPUs: threads wait for each other; "
@@ -357,8 +358,7 @@ def run_benchmarks(
     saved_threads, saved_cudnn = torch.get_num_threads(), torch.backends.cudnn.benchmark
     results = []
     try:
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
+        apply_threads(settings.threads)  # --threads, else refine's one rule (refine_cli.threads)
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
         env = environment(str(device))
         # CUDA events record on the *current* device's stream: make it the benchmarked GPU (cuda:N too)

@@ -162,6 +162,13 @@ class LoopConfig:
     seed: int = option(42, flag="--seed", help="Random seed.")
     amp: str = option("off", flag="--amp", choices=AMP_MODES, help="Mixed precision: off, bf16 or fp16 (CUDA).")
     device: str = option("auto", flag="--device", help="auto, cpu, cuda or cuda:N.")
+    # None: refine_cli.threads' rule (CPUs / processes, less the data-loader workers), or OMP_NUM_THREADS
+    threads: int | None = option(
+        None,
+        flag="--threads",
+        minimum=1,
+        help="CPU threads per process (default: the CPUs / processes, less the data-loader workers).",
+    )
     log_every: int = option(20, minimum=1)
     class_weights: list[float] | None = None  # per-class loss weights (imbalanced data); None = unweighted
     # last.pt is also written on its own cadence, so an interruption between validations loses little

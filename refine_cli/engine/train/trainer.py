@@ -31,6 +31,7 @@ from refine_cli.engine.train import run_files
 from refine_cli.engine.train.config import TrainConfig
 from refine_cli.engine.train.distributed import DistContext
 from refine_cli.engine.train.optim import build_optimizer, build_scheduler
+from refine_cli.engine.train.plan import RunEstimate, StepTimer, non_finite_remedies
 from refine_cli.engine.train.resume import apply_resume_record, resume_record
 from refine_cli.engine.train.run_log import TrainLog
 from refine_cli.engine.train.schedules import LrSchedule
@@ -40,6 +41,7 @@ from refine_cli.errors import RefineError
 from refine_cli.fileio import check_writable_folder, write_text_atomic
 from refine_cli.models import freeze_batchnorm_stats
 from refine_cli.models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from refine_cli.threads import apply_threads
 
 
 class TrainCallbacks:
@@ -47,6 +49,7 @@ class TrainCallbacks:
 
     def on_start(self, total_steps: int, start_step: int, info: dict[str, Any]) -> None: ...
     def on_step(self, step: int, stats: dict[str, Any]) -> None: ...
+    def on_estimate(self, estimate: RunEstimate) -> None: ...
     def on_validation_start(self, step: int) -> None: ...
     def on_validation(self, step: int, row: dict[str, Any]) -> None: ...
     def on_checkpoint(self, step: int, path: Path) -> None: ...
@@ -115,6 +118,7 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         if cfg.train.amp == "fp16" and ctx.device.type != "cuda":
             raise RefineError("--amp fp16 needs a CUDA device", hint="use --amp bf16 on the CPU, or --amp off")
+        self.threads = apply_threads(cfg.train.threads, workers=cfg.data.workers)
         torch.manual_seed(cfg.train.seed + ctx.rank)
         np.random.seed((cfg.train.seed + ctx.rank) % 2**32)
         random.seed(cfg.train.seed + ctx.rank)
@@ -212,9 +216,13 @@ class Trainer:
 
     def _loop(self) -> TrainSummary:
         cfg, ctx, main = self.cfg, self.ctx, self.ctx.is_main
-        info = {"steps_per_epoch": self.steps_per_epoch, "world_size": ctx.world_size, "device": str(ctx.device)}
+        info = {
+            "steps_per_epoch": self.steps_per_epoch, "world_size": ctx.world_size, "device": str(ctx.device),
+            "total_steps": self.total_steps, "threads": self.threads[0], "threads_why": self.threads[1],
+        }  # fmt: skip
         if main:
             self.callbacks.on_start(self.total_steps, self.step, info)
+        timer = StepTimer(self.total_steps, self.step, str(ctx.device))
         sampler = epoch_sampler(self.loader)
         images_per_step = cfg.data.batch * ctx.world_size
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
@@ -237,6 +245,9 @@ class Trainer:
                     stats = {"loss": loss, "lr": self.optimizer.param_groups[0]["lr"], "epoch": self.epoch}
                     stats["img_s"] = images_per_step * window_steps / max(now - window_start, 1e-9)
                     self.callbacks.on_step(self.step, stats)
+                    estimate = timer.step(self.step, now)
+                    if estimate is not None:
+                        self.callbacks.on_estimate(estimate)
                     if self.step % cfg.train.log_every == 0:
                         self.metrics.append(self._row("train", **{**stats, "loss": window_loss / window_steps}))
                         self.log.train(self.step, window_loss / window_steps, self.optimizer)
@@ -246,6 +257,7 @@ class Trainer:
                     self.elapsed += time.perf_counter() - run_start
                     run_start = time.perf_counter()
                     self._validate_and_save() if val_point else self._save_resume_state()
+                    timer.exclude(time.perf_counter() - run_start)  # the estimate counts training steps only
                 if self.step >= self.total_steps:
                     break
         self.elapsed += time.perf_counter() - run_start
@@ -282,7 +294,7 @@ class Trainer:
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
         return RefineError(
             f"{error.message} at step {self.step + 1} (epoch {self.epoch:.2f}); training stopped and {kept}",
-            hint="lower the learning rate (--lr), set --grad-clip, or use --amp bf16 instead of fp16",
+            hint=non_finite_remedies(self.cfg, str(self.out_dir) if last.exists() else None),
         )
 
     def _validate(self) -> dict[str, Any] | None:
