@@ -262,12 +262,14 @@ class Trainer:
                     break
         self.elapsed += time.perf_counter() - run_start
         self.log.finish(self.metrics.rows)
-        # img/s of this process's steps over this process's time: after --resume, train_seconds also
-        # counts the earlier sessions, whose steps this process did not run (nor at this batch size)
-        done, session_seconds = self.step - start_step, self.elapsed - start_elapsed
+        return self._summary(self.step - start_step, self.elapsed - start_elapsed, images_per_step)
+
+    def _summary(self, steps_run: int, seconds_run: float, images_per_step: int) -> TrainSummary:
+        """What the run reports; img/s is this process's steps over this process's time: after --resume,
+        train_seconds also counts the earlier runs, whose steps this process did not run."""
         return TrainSummary(
             out_dir=str(self.out_dir),
-            model=cfg.model.name,
+            model=self.cfg.model.name,
             dataset=self.source.meta.name,
             steps=self.step,
             epochs=round(self.epoch, 3),
@@ -275,7 +277,7 @@ class Trainer:
             best_step=self.best_step,
             last_val=self.last_val,
             train_seconds=round(self.elapsed, 2),
-            images_per_second=round(done * images_per_step / max(session_seconds, 1e-9), 2),
+            images_per_second=round(steps_run * images_per_step / max(seconds_run, 1e-9), 2),
             notes=self.notes,
         )
 
