@@ -61,10 +61,19 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="fp32 (default, strict: TF32 off), tf32 (CUDA), bf16 (CPUs with AVX512-BF16/AMX, CUDA) or fp16 (CUDA) "
-        "autocast; logits, TTA and CRF stay fp32. An .onnx file keeps its export precision.",
+        "autocast; logits, TTA and CRF stay fp32. ONNX Runtime runs an .onnx file at its export precision; "
+        "OpenVINO in fp32 or bf16 (outside the int8 layers of a quantised file).",
     ),
 ]
-CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime)."
+CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime or OpenVINO)."
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="auto (by file: .pt PyTorch, .onnx ONNX Runtime), torch, onnxruntime or openvino (.onnx files; "
+        "--precision fp32 or bf16).",
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 
 
@@ -79,6 +88,7 @@ def _inference_options(
     workers: WorkersOpt = None,
     compile_model: CompileOpt = False,
     precision: PrecisionOpt = None,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """The options of every command that runs a model on images (declaration only: see InferenceOptions)."""
 
@@ -97,6 +107,7 @@ class InferenceOptions:
     workers: int | None = None
     compile_model: bool = False
     precision: str | None = None
+    runtime: str = "auto"
 
     def views(self) -> tuple[tuple[float, ...], tuple[int, int] | None, Any]:
         """(scales, tile, CRF parameters or None), checked."""
@@ -107,7 +118,8 @@ class InferenceOptions:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
         from refine_cli.engine.infer.loop import load_model
 
-        loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision))
+        runtime = self.runtime.strip().lower()
+        loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision), runtime)
         warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
         return loaded
 
@@ -117,6 +129,7 @@ class InferenceOptions:
             "--msc": self.msc is not None, "--flip": self.flip, "--tile": self.tile is not None, "--crf": self.crf,
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--workers": self.workers is not None,
+            "--runtime": self.runtime != "auto",
         }  # fmt: skip
 
 
