@@ -125,6 +125,7 @@ def evaluate(
     distributed: bool = False,
     on_sample: SampleCallback | None = None,
     notify: Callable[[str], None] | None = None,
+    ids: Sequence[str] | None = None,
 ) -> EvalReport:
     """Score `model` (an nn.Module or an inference-loop backend, e.g. ONNX Runtime) on `split`.
 
@@ -138,12 +139,13 @@ def evaluate(
     calling thread, right after the image is scored (and its PNG saved): image_rgb HxWx3 uint8,
     label HxW uint8 as stored (ignore pixels included), pred HxW uint8 class indices (after TTA and
     CRF), all NumPy at the label's resolution. With `distributed`, each rank sees only its own images.
-    An exception from it stops the evaluation.
+    An exception from it stops the evaluation. `ids` scores these samples instead of the split's
+    (e.g. calibration images held out by `refine export --int8`); `split` then only names them.
     """
     meta = dataset.meta
     backend = as_backend(model)
     check_classes_match(backend.num_classes, meta)
-    all_ids = _split_ids(dataset, split, limit)
+    all_ids = list(ids) if ids is not None else _split_ids(dataset, split, limit)
     rank, world = _rank_and_world() if distributed else (0, 1)
     ids = all_ids[rank::world]
     device = torch.device(device) if device is not None else backend.device
