@@ -1,4 +1,5 @@
-"""`refine predict`: label PNGs (palette), overlays and probabilities for image files, folders and globs."""
+"""`refine predict`: label PNGs (palette), overlays and probabilities for image files, folders and globs;
+overlay videos for video files, cameras and streams."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ Examples:
 
   refine predict photos/ --checkpoint best.pt --out preds --overlay
   refine predict 'shots/**/*.jpg' --checkpoint best.pt --out preds --msc --flip --crf
+  refine predict clip.mp4 --checkpoint best-int8.onnx --runtime openvino --out preds --frames
+  refine predict --camera 0 --checkpoint best.onnx --out preds      (Ctrl-C or q stops)
 """
 _MAX_LISTED_FAILURES = 10
 
@@ -32,6 +35,16 @@ LabelIdsOpt = Annotated[
         "servers, instead of class indices; the map comes from the checkpoint or --label-map.",
     ),
 ]
+CameraOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--camera", min=0, help="Predict live from camera N until Ctrl-C (a window if a display exists)."),
+]
+FramesOpt = Annotated[
+    bool, typer.Option("--frames", help="Videos: also write every frame's label PNG to <name>_frames/NNNNNN.png.")
+]
+VideoCodecOpt = Annotated[
+    str, typer.Option("--video-codec", metavar="FOURCC", help="Overlay video codec: mp4v (.mp4), MJPG (.avi), ...")
+]
 LabelMapOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
     typer.Option("--label-map", help="Unified dataset whose meta.json holds the id map (with --label-ids)."),
@@ -40,22 +53,41 @@ LabelMapOpt = Annotated[
 
 def predict_command(
     run: InferenceOptions,
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their images) or glob patterns.")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help=CheckpointHelp)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
+    inputs: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(help="Image files, folders (their images), glob patterns, video files or rtsp:// URLs."),
+    ] = None,
     overlay: OverlayOpt = False,
     probs: ProbsOpt = False,
     label_ids: LabelIdsOpt = False,
     label_map: LabelMapOpt = None,
+    camera: CameraOpt = None,
+    frames: FramesOpt = False,
+    video_codec: VideoCodecOpt = "mp4v",
     json_out: JsonOpt = None,
 ) -> None:
-    """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
+    """Predict a label map for every image (<stem>.png with the checkpoint's palette, plus optional extras) and
+    an overlay video for every video, camera or stream."""
+    from refine_cli.cli._predict_video import checked_videos, predict_videos, split_videos
     from refine_cli.engine.infer.predictor import label_id_map_of, predict_images
 
     scales, tile, crf = run.views()
-    paths, problems = _checked_inputs(inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
+    image_inputs, videos = split_videos(inputs or [], camera)
+    paths, problems = (
+        _checked_inputs(image_inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
+        if image_inputs or not videos
+        else ([], [])
+    )
+    checked_videos(videos, out_dir, video_codec, frames, checkpoint, json_out)
     loaded = run.load(checkpoint)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
+    settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
+                "scales": list(scales), "flip": run.flip}  # fmt: skip
+    if not paths:
+        predict_videos(loaded, videos, out_dir, run, (scales, tile, crf), video_codec, frames, settings, json_out)
+        return
     err.print(
         f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}, "
         f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf)}"
@@ -66,8 +98,11 @@ def predict_command(
         progress=err.is_terminal, label_id_map=id_map, notify=warn,
     )  # fmt: skip
     summary.failed[:0] = problems
-    settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
-                "scales": list(scales), "flip": run.flip}  # fmt: skip
+    if videos:
+        _report(summary, len(paths) + len(problems), out_dir, settings, None)
+        predict_videos(loaded, videos, out_dir, run, (scales, tile, crf), video_codec, frames,
+                       {**settings, **summary.to_json()}, json_out)  # fmt: skip
+        return
     _report(summary, len(paths) + len(problems), out_dir, settings, json_out)
 
 
