@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,crf,onnx]'
+	$(PY) -m pip install --quiet -e '.[dev,crf,onnx,openvino]'
 	touch $(STAMP)
 
 test: install
