@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -19,11 +20,17 @@ def bench_command(
     model: list[str] = typer.Option(
         [], "--model", "-m", help="Model to time (repeatable): a `refine models` name or a tv: peer."
     ),
-    checkpoint: str | None = typer.Option(None, "--checkpoint", help="Also time the model of this refine checkpoint."),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="Also time this refine checkpoint, or this .onnx file as it is (e.g. int8)."
+    ),
     size: str = typer.Option("512", "--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625)."),
     batch: int = typer.Option(1, "--batch", help="Images per forward pass."),
     precision: str = typer.Option(
-        "fp32", "--precision", help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast."
+        "fp32",
+        "--precision",
+        help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast; bf16 also with --runtime "
+        "openvino; int8: the exported graph quantised with random calibration (timing only; a calibrated file: "
+        "--checkpoint q.onnx).",
     ),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for model and input."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time reported apart)."),
@@ -43,7 +50,10 @@ def bench_command(
     ),
     plot_x: str = typer.Option("gmacs", "--plot-x", help="x axis of --plot: gmacs or params."),
     runtime: list[str] = typer.Option(
-        ["torch"], "--runtime", help="torch or onnxruntime (repeatable: one row per model and runtime)."
+        [],
+        "--runtime",
+        help="torch (default), onnxruntime or openvino (repeatable: one row per model and runtime; int8 default: "
+        "onnxruntime and openvino).",
     ),
     json_out: JsonOpt = None,
 ) -> None:
@@ -97,7 +107,8 @@ def _print_report(results: list[BenchResult]) -> None:
     )
     # the widest set of columns that fits the terminal (--json always has everything): a number cut
     # to "6.…" says nothing, so narrow terminals drop columns; GMACs go last (`refine models` has them)
-    runtime = ["runtime"] if any(row.runtime != "torch" for row in results) else []
+    mixed = len({row.precision for row in results}) > 1  # e.g. an int8 file beside fp32 models
+    runtime = ["runtime"] if mixed or any(row.runtime != "torch" for row in results) else []
     compiled = ["compile s"] if first.compile else []
     candidates = [
         ["model", *runtime, "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"],
@@ -121,7 +132,11 @@ def _print_report(results: list[BenchResult]) -> None:
     if ort:
         import onnxruntime
 
-        versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}, opset {ort['opset']})"
+        opset = f", opset {ort['opset']}" if "opset" in ort else ""
+        versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}{opset})"
+    openvino = next((row.openvino for row in results if row.openvino), None)
+    if openvino:
+        versions += f", openvino {openvino['version']} (CPU)"
     out.print(f"{hardware}; {versions}; {first.threads} CPU threads")
     out.print(
         f"timed: {first.timed} ({first.timer}); warm-up {first.warmup}, {first.iters} iterations; "
@@ -130,6 +145,8 @@ def _print_report(results: list[BenchResult]) -> None:
     if first.cuda_flags:
         out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first.cuda_flags.items()))
     shown: set[str] = set()
+    if mixed:
+        out.print("precision per row in the runtime column; the title names the --precision asked for")
     for note in (note for row in results for note in row.notes):
         key = re.sub(r"[\d.]+", "#", note)  # the same note with another load figure is still the same note
         if key not in shown:
@@ -137,7 +154,7 @@ def _print_report(results: list[BenchResult]) -> None:
             out.print(tagged("note:", "yellow", note))
 
 
-def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:
+def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:  # noqa: C901
     """One row per model and runtime; numbers never wrap, a model name folds only when nothing else fits."""
     from rich import box
     from rich.table import Table
@@ -151,8 +168,8 @@ def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> 
     for row in results:
         lat = row.latency_ms
         cells = {
-            "model": row.model,
-            "runtime": row.runtime,
+            "model": f"{row.model} [{Path(row.checkpoint).name}]" if _is_file_row(row) else row.model,
+            "runtime": row.runtime if len({r.precision for r in results}) == 1 else f"{row.runtime}, {row.precision}",
             "params": f"{row.params / 1e6:.2f}M",
             "GMACs": f"{row.gmacs:.2f}",
             "mean ms": f"{lat['mean']:.2f}",
@@ -169,6 +186,11 @@ def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> 
     return table
 
 
+def _is_file_row(row: BenchResult) -> bool:
+    """A row that timed an .onnx file as it is (its name goes into the table: the model name alone is ambiguous)."""
+    return bool(row.checkpoint) and str(row.checkpoint).lower().endswith(".onnx")
+
+
 def register(app: typer.Typer) -> None:
     """Attach `refine bench`."""
     epilog = (
@@ -176,6 +198,9 @@ def register(app: typer.Typer) -> None:
         "  refine bench --checkpoint best.pt --size 468x625 --warmup 20 --iters 200 --json bench.json\n"
         "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2\n"
         "  refine bench -m lw-refinenet-50 -m lw-refinenet-mobilenetv2 -m tv:lraspp_mobilenet_v3_large --plot s.png\n"
-        "  refine bench -m lw-refinenet-50 --runtime torch --runtime onnxruntime --channels-last --threads 2"
+        "  refine bench -m lw-refinenet-50 --runtime torch --runtime onnxruntime --channels-last --threads 2\n"
+        "  refine bench -m lw-refinenet-mobilenetv2 --runtime openvino --precision bf16 --threads 2\n"
+        "  refine bench -m lw-refinenet-mobilenetv2 --precision int8 --threads 2   (random calibration: timing only)\n"
+        "  refine bench --checkpoint best-int8.onnx --runtime openvino --threads 2"
     )
     app.command("bench", epilog=epilog)(bench_command)

@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +37,8 @@ from refine_cli.engine.infer.model_prep import (
 from refine_cli.errors import RefineError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+EXPORTED_RUNTIMES = ("onnxruntime", "openvino")  # they run the ONNX graph `refine export` writes
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ def validate(settings: BenchSettings, device: torch.device) -> None:
         raise RefineError(f"--threads {settings.threads} must be at least 1")
     if settings.compile_mode not in COMPILE_MODES:
         raise RefineError(f"unknown compile mode {settings.compile_mode!r}", hint="use " + ", ".join(COMPILE_MODES))
-    check_precision(settings.precision, device)
+    if settings.precision != "int8":  # int8 is a graph (checked per runtime), not an autocast mode
+        check_precision(settings.precision, device)
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:
@@ -186,6 +189,8 @@ class BenchResult:
     cuda_flags: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     env: dict[str, Any] | None = None
+    openvino: dict[str, Any] | None = None
+    calibration: str | None = None  # int8 rows: "random (timing only)" or the file's own calibration
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,15 +207,25 @@ class _TimedStep:
 
 
 def _prepare_step(
-    builder: Callable[[], nn.Module], settings: BenchSettings, device: torch.device, runtime: str, memory: PeakMemory
+    builder: Callable[[], nn.Module] | None,
+    settings: BenchSettings,
+    device: torch.device,
+    runtime: str,
+    memory: PeakMemory,
+    file: str | None = None,
 ) -> _TimedStep:
     """Build the model under `runtime` and return its timed step; the first (compiling) call is timed apart."""
-    if runtime == "onnxruntime":
-        from refine_cli.engine.bench.onnx_timing import onnxruntime_step
+    if runtime in EXPORTED_RUNTIMES:
+        from refine_cli.engine.bench.onnx_timing import exported_step, file_step
 
-        step, folded, info = onnxruntime_step(builder(), settings, device, _make_step)
+        if file is not None:
+            step, folded, info = file_step(file, settings, device, _make_step, runtime)
+        else:
+            step, folded, info = exported_step(builder(), settings, device, _make_step, runtime)  # type: ignore[misc]
         memory.reset_peak()
         return _TimedStep(step, folded, runtime_info=info)
+    if builder is None:
+        raise RefineError(f"{file} is an ONNX file; PyTorch cannot time it", hint="use --runtime onnxruntime/openvino")
     model, folded = prepare_for_inference(
         builder(), device, fold_bn=settings.fold_bn, channels_last=settings.channels_last
     )
@@ -258,22 +273,26 @@ def benchmark_one(
     name: str,
     settings: BenchSettings,
     device: torch.device,
-    builder: Callable[[], nn.Module],
+    builder: Callable[[], nn.Module] | None,
     counter: Callable[[], nn.Module] | None = None,
     checkpoint: str | None = None,
     num_classes: int | None = None,
     runtime: str = "torch",
+    file_precision: str | None = None,
+    calibration: str | None = None,
 ) -> BenchResult:
     """Benchmark the model that `builder` returns under `runtime`.
 
     `counter` builds the same architecture without weights (for MAC counting on the meta device).
-    Under onnxruntime the BN-folded model is exported (dynamic HxW, as `refine export`) and the
-    timed step is session.run plus the same upsample + argmax.
+    Under onnxruntime / openvino the BN-folded model is exported (dynamic HxW, as `refine export`) and
+    the timed step is the runtime's inference plus the same upsample + argmax; `builder` None with a
+    `checkpoint` .onnx file (of `file_precision`) times that file.
     """
-    complexity = measure(counter or builder, settings.height, settings.width)
+    complexity = measure(counter or builder, settings.height, settings.width)  # type: ignore[arg-type]
     memory = PeakMemory(device)
     memory.start()
-    timed = _prepare_step(builder, settings, device, runtime, memory)
+    file = checkpoint if builder is None else None
+    timed = _prepare_step(builder, settings, device, runtime, memory, file)
     timer_device = device if runtime == "torch" else torch.device("cpu")  # session.run returns host arrays
     for _ in range(settings.warmup):
         timed.step()
@@ -284,10 +303,18 @@ def benchmark_one(
     notes = _cpu_notes(settings, runtime, threads) if device.type == "cpu" else []
     if memory.note:
         notes.append(memory.note)
+    precision = _row_precision(settings.precision, runtime, file_precision)
+    if precision.startswith("int8") and calibration is None:
+        from refine_cli.engine.bench.onnx_timing import RANDOM_CALIBRATION_NOTE
+
+        calibration = RANDOM_CALIBRATION_NOTE
+        notes.append(RANDOM_CALIBRATION_NOTE)
     return BenchResult(
         model=name,
         runtime=runtime,
-        onnxruntime=timed.runtime_info,
+        onnxruntime=timed.runtime_info if runtime == "onnxruntime" else None,
+        openvino=timed.runtime_info if runtime == "openvino" else None,
+        calibration=calibration,
         checkpoint=checkpoint,
         num_classes=num_classes or settings.num_classes,
         params=complexity.params,
@@ -298,7 +325,7 @@ def benchmark_one(
         peak_memory_mb=memory_mib.get("peak_memory_mb"),
         peak_reserved_mb=memory_mib.get("peak_reserved_mb"),
         device=str(device),
-        precision=settings.precision,
+        precision=precision,
         batch=settings.batch,
         size=[settings.height, settings.width],
         channels_last=settings.channels_last and runtime == "torch",
@@ -314,6 +341,15 @@ def benchmark_one(
         malloc_tuned=allocator_tuned(),
         notes=notes,
     )
+
+
+def _row_precision(asked: str, runtime: str, file_precision: str | None) -> str:
+    """What a row ran: the autocast / OpenVINO precision, or an .onnx file's own (int8 files: bf16 elsewhere)."""
+    if file_precision is None:
+        return asked
+    if file_precision == "int8":
+        return "int8 (bf16 elsewhere)" if runtime == "openvino" and asked == "bf16" else "int8"
+    return "bf16" if runtime == "openvino" and asked == "bf16" else file_precision
 
 
 def run_benchmarks(
@@ -333,21 +369,7 @@ def run_benchmarks(
     runtimes = _check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
         model_info(name)
-    jobs: list[dict[str, Any]] = []
-    if checkpoint:
-        from refine_cli.models import create_model
-        from refine_cli.models.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(checkpoint)
-        jobs.append(
-            {
-                "name": loaded.model,
-                "builder": loaded.build_model,
-                "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
-                "checkpoint": checkpoint,
-                "num_classes": loaded.num_classes,
-            }
-        )
+    jobs: list[dict[str, Any]] = [_checkpoint_job(checkpoint, runtimes)] if checkpoint else []
     jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
     if not jobs:
         raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")
@@ -363,9 +385,9 @@ def run_benchmarks(
         with tf32_mode(settings.precision == "tf32"):
             cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
         for job in jobs:
-            for runtime in runtimes:
+            for runtime in job.pop("runtimes", runtimes):
                 if on_start:
-                    on_start(job["name"] + ("" if runtimes == ["torch"] else f" ({runtime})"))
+                    on_start(job["name"] + ("" if runtime == "torch" else f" ({runtime})"))
                 # TF32 switches only around PyTorch rows: the ONNX exporter refuses half-set TF32 flags
                 tf32 = tf32_mode(settings.precision == "tf32") if runtime == "torch" else contextlib.nullcontext()
                 with on_device, tf32:
@@ -382,21 +404,78 @@ def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:
     return lambda: build_model(name, num_classes)
 
 
+def _checkpoint_job(checkpoint: str, runtimes: list[str]) -> dict[str, Any]:
+    """The --checkpoint row(s): a refine checkpoint like any model, or an .onnx file timed as it is."""
+    from refine_cli.models import create_model
+
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        from refine_cli.engine.infer.onnx_backend import read_card
+
+        card = read_card(Path(checkpoint))
+        exported = [runtime for runtime in runtimes if runtime in EXPORTED_RUNTIMES] or ["onnxruntime"]
+        calibration = None
+        if card.quantization:
+            calib = card.quantization.get("calibration", {})
+            calibration = f"{calib.get('images')} image(s) of {calib.get('dataset')}/{calib.get('split')}"
+        return {
+            "name": card.model, "builder": None, "checkpoint": checkpoint, "num_classes": card.num_classes,
+            "counter": lambda: create_model(card.model, num_classes=card.num_classes), "runtimes": exported,
+            "file_precision": card.precision, "calibration": calibration,
+        }  # fmt: skip
+    from refine_cli.models.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    return {
+        "name": loaded.model,
+        "builder": loaded.build_model,
+        "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
+        "checkpoint": checkpoint,
+        "num_classes": loaded.num_classes,
+    }
+
+
+def default_runtimes(precision: str) -> list[str]:
+    """`--runtime` not given: PyTorch, except for int8, which ONNX Runtime and (when installed) OpenVINO run."""
+    if precision != "int8":
+        return ["torch"]
+    import importlib.util
+
+    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
 def _check_runtimes(runtimes: Sequence[str], settings: BenchSettings) -> list[str]:
-    """Known runtimes, each once; onnxruntime only with settings it can honour (fp32, no torch.compile)."""
-    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or ["torch"]
+    """Known runtimes, each once, each with settings it can honour."""
+    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or default_runtimes(settings.precision)
     for runtime in chosen:
         if runtime not in RUNTIMES:
-            raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch and/or --runtime onnxruntime")
-    if "onnxruntime" in chosen:
+            raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch, onnxruntime or openvino")
+    if "torch" in chosen and settings.precision == "int8":
+        raise RefineError(
+            "--precision int8 runs a quantised ONNX graph, not PyTorch", hint="use --runtime onnxruntime/openvino"
+        )
+    if "onnxruntime" in chosen or "openvino" in chosen:
         from refine_cli.engine.infer.onnx_backend import require_onnx
 
         require_onnx("onnx", "onnxruntime", "onnxscript")
-        if settings.precision != "fp32":
-            raise RefineError(
-                f"--precision {settings.precision} is a PyTorch autocast mode; --runtime onnxruntime times fp32",
-                hint="use --precision fp32 (or `refine export --fp16` and time the file with predict)",
-            )
         if not settings.fold_bn:
-            raise RefineError("--runtime onnxruntime times the exported (BN-folded) graph", hint="drop --no-fold-bn")
+            raise RefineError("ONNX runtimes time the exported (BN-folded) graph", hint="drop --no-fold-bn")
+    if "onnxruntime" in chosen and settings.precision not in ("fp32", "int8"):
+        raise RefineError(
+            f"--precision {settings.precision} is a PyTorch autocast mode; --runtime onnxruntime times fp32 or int8",
+            hint="use --precision fp32 or int8 (or --runtime openvino for bf16)",
+        )
+    if "openvino" in chosen:
+        _check_openvino(settings)
     return chosen
+
+
+def _check_openvino(settings: BenchSettings) -> None:
+    from refine_cli.engine.infer.openvino_backend import cpu_has_bf16, require_openvino
+
+    require_openvino()
+    if resolve_device(settings.device).type != "cpu":
+        raise RefineError("--runtime openvino runs on the CPU", hint="use --device cpu")
+    if settings.precision not in ("fp32", "bf16", "int8"):
+        raise RefineError(f"--precision {settings.precision} is not an OpenVINO CPU precision", hint="fp32, bf16, int8")
+    if settings.precision == "bf16" and not cpu_has_bf16():
+        raise RefineError("this CPU has no bf16 instructions for OpenVINO", hint="use --precision fp32 or int8")

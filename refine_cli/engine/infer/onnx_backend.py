@@ -225,3 +225,20 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
             hint=_REEXPORT,
         )
     return card, session
+
+
+def read_card(path: Path) -> OnnxModelCard:
+    """The refine metadata of an ONNX file without starting a runtime (the `onnx` package reads it)."""
+    require_onnx("onnx")
+    import onnx
+
+    if not path.is_file():
+        raise RefineError(f"ONNX model {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and onnx's own errors
+        raise RefineError(
+            f"{path} is not a readable ONNX model ({' '.join(str(error).split())[:160]})",
+            hint="the file is damaged (e.g. cut off during a copy) or not ONNX; export it again",
+        ) from None
+    return OnnxModelCard.from_props({entry.key: entry.value for entry in model.metadata_props}, path)
