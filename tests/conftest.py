@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests.support.http_server import LoopbackServer  # noqa: E402
+
+os.environ.setdefault("REFINE_OPENVINO_CACHE", "0")  # tests never write the user's compiled-model cache
 
 
 @pytest.fixture
