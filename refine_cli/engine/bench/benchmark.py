@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from refine_cli.devices import resolve_device
 from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE, measure
 from refine_cli.engine.bench.cpu_tuning import allocator_tuned
 from refine_cli.engine.bench.memory import PeakMemory
+from refine_cli.engine.bench.runtimes import EXPORTED_RUNTIMES, check_runtimes, checkpoint_job
 from refine_cli.engine.infer.model_prep import (
     autocast_context,
     check_precision,
@@ -37,8 +37,6 @@ from refine_cli.engine.infer.model_prep import (
 from refine_cli.errors import RefineError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-RUNTIMES = ("torch", "onnxruntime", "openvino")
-EXPORTED_RUNTIMES = ("onnxruntime", "openvino")  # they run the ONNX graph `refine export` writes
 
 
 @dataclass(frozen=True)
@@ -366,10 +364,10 @@ def run_benchmarks(
 
     device = resolve_device(settings.device)
     validate(settings, device)
-    runtimes = _check_runtimes(runtimes, settings)
+    runtimes = check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
         model_info(name)
-    jobs: list[dict[str, Any]] = [_checkpoint_job(checkpoint, runtimes)] if checkpoint else []
+    jobs: list[dict[str, Any]] = [checkpoint_job(checkpoint, runtimes)] if checkpoint else []
     jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
     if not jobs:
         raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")
@@ -402,80 +400,3 @@ def run_benchmarks(
 
 def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:
     return lambda: build_model(name, num_classes)
-
-
-def _checkpoint_job(checkpoint: str, runtimes: list[str]) -> dict[str, Any]:
-    """The --checkpoint row(s): a refine checkpoint like any model, or an .onnx file timed as it is."""
-    from refine_cli.models import create_model
-
-    if Path(checkpoint).suffix.lower() == ".onnx":
-        from refine_cli.engine.infer.onnx_backend import read_card
-
-        card = read_card(Path(checkpoint))
-        exported = [runtime for runtime in runtimes if runtime in EXPORTED_RUNTIMES] or ["onnxruntime"]
-        calibration = None
-        if card.quantization:
-            calib = card.quantization.get("calibration", {})
-            calibration = f"{calib.get('images')} image(s) of {calib.get('dataset')}/{calib.get('split')}"
-        return {
-            "name": card.model, "builder": None, "checkpoint": checkpoint, "num_classes": card.num_classes,
-            "counter": lambda: create_model(card.model, num_classes=card.num_classes), "runtimes": exported,
-            "file_precision": card.precision, "calibration": calibration,
-        }  # fmt: skip
-    from refine_cli.models.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(checkpoint)
-    return {
-        "name": loaded.model,
-        "builder": loaded.build_model,
-        "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
-        "checkpoint": checkpoint,
-        "num_classes": loaded.num_classes,
-    }
-
-
-def default_runtimes(precision: str) -> list[str]:
-    """`--runtime` not given: PyTorch, except for int8, which ONNX Runtime and (when installed) OpenVINO run."""
-    if precision != "int8":
-        return ["torch"]
-    import importlib.util
-
-    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
-
-
-def _check_runtimes(runtimes: Sequence[str], settings: BenchSettings) -> list[str]:
-    """Known runtimes, each once, each with settings it can honour."""
-    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or default_runtimes(settings.precision)
-    for runtime in chosen:
-        if runtime not in RUNTIMES:
-            raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch, onnxruntime or openvino")
-    if "torch" in chosen and settings.precision == "int8":
-        raise RefineError(
-            "--precision int8 runs a quantised ONNX graph, not PyTorch", hint="use --runtime onnxruntime/openvino"
-        )
-    if "onnxruntime" in chosen or "openvino" in chosen:
-        from refine_cli.engine.infer.onnx_backend import require_onnx
-
-        require_onnx("onnx", "onnxruntime", "onnxscript")
-        if not settings.fold_bn:
-            raise RefineError("ONNX runtimes time the exported (BN-folded) graph", hint="drop --no-fold-bn")
-    if "onnxruntime" in chosen and settings.precision not in ("fp32", "int8"):
-        raise RefineError(
-            f"--precision {settings.precision} is a PyTorch autocast mode; --runtime onnxruntime times fp32 or int8",
-            hint="use --precision fp32 or int8 (or --runtime openvino for bf16)",
-        )
-    if "openvino" in chosen:
-        _check_openvino(settings)
-    return chosen
-
-
-def _check_openvino(settings: BenchSettings) -> None:
-    from refine_cli.engine.infer.openvino_backend import cpu_has_bf16, require_openvino
-
-    require_openvino()
-    if resolve_device(settings.device).type != "cpu":
-        raise RefineError("--runtime openvino runs on the CPU", hint="use --device cpu")
-    if settings.precision not in ("fp32", "bf16", "int8"):
-        raise RefineError(f"--precision {settings.precision} is not an OpenVINO CPU precision", hint="fp32, bf16, int8")
-    if settings.precision == "bf16" and not cpu_has_bf16():
-        raise RefineError("this CPU has no bf16 instructions for OpenVINO", hint="use --precision fp32 or int8")
