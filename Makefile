@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,crf,onnx]'
+	$(PY) -m pip install --quiet -e '.[dev,crf,onnx,openvino]'
 	touch $(STAMP)
 
 # Two pytest workers (pytest-xdist), one module's tests on one worker (its module fixtures are built once).

@@ -58,6 +58,9 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert tree_digest(root) == before, f"a test wrote into the shared {root}: copy it to tmp_path first"
 
 
+os.environ.setdefault("REFINE_OPENVINO_CACHE", "0")  # tests never write the user's compiled-model cache
+
+
 @pytest.fixture
 def http_server() -> Iterator[LoopbackServer]:
     """A started loopback HTTP server; put bytes in `.files[path]` and faults in `.faults[path]`."""

@@ -90,10 +90,19 @@ PrecisionOpt = Annotated[
         "--precision",
         metavar="fp32|tf32|bf16|fp16",
         help="fp32 (default, strict: TF32 off), tf32 (CUDA), bf16 (CPUs with AVX512-BF16/AMX, CUDA) or fp16 (CUDA) "
-        "autocast; logits, TTA and CRF stay fp32. An .onnx file keeps its export precision.",
+        "autocast; logits, TTA and CRF stay fp32. ONNX Runtime runs an .onnx file at its export precision; "
+        "OpenVINO in fp32 or bf16 (outside the int8 layers of a quantised file).",
     ),
 ]
-CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime)."
+CheckpointHelp = "refine checkpoint (.pt: PyTorch) or `refine export` file (.onnx: ONNX Runtime or OpenVINO)."
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        help="auto (by file: .pt PyTorch, .onnx ONNX Runtime), torch, onnxruntime or openvino (.onnx files; "
+        "--precision fp32 or bf16).",
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
 ThreadsOpt = Annotated[
     Optional[int],  # noqa: UP045
@@ -114,6 +123,7 @@ def _inference_options(
     compile_model: CompileOpt = False,
     precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
+    runtime: RuntimeOpt = "auto",
 ) -> None:
     """The options of every command that runs a model on images (declaration only: see InferenceOptions)."""
 
@@ -134,6 +144,7 @@ class InferenceOptions:
     compile_model: bool = False
     precision: str | None = None
     threads: int | None = None
+    runtime: str = "auto"
 
     def views(self) -> tuple[tuple[float, ...], tuple[int, int] | None, Any]:
         """(scales, tile, CRF parameters or None), checked."""
@@ -160,7 +171,8 @@ class InferenceOptions:
         from refine_cli.threads import apply_threads
 
         apply_threads(self.threads, workers=self.crf_workers())  # before the model (and an ONNX session) exists
-        loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision))
+        runtime = self.runtime.strip().lower()
+        loaded = load_model(checkpoint, self.device, self.compile_model, resolve_precision(self.precision), runtime)
         warn_if_slow_precision(loaded.backend.precision, loaded.backend.device)
         return loaded
 
@@ -180,7 +192,7 @@ class InferenceOptions:
             "--upsample": LogitUpsample(self.upsample) is not LogitUpsample.bilinear,
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
-            "--threads": self.threads is not None,
+            "--threads": self.threads is not None, "--runtime": self.runtime != "auto",
         }  # fmt: skip
 
 

@@ -23,15 +23,17 @@ def bench_command(
         None,
         "--checkpoint",
         metavar="PATH",
-        help="Also time this refine checkpoint (.pt), or an `refine export` file (.onnx) under ONNX Runtime.",
+        help="Also time this refine checkpoint (.pt), or a `refine export` file (.onnx, e.g. int8) as it is.",
     ),
     size: str = typer.Option("512", "--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625)."),
     batch: int = typer.Option(1, "--batch", help="Images per forward pass."),
     precision: str = typer.Option(
         "fp32",
         "--precision",
-        metavar="fp32|tf32|bf16|fp16",
-        help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast.",
+        metavar="fp32|tf32|bf16|fp16|int8",
+        help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast; bf16 also with --runtime "
+        "openvino; int8: the exported graph quantised with random calibration (timing only; a calibrated file: "
+        "--checkpoint q.onnx).",
     ),
     channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for model and input."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time reported apart)."),
@@ -56,10 +58,10 @@ def bench_command(
     ),
     plot_x: str = typer.Option("gmacs", "--plot-x", metavar="gmacs|params", help="x axis of --plot."),
     runtime: list[str] = typer.Option(
-        ["torch"],
+        [],
         "--runtime",
-        metavar="torch|onnxruntime",
-        help="Repeatable: one row per model and runtime.",
+        metavar="torch|onnxruntime|openvino",
+        help="Repeatable: one row per model and runtime (default torch; for int8 onnxruntime and openvino).",
     ),
     json_out: JsonOpt = None,
 ) -> None:
@@ -113,7 +115,8 @@ def _print_report(results: list[BenchResult]) -> None:
     )
     # the widest set of columns that fits the terminal (--json always has everything): a number cut
     # to "6.…" says nothing, so narrow terminals drop columns; GMACs go last (`refine models` has them)
-    runtime = ["runtime"] if any(row.runtime != "torch" for row in results) else []
+    mixed = len({row.precision for row in results}) > 1  # e.g. an int8 file beside fp32 models
+    runtime = ["runtime"] if mixed or any(row.runtime != "torch" for row in results) else []
     compiled = ["compile s"] if first.compile else []
     candidates = [
         ["model", *runtime, "params", "GMACs", "mean ms", "std", "min", "p50", "p90", "p99", "FPS", "peak MiB"],
@@ -137,7 +140,11 @@ def _print_report(results: list[BenchResult]) -> None:
     if ort:
         import onnxruntime
 
-        versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}, opset {ort['opset']})"
+        opset = f", opset {ort['opset']}" if "opset" in ort else ""
+        versions += f", onnxruntime {onnxruntime.__version__} ({ort['providers'][0]}{opset})"
+    openvino = next((row.openvino for row in results if row.openvino), None)
+    if openvino:
+        versions += f", openvino {openvino['version']} (CPU)"
     out.print(f"{hardware}; {versions}; {first.threads} CPU threads")
     out.print(
         f"timed: {first.timed} ({first.timer}); warm-up {first.warmup}, {first.iters} iterations; "
@@ -146,6 +153,8 @@ def _print_report(results: list[BenchResult]) -> None:
     if first.cuda_flags:
         out.print("cuda: " + ", ".join(f"{key}={value}" for key, value in first.cuda_flags.items()))
     shown: set[str] = set()
+    if mixed:
+        out.print("precision per row in the runtime column; the title names the --precision asked for")
     for note in (note for row in results for note in row.notes):
         key = re.sub(r"[\d.]+", "#", note)  # the same note with another load figure is still the same note
         if key not in shown:
@@ -153,7 +162,7 @@ def _print_report(results: list[BenchResult]) -> None:
             out.print(tagged("note:", "yellow", note))
 
 
-def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:
+def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> Any:  # noqa: C901
     """One row per model and runtime; numbers never wrap, a model name folds only when nothing else fits."""
     from rich import box
     from rich.table import Table
@@ -168,7 +177,7 @@ def _bench_table(results: list[BenchResult], columns: list[str], title: str) -> 
         lat = row.latency_ms
         cells = {
             "model": row.label,
-            "runtime": row.runtime,
+            "runtime": row.runtime if len({r.precision for r in results}) == 1 else f"{row.runtime}, {row.precision}",
             "params": f"{row.params / 1e6:.2f}M",
             "GMACs": f"{row.gmacs:.2f}",
             "mean ms": f"{lat['mean']:.2f}",
@@ -192,6 +201,9 @@ def register(app: typer.Typer) -> None:
         "  refine bench --checkpoint best.pt --size 468x625 --warmup 20 --iters 200 --json bench.json\n"
         "  refine bench -m lw-refinenet-mobilenetv2 --device cpu --channels-last --threads 2\n"
         "  refine bench -m lw-refinenet-50 -m lw-refinenet-mobilenetv2 -m tv:lraspp_mobilenet_v3_large --plot s.png\n"
-        "  refine bench -m lw-refinenet-50 --runtime torch --runtime onnxruntime --channels-last --threads 2"
+        "  refine bench -m lw-refinenet-50 --runtime torch --runtime onnxruntime --channels-last --threads 2\n"
+        "  refine bench -m lw-refinenet-mobilenetv2 --runtime openvino --precision bf16 --threads 2\n"
+        "  refine bench -m lw-refinenet-mobilenetv2 --precision int8 --threads 2   (random calibration: timing only)\n"
+        "  refine bench --checkpoint best-int8.onnx --runtime openvino --threads 2"
     )
     app.command("bench", epilog=epilog)(bench_command)

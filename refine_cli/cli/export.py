@@ -1,14 +1,44 @@
-"""`refine export`: a checkpoint as an ONNX file that predicts on its own, verified against PyTorch."""
+"""`refine export`: a checkpoint as an ONNX file that predicts on its own, verified against PyTorch; `--int8`
+quantises it with the user's images and keeps it only if its mIoU holds."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from refine_cli.cli._console import emit_json, err, out, tagged
 from refine_cli.cli._options import JsonOpt, parse_size
+from refine_cli.engine.infer.quantize import DEFAULT_CALIB_IMAGES, DEFAULT_MAX_DROP, DEFAULT_QUANTIZER
+
+Int8Opt = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="Quantise to int8 (QDQ, runs on ONNX Runtime and OpenVINO) with calibration images from --calib; "
+        "fp32 and int8 are scored and the file is kept only if the mIoU drop is within --max-drop.",
+    ),
+]
+CalibOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer evaluates this at runtime
+    typer.Option("--calib", metavar="PATH", help="Unified dataset (folder or name) to calibrate and score on."),
+]
+CalibSplitOpt = Annotated[str, typer.Option("--calib-split", help="Split whose images calibrate.")]
+CalibImagesOpt = Annotated[int, typer.Option("--calib-images", min=1, help="Calibration images (a seeded sample).")]
+EvalImagesOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--eval-images", min=1, help="Score on the first N images only (default: all of val)."),
+]
+MaxDropOpt = Annotated[
+    float, typer.Option("--max-drop", min=0.0, help="Largest mIoU drop (points) int8 may cost before refusal.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Write the int8 file even above --max-drop.")]
+QuantizerOpt = Annotated[str, typer.Option("--quantizer", help="onnxruntime (default) or nncf.")]
+EvalRuntimeOpt = Annotated[
+    str, typer.Option("--runtime", help="Runtime that scores fp32 and int8: onnxruntime or openvino.")
+]
 
 
 def export_command(
@@ -25,6 +55,15 @@ def export_command(
     tolerance: Optional[float] = typer.Option(  # noqa: UP045
         None, "--tolerance", min=0.0, help="Max abs logit difference to PyTorch accepted (1e-3; fp16 5e-2)."
     ),
+    int8: Int8Opt = False,
+    calib: CalibOpt = None,
+    calib_split: CalibSplitOpt = "train",
+    calib_images: CalibImagesOpt = DEFAULT_CALIB_IMAGES,
+    eval_images: EvalImagesOpt = None,
+    max_drop: MaxDropOpt = DEFAULT_MAX_DROP,
+    force: ForceOpt = False,
+    quantizer: QuantizerOpt = DEFAULT_QUANTIZER,
+    runtime: EvalRuntimeOpt = "onnxruntime",
     json_out: JsonOpt = None,
 ) -> None:
     """Export with BN folded and the checkpoint's classes, palette and normalisation inside the file."""
@@ -34,10 +73,20 @@ def export_command(
 
     if format_.lower() != "onnx":
         raise RefineError(f"unknown export format {format_!r}", hint="use --format onnx")
-    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"checkpoint": checkpoint})
+    refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"checkpoint": checkpoint, "--calib": calib})
     static_size = parse_size(static, "--static") if static else None
+    int8_settings = _int8_settings(int8, fp16, calib, calib_split, calib_images, eval_images, max_drop, force,
+                                   quantizer, runtime)  # fmt: skip
     err.print(f"exporting {checkpoint} to ONNX (torch.onnx dynamo exporter; this takes a few seconds) ...")
-    report = export_checkpoint(checkpoint, out_path, opset=opset, static=static_size, fp16=fp16, tolerance=tolerance)
+    if int8_settings is not None:
+        from refine_cli.engine.eval.int8_gate import export_int8
+
+        report = export_int8(checkpoint, out_path, int8_settings, opset=opset, static=static_size,
+                             progress=err.is_terminal, notify=err.print)  # fmt: skip
+    else:
+        report = export_checkpoint(
+            checkpoint, out_path, opset=opset, static=static_size, fp16=fp16, tolerance=tolerance
+        )
     if json_out is not None:
         emit_json(report.to_json(), json_out)
         if json_out == "-":
@@ -48,13 +97,73 @@ def export_command(
     out.print(f"  model        {report.model} ({report.num_classes} classes), BN folded: {report.bn_folded}")
     out.print(f"  graph        opset {report.opset}, {report.precision}, input {size} (dynamic {report.dynamic})")
     out.print(f"  onnxruntime  max |ONNX - PyTorch| logit: {checks} (tolerance {report.tolerance:g})")
+    if report.quantization is not None:
+        _print_int8(report.quantization)
     out.print(f"use it with: refine predict IMAGES --checkpoint {report.out} --out preds")
+
+
+def _int8_settings(
+    int8: bool,
+    fp16: bool,
+    calib: str | None,
+    calib_split: str,
+    calib_images: int,
+    eval_images: int | None,
+    max_drop: float,
+    force: bool,
+    quantizer: str,
+    runtime: str,
+):  # noqa: ANN202 - Int8Settings | None, imported lazily
+    """The --int8 options, checked (None without --int8, which refuses the options that need it)."""
+    from refine_cli.errors import RefineError
+
+    if not int8:
+        if calib is not None:
+            raise RefineError("--calib is for --int8 exports", hint="add --int8, or drop --calib")
+        return None
+    if fp16:
+        raise RefineError("--int8 and --fp16 are two precisions of one file", hint="choose one")
+    if calib is None:
+        raise RefineError(
+            "--int8 needs calibration images from your data: --calib DATASET",
+            hint="give a unified dataset (refine prepare ...), e.g. --calib data/voc --calib-split train",
+        )
+    from refine_cli.cli.eval import resolve_dataset
+    from refine_cli.engine.eval.int8_gate import Int8Settings
+    from refine_cli.engine.infer.quantize import QUANTIZERS
+
+    if quantizer.lower() not in QUANTIZERS:
+        raise RefineError(f"unknown --quantizer {quantizer!r}", hint="use " + " or ".join(QUANTIZERS))
+    if runtime.lower() not in ("onnxruntime", "openvino"):
+        raise RefineError(f"--runtime {runtime!r} cannot score an ONNX file", hint="use onnxruntime or openvino")
+    return Int8Settings(
+        dataset=resolve_dataset(calib), calib_split=calib_split, calib_images=calib_images, eval_images=eval_images,
+        max_drop=max_drop, force=force, quantizer=quantizer.lower(), runtime=runtime.lower(),
+    )  # fmt: skip
+
+
+def _print_int8(quantization: dict) -> None:
+    numbers = quantization["evaluation"]
+    calibration = quantization["calibration"]
+    out.print(
+        f"  int8         {quantization['quantizer']}, calibrated on {calibration['images']} image(s) of "
+        f"{escape(calibration['dataset'])}/{escape(calibration['split'])}"
+    )
+    out.print(
+        f"  accuracy     mIoU fp32 {numbers['miou_fp32']:.2f}, int8 {numbers['miou_int8']:.2f} "
+        f"(drop {numbers['miou_drop']:.2f} points, --max-drop {quantization['max_drop']:g}); "
+        f"{100 * numbers['changed_pixels']:.2f}% of {numbers['pixels']:,} pixels changed label "
+        f"({numbers['images']} image(s) of {escape(numbers['split'])}, {numbers['runtime']})"
+    )
+    if quantization["forced"]:
+        out.print(tagged("warning:", "yellow", "written with --force although the drop is above --max-drop"))
 
 
 def register(app: typer.Typer) -> None:
     """Attach `refine export`."""
     epilog = (
         "Examples:\n\n  refine export runs/voc/best.pt --format onnx --out voc.onnx\n"
-        "  refine export best.pt --out best-512.onnx --static 512x512 --fp16 --json"
+        "  refine export best.pt --out best-512.onnx --static 512x512 --fp16 --json\n"
+        "  refine export best.pt --int8 --calib data/voc --calib-images 200 --out best-int8.onnx"
     )
     app.command("export", epilog=epilog)(export_command)

@@ -1,4 +1,5 @@
-"""`refine predict`: label PNGs (palette), overlays and probabilities for image files, folders and globs."""
+"""`refine predict`: label PNGs (palette), overlays and probabilities for image files, folders and globs;
+overlay videos for video files, cameras and streams."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ Examples:
   refine predict photos/ --checkpoint best.pt --out preds --overlay
   refine predict photos/ --checkpoint best.pt --out preds --overlay --alpha 0.3 --legend
   refine predict 'shots/**/*.jpg' --checkpoint best.pt --out preds --msc --flip --crf
+  refine predict clip.mp4 --checkpoint best-int8.onnx --runtime openvino --out preds --frames
+  refine predict --camera 0 --checkpoint best.onnx --out preds      (Ctrl-C or q stops)
 """
 _MAX_LISTED_FAILURES = 10
 
@@ -42,6 +45,16 @@ LabelIdsOpt = Annotated[
         "servers, instead of class indices; the map comes from the checkpoint or --label-map.",
     ),
 ]
+CameraOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--camera", min=0, help="Predict live from camera N until Ctrl-C (a window if a display exists)."),
+]
+FramesOpt = Annotated[
+    bool, typer.Option("--frames", help="Videos: also write every frame's label PNG to <name>_frames/NNNNNN.png.")
+]
+VideoCodecOpt = Annotated[
+    str, typer.Option("--video-codec", help="Overlay video codec (a FOURCC): mp4v (.mp4), MJPG (.avi), ...")
+]
 LabelMapOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer evaluates this at runtime
     typer.Option("--label-map", help="Unified dataset whose meta.json holds the id map (with --label-ids)."),
@@ -50,31 +63,47 @@ LabelMapOpt = Annotated[
 
 def predict_command(
     run: InferenceOptions,
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their images) or glob patterns.")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help=CheckpointHelp)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")],
+    inputs: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(help="Image files, folders (their images), glob patterns, video files or rtsp:// URLs."),
+    ] = None,
     overlay: OverlayOpt = False,
     alpha: AlphaOpt = None,
     legend: LegendOpt = False,
     probs: ProbsOpt = False,
     label_ids: LabelIdsOpt = False,
     label_map: LabelMapOpt = None,
+    camera: CameraOpt = None,
+    frames: FramesOpt = False,
+    video_codec: VideoCodecOpt = "mp4v",
     json_out: JsonOpt = None,
 ) -> None:
-    """Predict a label map for every image: <stem>.png with the checkpoint's palette, plus optional extras."""
+    """Predict a label map for every image (<stem>.png with the checkpoint's palette, plus optional extras) and
+    an overlay video for every video, camera or stream."""
+    from refine_cli.cli._predict_video import checked_videos, predict_videos, split_videos
     from refine_cli.engine.infer.predictor import label_id_map_of, predict_images
 
     scales, tile, crf = run.views()
-    if (alpha is not None or legend) and not overlay:
-        from refine_cli.errors import RefineError
-
-        given = [flag for flag, used in (("--alpha", alpha is not None), ("--legend", legend)) if used]
-        verb = "style" if len(given) > 1 else "styles"
-        raise RefineError(f"{' and '.join(given)} {verb} the overlay, drawn only with --overlay", hint="add --overlay")
+    image_inputs, videos = split_videos(inputs or [], camera)
+    _check_overlay_style(alpha, legend, overlay, bool(videos))
     protocol = run.protocol()
-    paths, problems = _checked_inputs(inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
+    paths, problems = (
+        _checked_inputs(image_inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
+        if image_inputs or not videos
+        else ([], [])
+    )
+    checked_videos(videos, out_dir, video_codec, frames, checkpoint, json_out)
     loaded = run.load(checkpoint)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
+    settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
+                "scales": list(scales), "flip": run.flip, **protocol,
+                "short_side": list(protocol["short_side"]) if protocol["short_side"] else None}  # fmt: skip
+    video_style = (video_codec, frames, 0.5 if alpha is None else alpha)
+    if not paths:
+        predict_videos(loaded, videos, out_dir, run, video_style, settings, json_out)
+        return
     err.print(
         f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}, "
         f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf, protocol)}"
@@ -86,10 +115,26 @@ def predict_command(
         overlay_legend=legend, upsample=protocol["upsample"], short_side=protocol["short_side"],
     )  # fmt: skip
     summary.failed[:0] = problems
-    settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
-                "scales": list(scales), "flip": run.flip, **protocol,
-                "short_side": list(protocol["short_side"]) if protocol["short_side"] else None}  # fmt: skip
+    if videos:
+        _report(summary, len(paths) + len(problems), out_dir, settings, None)
+        predict_videos(loaded, videos, out_dir, run, video_style, {**settings, **summary.to_json()}, json_out)
+        return
     _report(summary, len(paths) + len(problems), out_dir, settings, json_out)
+
+
+def _check_overlay_style(alpha: float | None, legend: bool, overlay: bool, videos: bool) -> None:
+    """--alpha styles image overlays (with --overlay) and overlay videos; --legend only image overlays, since a
+    video keeps its frame size."""
+    from refine_cli.errors import RefineError
+
+    if legend and videos:
+        raise RefineError(
+            "--legend draws below image overlays; an overlay video keeps the frame size", hint="drop --legend"
+        )
+    if ((alpha is not None and not videos) or legend) and not overlay:
+        given = [flag for flag, used in (("--alpha", alpha is not None), ("--legend", legend)) if used]
+        verb = "style" if len(given) > 1 else "styles"
+        raise RefineError(f"{' and '.join(given)} {verb} the overlay, drawn only with --overlay", hint="add --overlay")
 
 
 def _checked_inputs(

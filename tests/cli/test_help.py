@@ -66,7 +66,7 @@ def test_every_page_fits_80_columns_and_cuts_nothing(pages: dict[str, tuple[obje
 
 
 def test_arguments_in_usage_and_types_as_click_spells_them(pages: dict[str, tuple[object, str]]) -> None:
-    assert "Usage: refine predict [OPTIONS] INPUTS..." in pages["refine predict"][1]
+    assert "Usage: refine predict [OPTIONS] [INPUTS]..." in pages["refine predict"][1]
     assert "Usage: refine convert [OPTIONS] SRC" in pages["refine convert"][1]
     assert "Usage: refine prepare custom [OPTIONS] NAME" in pages["refine prepare custom"][1]
     for path, (command, page) in pages.items():

@@ -83,7 +83,7 @@ def test_a_sound_tiny_graph_predicts(tmp_path: Path, photos: Path) -> None:
         (6, _card(6, ignore_index=3), "ignore_index 3 must be in [6, 255]"),
         (6, _card(6, label_id_map=[1, 2]), "label_id_map must give one id in 0..255 per class"),
         (6, _card(6, static_size=[4, 4]), "static_size must be [height, width], each at least 16"),
-        (6, _card(6, precision="int3"), "precision must be fp32 or fp16"),
+        (6, _card(6, precision="int3"), "precision must be fp32, fp16 or int8"),
     ],
 )
 def test_lying_onnx_files_are_refused_in_one_line(

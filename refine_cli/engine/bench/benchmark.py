@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from refine_cli.devices import resolve_device
 from refine_cli.engine.bench.complexity import MAC_UNIT_NOTE, measure
 from refine_cli.engine.bench.cpu_tuning import allocator_tuned
 from refine_cli.engine.bench.memory import PeakMemory
+from refine_cli.engine.bench.runtimes import EXPORTED_RUNTIMES, check_runtimes, checkpoint_job
 from refine_cli.engine.infer.model_prep import (
     autocast_context,
     check_precision,
@@ -38,7 +38,6 @@ from refine_cli.errors import RefineError
 from refine_cli.threads import apply_threads, usable_cpus
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-RUNTIMES = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,8 @@ def validate(settings: BenchSettings, device: torch.device) -> None:
         raise RefineError(f"--threads {settings.threads} must be at least 1")
     if settings.compile_mode not in COMPILE_MODES:
         raise RefineError(f"unknown compile mode {settings.compile_mode!r}", hint="use " + ", ".join(COMPILE_MODES))
-    check_precision(settings.precision, device)
+    if settings.precision != "int8":  # int8 is a graph (checked per runtime), not an autocast mode
+        check_precision(settings.precision, device)
 
 
 def latency_stats(times_ms: list[float]) -> dict[str, float]:
@@ -189,6 +189,8 @@ class BenchResult:
     cuda_flags: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
     env: dict[str, Any] | None = None
+    openvino: dict[str, Any] | None = None
+    calibration: str | None = None  # int8 rows: "random (timing only)" or the file's own calibration
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,22 +212,23 @@ def _prepare_step(
     device: torch.device,
     runtime: str,
     memory: PeakMemory,
-    onnx_file: Any = None,
+    file: str | None = None,
 ) -> _TimedStep:
     """Build the model under `runtime` and return its timed step; the first (compiling) call is timed apart.
 
-    `onnx_file` (an opened `refine export` file) is timed as it is, under ONNX Runtime.
+    `file` (a `refine export` .onnx file) is timed as it is, under ONNX Runtime or OpenVINO.
     """
-    if onnx_file is not None:
-        memory.reset_peak()
-        return _TimedStep(onnx_file.step(settings, _make_step), onnx_file.bn_folded, runtime_info=onnx_file.info)
-    assert builder is not None
-    if runtime == "onnxruntime":
-        from refine_cli.engine.bench.onnx_timing import onnxruntime_step
+    if runtime in EXPORTED_RUNTIMES:
+        from refine_cli.engine.bench.onnx_timing import exported_step, file_step
 
-        step, folded, info = onnxruntime_step(builder(), settings, device, _make_step)
+        if file is not None:
+            step, folded, info = file_step(file, settings, device, _make_step, runtime)
+        else:
+            step, folded, info = exported_step(builder(), settings, device, _make_step, runtime)  # type: ignore[misc]
         memory.reset_peak()
         return _TimedStep(step, folded, runtime_info=info)
+    if builder is None:
+        raise RefineError(f"{file} is an ONNX file; PyTorch cannot time it", hint="use --runtime onnxruntime/openvino")
     model, folded = prepare_for_inference(
         builder(), device, fold_bn=settings.fold_bn, channels_last=settings.channels_last
     )
@@ -279,18 +282,21 @@ def benchmark_one(
     num_classes: int | None = None,
     runtime: str = "torch",
     label: str | None = None,
-    onnx_file: Any = None,
+    file_precision: str | None = None,
+    calibration: str | None = None,
 ) -> BenchResult:
     """Benchmark the model that `builder` returns under `runtime`.
 
     `counter` builds the same architecture without weights (for MAC counting on the meta device).
-    Under onnxruntime the BN-folded model is exported (dynamic HxW, as `refine export`) and the
-    timed step is session.run plus the same upsample + argmax.
+    Under onnxruntime / openvino the BN-folded model is exported (dynamic HxW, as `refine export`) and
+    the timed step is the runtime's inference plus the same upsample + argmax; `builder` None with a
+    `checkpoint` .onnx file (of `file_precision`) times that file.
     """
     complexity = measure(counter or builder, settings.height, settings.width)  # type: ignore[arg-type]
     memory = PeakMemory(device)
     memory.start()
-    timed = _prepare_step(builder, settings, device, runtime, memory, onnx_file)
+    file = checkpoint if builder is None else None
+    timed = _prepare_step(builder, settings, device, runtime, memory, file)
     timer_device = device if runtime == "torch" else torch.device("cpu")  # session.run returns host arrays
     for _ in range(settings.warmup):
         timed.step()
@@ -301,11 +307,19 @@ def benchmark_one(
     notes = _cpu_notes(settings, runtime, threads) if device.type == "cpu" else []
     if memory.note:
         notes.append(memory.note)
+    precision = _row_precision(settings.precision, runtime, file_precision)
+    if precision.startswith("int8") and calibration is None:
+        from refine_cli.engine.bench.onnx_timing import RANDOM_CALIBRATION_NOTE
+
+        calibration = RANDOM_CALIBRATION_NOTE
+        notes.append(RANDOM_CALIBRATION_NOTE)
     return BenchResult(
         model=name,
         label=label or name,
         runtime=runtime,
-        onnxruntime=timed.runtime_info,
+        onnxruntime=timed.runtime_info if runtime == "onnxruntime" else None,
+        openvino=timed.runtime_info if runtime == "openvino" else None,
+        calibration=calibration,
         checkpoint=checkpoint,
         num_classes=num_classes or settings.num_classes,
         params=complexity.params,
@@ -316,7 +330,7 @@ def benchmark_one(
         peak_memory_mb=memory_mib.get("peak_memory_mb"),
         peak_reserved_mb=memory_mib.get("peak_reserved_mb"),
         device=str(device),
-        precision=onnx_file.card.precision if onnx_file is not None else settings.precision,
+        precision=precision,
         batch=settings.batch,
         size=[settings.height, settings.width],
         channels_last=settings.channels_last and runtime == "torch",
@@ -334,6 +348,15 @@ def benchmark_one(
     )
 
 
+def _row_precision(asked: str, runtime: str, file_precision: str | None) -> str:
+    """What a row ran: the autocast / OpenVINO precision, or an .onnx file's own (int8 files: bf16 elsewhere)."""
+    if file_precision is None:
+        return asked
+    if file_precision == "int8":
+        return "int8 (bf16 elsewhere)" if runtime == "openvino" and asked == "bf16" else "int8"
+    return "bf16" if runtime == "openvino" and asked == "bf16" else file_precision
+
+
 def run_benchmarks(
     names: list[str],
     settings: BenchSettings,
@@ -342,16 +365,16 @@ def run_benchmarks(
     runtimes: Sequence[str] = ("torch",),
 ) -> list[BenchResult]:
     """Benchmark every model in `names` (and the checkpoint's model first, if given) under `settings`,
-    once per runtime in `runtimes` (torch, onnxruntime): one row per model and runtime."""
+    once per runtime in `runtimes` (torch, onnxruntime, openvino): one row per model and runtime."""
     from refine_cli.envinfo import environment
     from refine_cli.models import model_info
 
     device = resolve_device(settings.device)
     validate(settings, device)
-    runtimes = _check_runtimes(runtimes, settings)
+    runtimes = check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
         model_info(name)
-    jobs = [_checkpoint_job(checkpoint, settings, device)] if checkpoint else []
+    jobs: list[dict[str, Any]] = [checkpoint_job(checkpoint, runtimes, settings)] if checkpoint else []
     jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
     if not jobs:
         raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")
@@ -366,9 +389,9 @@ def run_benchmarks(
         with tf32_mode(settings.precision == "tf32"):
             cuda_flags = {**tf32_flags(), "cudnn_benchmark": settings.cudnn_benchmark} if device.type == "cuda" else {}
         for job in jobs:
-            for runtime in ["onnxruntime"] if job.get("onnx_file") else runtimes:  # an .onnx file has one runtime
+            for runtime in job.pop("runtimes", runtimes):
                 if on_start:
-                    on_start(job["name"] + ("" if runtimes == ["torch"] else f" ({runtime})"))
+                    on_start(job.get("label", job["name"]) + ("" if runtime == "torch" else f" ({runtime})"))
                 # TF32 switches only around PyTorch rows: the ONNX exporter refuses half-set TF32 flags
                 tf32 = tf32_mode(settings.precision == "tf32") if runtime == "torch" else contextlib.nullcontext()
                 with on_device, tf32:
@@ -381,50 +404,5 @@ def run_benchmarks(
     return results
 
 
-def _checkpoint_job(checkpoint: str, settings: BenchSettings, device: torch.device) -> dict[str, Any]:
-    """The row of --checkpoint: a refine checkpoint (.pt) or an exported file (.onnx, timed by ONNX Runtime).
-
-    Labelled with its file name, so it never reads like the same model's --model row.
-    """
-    from refine_cli.engine.infer.loop import is_onnx_file
-    from refine_cli.models import create_model
-
-    if is_onnx_file(checkpoint):
-        from refine_cli.engine.bench.onnx_timing import onnx_file_job
-
-        return onnx_file_job(checkpoint, settings, device)
-    from refine_cli.models.checkpoint import load_checkpoint
-
-    loaded = load_checkpoint(checkpoint)
-    return {
-        "name": loaded.model,
-        "label": f"{loaded.model} ({Path(checkpoint).name})",
-        "builder": loaded.build_model,
-        "counter": lambda: create_model(loaded.model, **loaded.model_kwargs),
-        "checkpoint": checkpoint,
-        "num_classes": loaded.num_classes,
-    }
-
-
 def _builder(name: str, num_classes: int) -> Callable[[], nn.Module]:
     return lambda: build_model(name, num_classes)
-
-
-def _check_runtimes(runtimes: Sequence[str], settings: BenchSettings) -> list[str]:
-    """Known runtimes, each once; onnxruntime only with settings it can honour (fp32, no torch.compile)."""
-    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or ["torch"]
-    for runtime in chosen:
-        if runtime not in RUNTIMES:
-            raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch and/or --runtime onnxruntime")
-    if "onnxruntime" in chosen:
-        from refine_cli.engine.infer.onnx_backend import require_onnx
-
-        require_onnx("onnx", "onnxruntime", "onnxscript")
-        if settings.precision != "fp32":
-            raise RefineError(
-                f"--precision {settings.precision} is a PyTorch autocast mode; --runtime onnxruntime times fp32",
-                hint="use --precision fp32 (or `refine export --fp16` and time the file with predict)",
-            )
-        if not settings.fold_bn:
-            raise RefineError("--runtime onnxruntime times the exported (BN-folded) graph", hint="drop --no-fold-bn")
-    return chosen

@@ -1,16 +1,17 @@
-"""`refine bench --runtime onnxruntime`: the same model and timed step, run by ONNX Runtime.
+"""`refine bench --runtime onnxruntime / openvino`: the same model and timed step, run from an ONNX graph.
 
 The model is BN-folded and exported exactly as `refine export` does (dynamic height and width), into
-a temporary folder that is removed again; the session gets the same thread count PyTorch would use
-(`--threads`, else torch's default), so the two rows of the table compare runtimes, not settings.
-`refine bench --checkpoint FILE.onnx` times an exported file the same way (`onnx_file_step`).
+a temporary folder that is removed again; `--precision int8` then quantises that file with random
+calibration images (the graph and its int8 kernels are what a calibrated file runs, so the timing is
+real; the accuracy of such a file is meaningless, and the row says so). `--checkpoint FILE.onnx` times
+the file itself. Every runtime gets the same thread count PyTorch would use (`--threads`, else
+torch's default), so the rows of the table compare runtimes, not settings.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from torch import nn
 
 from refine_cli.engine.infer.export import export_module
 from refine_cli.engine.infer.model_prep import fold_batchnorm
-from refine_cli.engine.infer.onnx_backend import OnnxModelCard, create_session, open_session
+from refine_cli.engine.infer.onnx_backend import OnnxModelCard, create_session
 from refine_cli.errors import RefineError
+
+RANDOM_CALIBRATION_NOTE = "int8 calibrated on random images: timing only, its accuracy means nothing"
 
 
 class _SessionModel:
@@ -35,10 +38,38 @@ class _SessionModel:
         return torch.from_numpy(logits)
 
 
-def onnxruntime_step(
-    model: nn.Module, settings: Any, device: torch.device, make_step: Callable[..., Callable[[], object]]
+class _OpenVinoModel:
+    """One OpenVINO infer request on the input, logits back as a tensor: a drop-in for `model(x)`."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.request = compiled.create_infer_request()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.request.infer({0: x.numpy()}, share_inputs=True)[0])
+
+
+def _runner(path: Path, runtime: str, settings: Any, device: torch.device, threads: int) -> tuple[Any, dict]:
+    """The file under `runtime` as a callable, and the facts the report records about it."""
+    if runtime == "openvino":
+        from refine_cli.engine.infer.openvino_backend import HINTS, compile_network, read_network, require_openvino
+
+        hint = "bf16" if settings.precision == "bf16" else "fp32"
+        compiled = compile_network(read_network(path), hint, threads)
+        version = require_openvino().__version__.split("-")[0]
+        info = {"device": "CPU", "threads": threads, "inference_precision": HINTS[hint], "version": version}
+        return _OpenVinoModel(compiled), info
+    session = create_session(path, "cpu" if device.type == "cpu" else str(device), threads=threads)
+    return _SessionModel(session), {"providers": list(session.get_providers()), "threads": threads}
+
+
+def exported_step(
+    model: nn.Module,
+    settings: Any,
+    device: torch.device,
+    make_step: Callable[..., Callable[[], object]],
+    runtime: str = "onnxruntime",
 ) -> tuple[Callable[[], object], int, dict[str, Any]]:
-    """(timed step, folded BatchNorms, session facts) for `model` under ONNX Runtime.
+    """(timed step, folded BatchNorms, runtime facts) for `model` exported to ONNX and run by `runtime`.
 
     `make_step(model, x, settings, device)` is bench's own step builder, so the postprocessing
     (upsample to the input size, argmax) is literally the code the PyTorch rows time.
@@ -49,83 +80,56 @@ def onnxruntime_step(
     with tempfile.TemporaryDirectory(prefix="refine-bench-") as folder:
         path = Path(folder) / "model.onnx"
         opset = export_module(model.cpu(), path)
-        session = create_session(path, "cpu" if device.type == "cpu" else str(device), threads=threads)
+        graph = "dynamic HxW export (as refine export), BN folded"
+        if settings.precision == "int8":
+            from refine_cli.engine.infer.quantize import DEFAULT_QUANTIZER, quantize_file, random_calibration
+
+            quantized = Path(folder) / "int8.onnx"
+            calibration = random_calibration(settings.height, settings.width, count=4)
+            quantize_file(path, quantized, calibration, DEFAULT_QUANTIZER)
+            path, graph = quantized, f"{graph}, {DEFAULT_QUANTIZER} int8 QDQ ({RANDOM_CALIBRATION_NOTE})"
+        runner, info = _runner(path, runtime, settings, device, threads)
     x = torch.randn(settings.batch, 3, settings.height, settings.width)
-    step = make_step(_SessionModel(session), x, settings, torch.device("cpu"))
-    info = {
-        "providers": list(session.get_providers()),
-        "threads": threads,
-        "opset": opset,
-        "graph": "dynamic HxW export (as refine export), BN folded",
-    }
-    return step, folded, info
+    return make_step(runner, x, settings, torch.device("cpu")), folded, {**info, "opset": opset, "graph": graph}
 
 
-@dataclass
-class OnnxFile:
-    """An exported file opened for timing: what it says about itself, its session and the facts for the report."""
+def file_step(
+    path: str | Path,
+    settings: Any,
+    device: torch.device,
+    make_step: Callable[..., Callable[[], object]],
+    runtime: str = "onnxruntime",
+) -> tuple[Callable[[], object], int, dict[str, Any]]:
+    """(timed step, folded BatchNorms, runtime facts) for a refine .onnx file as it is (e.g. a calibrated int8
+    export); one line if it is none, or was exported for another size than --size."""
+    from refine_cli.engine.infer.onnx_backend import read_card
 
-    path: Path
-    card: OnnxModelCard
-    session: Any
-    info: dict[str, Any]
-    bn_folded: int  # the BatchNorms of its architecture: `refine export` folds every one
-
-    def step(self, settings: Any, make_step: Callable[..., Callable[[], object]]) -> Callable[[], object]:
-        """session.run plus bench's own upsample + argmax (literally the step the PyTorch rows time)."""
-        x = torch.randn(settings.batch, 3, settings.height, settings.width)
-        return make_step(_SessionModel(self.session), x, settings, torch.device("cpu"))
-
-
-def open_onnx_file(path: str | Path, settings: Any, device: torch.device) -> OnnxFile:
-    """A `refine export` file ready to time at --size with --threads; one line if it is none or has another size."""
-    import onnx
-
-    threads = settings.threads or torch.get_num_threads()
-    card, session = open_session(path, "cpu" if device.type == "cpu" else str(device), threads=threads)
+    card = read_card(Path(path))
     if card.static_size and list(card.static_size) != [settings.height, settings.width]:
         height, width = card.static_size
         raise RefineError(
             f"{path} was exported for {height}x{width} inputs only, not --size {settings.height}x{settings.width}",
             hint=f"use --size {height}x{width}, or export without --static",
         )
-    graph = onnx.load(str(path), load_external_data=False)
-    opset = next((entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None)
-    info = {
-        "providers": list(session.get_providers()),
-        "threads": threads,
-        "opset": opset,
-        "graph": f"the exported file {Path(path).name} ({card.precision}, BN folded at export)",
-    }
-    return OnnxFile(Path(path), card, session, info, _batchnorm_count(card))
+    threads = settings.threads or torch.get_num_threads()
+    runner, info = _runner(Path(path), runtime, settings, device, threads)
+    x = torch.randn(settings.batch, 3, settings.height, settings.width)
+    step = make_step(runner, x, settings, torch.device("cpu"))
+    graph = f"the exported file {Path(path).name} ({card.precision}, BN folded at export)"
+    return step, batchnorm_count(card), {**info, "opset": _opset(Path(path)), "graph": graph}
 
 
-def _batchnorm_count(card: OnnxModelCard) -> int:
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
+def batchnorm_count(card: OnnxModelCard) -> int:
+    """The BatchNorms of the file's architecture: `refine export` folds every one."""
     from refine_cli.models import create_model
 
     with torch.device("meta"):
         model = create_model(card.model, num_classes=card.num_classes)
     return sum(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
-
-
-def onnx_file_job(path: str, settings: Any, device: torch.device) -> dict[str, Any]:
-    """`refine bench --checkpoint FILE.onnx`: the row's job, labelled `model (FILE.onnx)`, timed by ONNX Runtime."""
-    from refine_cli.models import create_model
-
-    if settings.precision != "fp32":
-        raise RefineError(
-            f"--precision {settings.precision} is a PyTorch autocast mode; {path} runs at the precision it was "
-            "exported with", hint="drop --precision (or time the .pt checkpoint)",
-        )  # fmt: skip
-    opened = open_onnx_file(path, settings, device)
-    card = opened.card
-    precision = f", {card.precision}" if card.precision != "fp32" else ""
-    return {
-        "name": card.model,
-        "label": f"{card.model} ({Path(path).name}{precision})",
-        "builder": None,
-        "counter": lambda: create_model(card.model, num_classes=card.num_classes),
-        "onnx_file": opened,
-        "checkpoint": path,
-        "num_classes": card.num_classes,
-    }

@@ -131,6 +131,7 @@ def evaluate(
     upsample: str = "bilinear",
     short_side: tuple[int, int] | None = None,
     protocol: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> EvalReport:
     """Score `model` (an nn.Module or an inference-loop backend, e.g. ONNX Runtime) on `split`.
 
@@ -144,7 +145,8 @@ def evaluate(
     calling thread, right after the image is scored (and its PNG saved): image_rgb HxWx3 uint8,
     label HxW uint8 as stored (ignore pixels included), pred HxW uint8 class indices (after TTA and
     CRF), all NumPy at the label's resolution. With `distributed`, each rank sees only its own images.
-    An exception from it stops the evaluation.
+    An exception from it stops the evaluation. `ids` scores these samples instead of the split's
+    (e.g. calibration images held out by `refine export --int8`); `split` then only names them.
 
     `upsample` (bilinear, bicubic) and `short_side` are the test protocol (see `tta.predict_batch_probs`);
     `protocol` names the `--msc` preset they came from. All three are recorded in the report.
@@ -152,7 +154,7 @@ def evaluate(
     meta = dataset.meta
     backend = as_backend(model)
     check_classes_match(backend.num_classes, meta)
-    all_ids = _split_ids(dataset, split, limit)
+    all_ids = list(ids) if ids is not None else _split_ids(dataset, split, limit)
     rank, world = _rank_and_world() if distributed else (0, 1)
     ids = all_ids[rank::world]
     device = torch.device(device) if device is not None else backend.device

@@ -133,6 +133,7 @@ class ExportReport:
     max_abs_diff: dict[str, float]
     tolerance: float
     metadata: dict[str, str]
+    quantization: dict[str, Any] | None = None  # `--int8`: calibration, both mIoUs, the drop, changed pixels
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,7 +3,8 @@
 The model is a *backend*: any callable from normalised images (N,3,H,W) to logits, so the TTA code
 (multi-scale, flip, sliding window) and the CRF run unchanged whether the logits come from PyTorch or
 from ONNX Runtime. Which backend is used follows from the file: a `.onnx` export runs on ONNX Runtime
-(CUDA provider when present), anything else is a refine checkpoint run by PyTorch.
+(CUDA provider when present) or, with `runtime="openvino"`, on OpenVINO (`openvino_backend.py`);
+anything else is a refine checkpoint run by PyTorch.
 """
 
 from __future__ import annotations
@@ -85,24 +86,12 @@ class OnnxBackend:
         self._input = session.get_inputs()[0].name
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        size = list(images.shape[-2:])
-        if self.card.static_size and size != list(self.card.static_size):
-            height, width = self.card.static_size
-            tileable = size[0] >= height and size[1] >= width  # --tile never pads a view up to the tile size
-            raise RefineError(
-                f"{self.path} was exported for {height}x{width} inputs only; this view is {size[0]}x{size[1]}",
-                hint=f"use --tile {height}x{width} without --msc, or export without --static"
-                if tileable
-                else f"a view smaller than {height}x{width} cannot be tiled: export without --static (or drop --msc)",
-            )
+        from refine_cli.engine.infer.onnx_backend import check_logits, check_view_size
+
+        check_view_size(self.card, self.path, list(images.shape[-2:]))
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         logits = self.session.run(None, {self._input: array})[0]
-        if logits.ndim != 4 or logits.shape[1] != self.num_classes:
-            raise RefineError(
-                f"{self.path} returned logits of shape {tuple(logits.shape)}, but its metadata names "
-                f"{self.num_classes} classes",
-                hint="export it again with `refine export CK --format onnx`",
-            )
+        check_logits(self.card, self.path, logits.shape)
         return torch.from_numpy(logits)
 
 
@@ -128,8 +117,10 @@ class InferenceModel:
         return self.backend.runtime
 
     def describe_device(self) -> str:
-        """'cpu' / 'cuda:0' for PyTorch; 'onnxruntime (CPUExecutionProvider)' for ONNX."""
+        """'cpu' / 'cuda:0' for PyTorch; 'onnxruntime (CPUExecutionProvider)' / 'openvino (CPU, 2 threads)'."""
         providers = getattr(self.backend, "providers", None)
+        if self.runtime == "openvino":
+            return f"openvino (CPU, {getattr(self.backend, 'threads', None) or 'all'} threads)"
         return f"onnxruntime ({providers[0]})" if providers else str(self.backend.device)
 
 
@@ -138,33 +129,79 @@ def is_onnx_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+def resolve_runtime(path: Path, runtime: str | None) -> str:
+    """The runtime for `path`: the one asked for if it can read the file, else the file's own (auto)."""
+    onnx = is_onnx_file(path)
+    if runtime is None or runtime == "auto":
+        return "onnxruntime" if onnx else "torch"
+    if runtime not in RUNTIMES:
+        raise RefineError(f"unknown runtime {runtime!r}", hint="use auto, " + ", ".join(RUNTIMES))
+    if runtime == "torch" and onnx:
+        raise RefineError(
+            f"{path} is an ONNX file; PyTorch runs refine checkpoints (.pt)",
+            hint="use --runtime onnxruntime or --runtime openvino, or give the .pt checkpoint",
+        )
+    if runtime != "torch" and not onnx:
+        raise RefineError(
+            f"--runtime {runtime} runs refine's ONNX files, and {path} is not one (.onnx)",
+            hint=f"export it first: refine export {path} --out model.onnx (then --checkpoint model.onnx)",
+        )
+    return runtime
+
+
 def load_model(
-    path: str | os.PathLike[str], device: str = "auto", compile_model: bool = False, precision: str | None = None
+    path: str | os.PathLike[str],
+    device: str = "auto",
+    compile_model: bool = False,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> InferenceModel:
-    """Open a checkpoint (.pt: PyTorch, BN folded, channels_last on the CPU) or an export (.onnx: ONNX Runtime).
+    """Open a checkpoint (.pt: PyTorch, BN folded, channels_last on the CPU) or an export (.onnx: ONNX Runtime,
+    or OpenVINO with `runtime="openvino"`).
 
     `precision` None means the file's own: fp32 for a checkpoint, what an .onnx was exported with.
-    An .onnx file cannot change precision at run time, so a different one is refused.
+    ONNX Runtime cannot change an .onnx file's precision at run time, so a different one is refused;
+    OpenVINO runs an fp32 (or int8) file in bf16 outside its int8 layers when asked.
     """
     path = Path(path)
+    if precision == "int8":
+        raise RefineError(
+            "int8 is a property of the model file, not a run-time --precision",
+            hint="make one with `refine export CK --int8 --calib DATASET --out q.onnx`, then --checkpoint q.onnx",
+        )
     if precision is not None:
         check_precision_name(precision)  # before the .onnx refusal, which would call it a mismatch
-    if is_onnx_file(path):
-        from refine_cli.engine.infer.onnx_backend import open_session
+    runtime = resolve_runtime(path, runtime)
+    if runtime == "torch":
+        return _load_checkpoint(path, device, compile_model, precision)
+    if compile_model:
+        raise RefineError("--compile is for PyTorch checkpoints, not ONNX files", hint="drop --compile")
+    if runtime == "openvino":
+        from refine_cli.engine.infer.openvino_backend import open_openvino
 
-        if compile_model:
-            raise RefineError("--compile is for PyTorch checkpoints, not ONNX files", hint="drop --compile")
-        card, session = open_session(path, device, threads=torch.get_num_threads())
-        if precision is not None and precision != card.precision:
-            raise RefineError(
-                f"{path} was exported in {card.precision}; an ONNX file runs at the precision it was exported with, "
-                f"not --precision {precision}",
-                hint="drop --precision, or run the .pt checkpoint (or `refine export --fp16` for an fp16 file)",
-            )
-        backend: Backend = OnnxBackend(session, card, path)
-        return InferenceModel(
-            backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path
+        card, backend = open_openvino(path, device, threads=torch.get_num_threads(), precision=precision)
+    else:
+        card, backend = _open_onnxruntime(path, device, precision)
+    return InferenceModel(backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path)
+
+
+def _open_onnxruntime(path: Path, device: str, precision: str | None) -> tuple[Any, Backend]:
+    from refine_cli.engine.infer.onnx_backend import open_session
+
+    card, session = open_session(path, device, threads=torch.get_num_threads())
+    if precision is not None and precision != card.precision:
+        raise RefineError(
+            f"{path} was exported in {card.precision}; ONNX Runtime runs a file at the precision it was exported "
+            f"with, not --precision {precision}",
+            hint="drop --precision, use --runtime openvino (fp32 / bf16), or run the .pt checkpoint",
         )
+    return card, OnnxBackend(session, card, path)
+
+
+def _load_checkpoint(path: Path, device: str, compile_model: bool, precision: str | None) -> InferenceModel:
     from refine_cli.devices import resolve_device
     from refine_cli.engine.infer.model_prep import preferred_memory_format, prepare_for_inference
     from refine_cli.models.checkpoint import load_checkpoint

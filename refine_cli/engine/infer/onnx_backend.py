@@ -54,6 +54,7 @@ class OnnxModelCard:
     static_size: list[int] | None = None
     precision: str = "fp32"
     source: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None  # int8 files: how they were calibrated and what they scored
 
     def to_props(self) -> dict[str, str]:
         """metadata_props entries (string -> string; lists and dicts as JSON)."""
@@ -72,6 +73,7 @@ class OnnxModelCard:
             "static_size": self.static_size,
             "precision": self.precision,
             "source": self.source,
+            **({"quantization": self.quantization} if self.quantization is not None else {}),
         }
         return {_PREFIX + key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
 
@@ -106,6 +108,7 @@ class OnnxModelCard:
                 static_size=load("static_size"),
                 precision=values.get("precision", "fp32"),
                 source=load("source", {}) or {},
+                quantization=load("quantization"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise RefineError(
@@ -138,10 +141,34 @@ class OnnxModelCard:
             or not all(is_int(v) and v >= 16 for v in self.static_size)
         ):
             problems.append(f"static_size must be [height, width], each at least 16, not {self.static_size}")
-        if self.precision not in ("fp32", "fp16"):
-            problems.append(f"precision must be fp32 or fp16, not {self.precision!r}")
+        if self.precision not in ("fp32", "fp16", "int8"):
+            problems.append(f"precision must be fp32, fp16 or int8, not {self.precision!r}")
+        if self.quantization is not None and not isinstance(self.quantization, dict):
+            problems.append("quantization must be a JSON object")
         if problems:
             raise RefineError(f"{path} has damaged refine metadata: {'; '.join(problems)}", hint=_REEXPORT)
+
+
+def check_view_size(card: OnnxModelCard, path: Path, size: list[int]) -> None:
+    """A file exported with --static runs only at that size: one line saying which --tile would work."""
+    if card.static_size and size != list(card.static_size):
+        height, width = card.static_size
+        tileable = size[0] >= height and size[1] >= width  # --tile never pads a view up to the tile size
+        raise RefineError(
+            f"{path} was exported for {height}x{width} inputs only; this view is {size[0]}x{size[1]}",
+            hint=f"use --tile {height}x{width} without --msc, or export without --static"
+            if tileable
+            else f"a view smaller than {height}x{width} cannot be tiled: export without --static (or drop --msc)",
+        )
+
+
+def check_logits(card: OnnxModelCard, path: Path, shape: tuple[int, ...]) -> None:
+    """The graph returned NCHW logits with the class count its metadata names (a lying file is refused)."""
+    if len(shape) != 4 or shape[1] != card.num_classes:
+        raise RefineError(
+            f"{path} returned logits of shape {tuple(shape)}, but its metadata names {card.num_classes} classes",
+            hint=_REEXPORT,
+        )
 
 
 def providers_for(device: str) -> list[str]:
@@ -198,3 +225,20 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
             hint=_REEXPORT,
         )
     return card, session
+
+
+def read_card(path: Path) -> OnnxModelCard:
+    """The refine metadata of an ONNX file without starting a runtime (the `onnx` package reads it)."""
+    require_onnx("onnx")
+    import onnx
+
+    if not path.is_file():
+        raise RefineError(f"ONNX model {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and onnx's own errors
+        raise RefineError(
+            f"{path} is not a readable ONNX model ({' '.join(str(error).split())[:160]})",
+            hint="the file is damaged (e.g. cut off during a copy) or not ONNX; export it again",
+        ) from None
+    return OnnxModelCard.from_props({entry.key: entry.value for entry in model.metadata_props}, path)

@@ -1,0 +1,130 @@
+"""`refine predict` on video: an overlay video of the same size, rate and frame count; bad videos in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from refine_cli.cli.app import app
+from tests.support.checkpoints import save_tiny_checkpoint
+
+FRAMES, WIDTH, HEIGHT, FPS = 7, 80, 48, 12.5
+CLASSES = ["background", "disc", "bar"]
+PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
+
+
+def _run(args: list[str]):  # noqa: ANN202 - click Result
+    return CliRunner().invoke(app, args)
+
+
+def _decode(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return frames, fps, (frames[0].shape[1], frames[0].shape[0]) if frames else (0, 0)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A clip written with OpenCV (a moving disc), a tiny checkpoint, and the frames as image files."""
+    root = tmp_path_factory.mktemp("video")
+    path = root / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    frames_dir = root / "frames"
+    frames_dir.mkdir()
+    for index in range(FRAMES):
+        frame = np.full((HEIGHT, WIDTH, 3), 60, np.uint8)
+        cv2.circle(frame, (12 + 8 * index, 24), 10, (30, 30, 220), -1)
+        cv2.rectangle(frame, (50, 5), (75, 15), (30, 200, 30), -1)
+        writer.write(frame)
+    writer.release()
+    decoded, _, _ = _decode(path)
+    for index, frame in enumerate(decoded):  # what predict will see, as image files
+        cv2.imwrite(str(frames_dir / f"{index:06d}.png"), frame)
+    checkpoint = save_tiny_checkpoint(root / "tiny.pt", CLASSES, PALETTE)
+    return {"root": root, "clip": path, "ck": checkpoint, "frames": frames_dir}
+
+
+def test_video_in_overlay_video_out(clip: dict, tmp_path: Path) -> None:
+    """Same size, rate and frame count; frames batched; label PNGs equal predicting the frames as images."""
+    out = tmp_path / "out"
+    result = _run(["predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(out), "--frames",
+                   "--batch", "3", "--device", "cpu", "--json", str(tmp_path / "report.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    frames, fps, size = _decode(out / "clip_overlay.mp4")
+    assert len(frames) == FRAMES and size == (WIDTH, HEIGHT) and fps == pytest.approx(FPS)
+    (video,) = json.loads((tmp_path / "report.json").read_text())["videos"]
+    assert video["frames"] == FRAMES and video["size"] == [WIDTH, HEIGHT] and video["frames_per_second"] > 0
+    assert "frames/s" in result.output
+    images = tmp_path / "images"
+    result = _run(["predict", str(clip["frames"]), "--checkpoint", str(clip["ck"]), "--out", str(images),
+                   "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    labels = sorted((out / "clip_frames").glob("*.png"))
+    assert [p.name for p in labels] == [f"{i:06d}.png" for i in range(FRAMES)]
+    for path in labels:
+        assert np.array_equal(np.array(Image.open(path)), np.array(Image.open(images / path.name)))
+    assert not list(out.glob(".*")), "a temporary file was left behind"
+
+
+def _refused(result, *needles: str) -> None:  # noqa: ANN001
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, result.output
+
+
+def test_undecodable_video_and_missing_codec_are_one_line(clip: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
+    result = _run(["predict", str(broken), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "a")])
+    _refused(result, "broken.mp4 cannot be opened as a video")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip["clip"].read_bytes()[:600])
+    result = _run(["predict", str(cut), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "b")])
+    _refused(result, "cut.mp4")
+    result = _run(["predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "c"),
+                   "--video-codec", "ZZZZ"])  # fmt: skip
+    _refused(result, "OpenCV cannot encode ZZZZ video", "--video-codec mp4v")
+    assert not any((tmp_path / name).exists() for name in "abc"), "a refused run left an output folder"
+
+
+def test_live_source_stops_cleanly_and_keeps_what_was_written(clip: dict, tmp_path: Path) -> None:
+    """A live source (here a file read as if live) without a display is written; Ctrl-C keeps the video."""
+    from refine_cli.engine.infer.loop import load_model
+    from refine_cli.engine.infer.video import VideoOptions, VideoSource, predict_video
+
+    loaded = load_model(clip["ck"], "cpu")
+    calls = {"n": 0}
+    backend = loaded.backend
+
+    def interrupting(images):  # noqa: ANN001, ANN202 - a backend that is interrupted on its third call
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return backend(images)
+
+    for name in ("runtime", "device", "precision", "mean", "std", "num_classes"):
+        setattr(interrupting, name, getattr(backend, name))
+    source = VideoSource(str(clip["clip"]), "live", live=True)
+    summary = predict_video(interrupting, source, tmp_path, loaded.palette, loaded.classes,
+                            VideoOptions(show=False, progress=False))  # fmt: skip
+    assert summary.interrupted and summary.frames == 2
+    frames, _, size = _decode(tmp_path / "live_overlay.mp4")
+    assert len(frames) == 2 and size == (WIDTH, HEIGHT)
