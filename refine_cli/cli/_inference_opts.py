@@ -165,6 +165,17 @@ class InferenceOptions:
             "protocol": setting.preset if setting else None,
         }
 
+    def config(self) -> Any:
+        """The engine's InferenceConfig: the views, the CRF, batching and the test protocol, checked."""
+        from refine_cli.engine.infer.loop import InferenceConfig
+
+        scales, tile, crf = self.views()
+        protocol = self.protocol()
+        return InferenceConfig(
+            scales=scales, flip=self.flip, tile=tile, crf=crf, batch_size=self.batch, workers=self.workers,
+            upsample=protocol["upsample"], short_side=protocol["short_side"],
+        )  # fmt: skip
+
     def load(self, checkpoint: Path) -> Any:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
         from refine_cli.engine.infer.loop import load_model

@@ -76,10 +76,8 @@ def predict_videos(
     protocol = run.protocol()
     codec, frames, alpha = style
     options = VideoOptions(
-        scales=scales, flip=run.flip, tile=tile, crf=crf, batch_size=run.batch, workers=run.workers, codec=codec,
-        save_frames=frames, progress=err.is_terminal, notify=warn, alpha=alpha, upsample=protocol["upsample"],
-        short_side=protocol["short_side"],
-    )  # fmt: skip
+        config=run.config(), codec=codec, save_frames=frames, progress=err.is_terminal, notify=warn, alpha=alpha
+    )
     summaries = []
     for video in videos:
         err.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -15,56 +15,84 @@ if TYPE_CHECKING:
     from refine_cli.engine.bench.benchmark import BenchResult
 
 
-def bench_command(
-    model: list[str] = typer.Option(
-        [], "--model", "-m", help="Model to time (repeatable): a `refine models` name or a tv: peer."
-    ),
-    checkpoint: str | None = typer.Option(
-        None,
+ModelOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer evaluates this at runtime
+    typer.Option("--model", "-m", help="Model to time (repeatable): a `refine models` name or a tv: peer."),
+]
+CheckpointOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
         "--checkpoint",
         metavar="PATH",
         help="Also time this refine checkpoint (.pt), or a `refine export` file (.onnx, e.g. int8) as it is.",
     ),
-    size: str = typer.Option("512", "--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625)."),
-    batch: int = typer.Option(1, "--batch", help="Images per forward pass."),
-    precision: str = typer.Option(
-        "fp32",
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
         "--precision",
         metavar="fp32|tf32|bf16|fp16|int8",
         help="fp32 (strict, TF32 off), tf32 (CUDA), bf16 or fp16 (CUDA) autocast; bf16 also with --runtime "
         "openvino; int8: the exported graph quantised with random calibration (timing only; a calibrated file: "
         "--checkpoint q.onnx).",
     ),
-    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory layout for model and input."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (compile time reported apart)."),
-    compile_mode: str = typer.Option(
-        "default", "--compile-mode", metavar="default|reduce-overhead|max-autotune", help="torch.compile's mode."
-    ),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed iterations before timing."),
-    iters: int = typer.Option(50, "--iters", help="Timed iterations (at least 2; 100+ for published numbers)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the CPUs this process may use)."),
-    fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold BatchNorm into the convolutions."),
-    postprocess: bool = typer.Option(
-        True, "--postprocess/--forward-only", help="Time upsampling to input size + argmax too (default), or not."
-    ),
-    cudnn_benchmark: bool = typer.Option(False, "--cudnn-benchmark", help="Let cuDNN pick algorithms per shape."),
-    num_classes: int = typer.Option(21, "--num-classes", help="Classes of the --model heads."),
-    plot: str | None = typer.Option(
-        None,
+]
+CompileModeOpt = Annotated[
+    str, typer.Option("--compile-mode", metavar="default|reduce-overhead|max-autotune", help="torch.compile's mode.")
+]
+PostprocessOpt = Annotated[
+    bool,
+    typer.Option("--postprocess/--forward-only", help="Time upsampling to input size + argmax too (default), or not."),
+]
+PlotOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
         "--plot",
         metavar="FILE",
         help="Also draw latency against GMACs (or --plot-x params) into FILE.png (.svg, .pdf).",
     ),
-    plot_x: str = typer.Option("gmacs", "--plot-x", metavar="gmacs|params", help="x axis of --plot."),
-    runtime: list[str] = typer.Option(
-        [],
+]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory layout for model and input.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (compile time reported apart).")]
+ItersOpt = Annotated[int, typer.Option("--iters", help="Timed iterations (at least 2; 100+ for published numbers).")]
+ThreadsOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--threads", help="CPU threads (default: the CPUs this process may use)."),
+]
+FoldBnOpt = Annotated[bool, typer.Option("--fold-bn/--no-fold-bn", help="Fold BatchNorm into the convolutions.")]
+CudnnOpt = Annotated[bool, typer.Option("--cudnn-benchmark", help="Let cuDNN pick algorithms per shape.")]
+RuntimeOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
         "--runtime",
         metavar="torch|onnxruntime|openvino",
         help="Repeatable: one row per model and runtime (default torch; for int8 onnxruntime and openvino).",
     ),
+]
+
+
+def bench_command(
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    size: Annotated[str, typer.Option("--size", help="Input size: 512 or HEIGHTxWIDTH (e.g. 468x625).")] = "512",
+    batch: Annotated[int, typer.Option("--batch", help="Images per forward pass.")] = 1,
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = False,
+    compile_: CompileOpt = False,
+    compile_mode: CompileModeOpt = "default",
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed iterations before timing.")] = 10,
+    iters: ItersOpt = 50,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: ThreadsOpt = None,
+    fold_bn: FoldBnOpt = True,
+    postprocess: PostprocessOpt = True,
+    cudnn_benchmark: CudnnOpt = False,
+    num_classes: Annotated[int, typer.Option("--num-classes", help="Classes of the --model heads.")] = 21,
+    plot: PlotOpt = None,
+    plot_x: Annotated[str, typer.Option("--plot-x", metavar="gmacs|params", help="x axis of --plot.")] = "gmacs",
+    runtime: RuntimeOpt = None,
     json_out: JsonOpt = None,
-) -> None:
+) -> None:  # fmt: skip
     """Time models on random input with explicit warm-up and per-iteration timing; print a comparison."""
     from refine_cli.devices import resolve_device
     from refine_cli.engine.bench.benchmark import BenchSettings, run_benchmarks
@@ -80,8 +108,8 @@ def bench_command(
     )  # fmt: skip
     warn_if_slow_precision(settings.precision, resolve_device(device))  # before the run it would slow down
     results = run_benchmarks(
-        list(model), settings, checkpoint=checkpoint, on_start=lambda name: err.print(f"benchmarking {name} ..."),
-        runtimes=runtime,
+        list(model or []), settings, checkpoint=checkpoint, runtimes=list(runtime or []),
+        on_start=lambda name: err.print(f"benchmarking {name} ..."),
     )  # fmt: skip
     if plot is not None:
         from refine_cli.engine.bench.plot import plot_benchmarks

@@ -118,9 +118,9 @@ def _evaluate_checkpoint(
         f"{loaded.backend.precision}"
     )
     report = evaluate(
-        loaded.backend, dataset, split, scales=scales, flip=run.flip, tile=tile, crf=crf, batch_size=run.batch,
-        workers=run.workers, save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
-        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn, **protocol,
+        loaded.backend, dataset, split, run.config(), save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
+        settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn,
+        protocol=protocol["protocol"],
     )  # fmt: skip
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")

@@ -109,10 +109,9 @@ def predict_command(
         f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf, protocol)}"
     )
     summary = predict_images(
-        loaded.backend, paths, out_dir, palette=loaded.palette, classes=loaded.classes, scales=scales, flip=run.flip,
-        tile=tile, crf=crf, save_overlay=overlay, save_probs=probs, batch_size=run.batch, workers=run.workers,
-        progress=err.is_terminal, label_id_map=id_map, notify=warn, overlay_alpha=0.5 if alpha is None else alpha,
-        overlay_legend=legend, upsample=protocol["upsample"], short_side=protocol["short_side"],
+        loaded.backend, paths, out_dir, run.config(), palette=loaded.palette, classes=loaded.classes,
+        save_overlay=overlay, save_probs=probs, progress=err.is_terminal, label_id_map=id_map, notify=warn,
+        overlay_style=(0.5 if alpha is None else alpha, legend),
     )  # fmt: skip
     summary.failed[:0] = problems
     if videos:

@@ -9,22 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
 from refine_cli.data.format.unified import UnifiedDataset
 from tests.support.checkpoints import save_tiny_checkpoint
-from tests.support.cli import error_line
+from tests.support.cli import error_line, run_cli
 from tests.support.workspaces import ShapesWorkspace
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 ID_MAP = [7, 8, 11, 12, 13, 17]
-
-
-def _run(args: list[str]):  # noqa: ANN202 - click Result
-    return CliRunner().invoke(app, args)
 
 
 PREDICTED = 6  # images `refine predict` labels in the runtime comparisons
@@ -38,7 +32,7 @@ def exported(shapes_workspace: ShapesWorkspace, tmp_path_factory: pytest.TempPat
     facts = {"name": "shapes", "ignore_index": 255, "extra": {"train_id_to_label_id": ID_MAP}}
     checkpoint = save_tiny_checkpoint(root / "tiny.pt", meta.classes, meta.palette, extra={"dataset": facts})
     onnx_path = root / "tiny.onnx"
-    report = _json_of(_run(["export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"]))
+    report = _json_of(run_cli("export", str(checkpoint), "--format", "onnx", "--out", str(onnx_path), "--json", "-"))
     images = root / "images"
     images.mkdir()
     for path in sorted(shapes_workspace.images.iterdir())[:PREDICTED]:
@@ -80,8 +74,8 @@ def test_export_runs_any_size_like_pytorch(exported: dict) -> None:
 
 def _predict(images: Path, checkpoint: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
     """`refine predict` on a file or folder -> {png name: label map}."""
-    result = _run(["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
-                   *extra])  # fmt: skip
+    result = run_cli("predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
+                   *extra)  # fmt: skip
     assert result.exit_code == 0, result.output
     return {path.name: np.array(Image.open(path)) for path in sorted(out.glob("*.png"))}
 
@@ -104,8 +98,8 @@ def test_predict_through_onnx_equals_the_checkpoint(exported: dict, tmp_path: Pa
 def test_eval_through_onnx_equals_the_checkpoint(exported: dict) -> None:
     reports = []
     for checkpoint in (exported["ck"], exported["onnx"]):
-        result = _run(["eval", "--checkpoint", str(checkpoint), "--data", str(exported["data"]), "--split", "val",
-                       "--msc", "--flip", "--device", "cpu", "--json", "-"])  # fmt: skip
+        result = run_cli("eval", "--checkpoint", str(checkpoint), "--data", str(exported["data"]), "--split", "val",
+                       "--msc", "--flip", "--device", "cpu", "--json", "-")  # fmt: skip
         assert result.exit_code == 0, result.output
         reports.append(json.loads(result.stdout[result.stdout.index("{") :]))
     torch_report, onnx_report = reports
@@ -116,10 +110,10 @@ def test_eval_through_onnx_equals_the_checkpoint(exported: dict) -> None:
 def test_onnx_files_keep_their_export_precision(exported: dict, tmp_path: Path) -> None:
     """An fp32 file runs in fp32 only: --precision bf16 (or nonsense) is refused up front, nothing written."""
     base = ["predict", str(exported["images"]), "-c", str(exported["onnx"]), "--device", "cpu", "--json", "-"]
-    assert "was exported in fp32" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "bf16"]))
-    assert "unknown precision 'fp8'" in error_line(_run([*base, "--out", str(tmp_path / "a"), "--precision", "fp8"]))
+    assert "was exported in fp32" in error_line(run_cli(*base, "--out", str(tmp_path / "a"), "--precision", "bf16"))
+    assert "unknown precision 'fp8'" in error_line(run_cli(*base, "--out", str(tmp_path / "a"), "--precision", "fp8"))
     assert not (tmp_path / "a").exists()
-    same = _run([*base, "--out", str(tmp_path / "b"), "--precision", "fp32"])
+    same = run_cli(*base, "--out", str(tmp_path / "b"), "--precision", "fp32")
     assert same.exit_code == 0, same.output
     assert json.loads(same.stdout)["precision"] == "fp32" and len(list((tmp_path / "b").glob("*.png"))) == PREDICTED
 
@@ -144,7 +138,7 @@ def test_damaged_or_foreign_onnx_is_refused_with_one_line(exported: dict, tmp_pa
                          (foreign, "ONNX file without refine metadata"),
                          (bad_palette, "palette[0] must be [r, g, b] with integers 0..255")):  # fmt: skip
         for args in (["predict", str(image), "--out", str(tmp_path / "o")], ["eval", "--data", str(exported["data"])]):
-            result = _run([*args, "--checkpoint", str(path), "--device", "cpu"])
+            result = run_cli(*args, "--checkpoint", str(path), "--device", "cpu")
             assert result.exit_code == 2, result.output
             assert reason in result.output and "Traceback" not in result.output
             assert len(result.output.strip().splitlines()) == 1, result.output
@@ -155,10 +149,10 @@ def test_export_above_tolerance_leaves_nothing(exported: dict, tmp_path: Path) -
     """fp16 at a static size cannot meet a zero tolerance: exit 2, no file, no temporary left behind."""
     out = tmp_path / "half.onnx"
     args = ["export", str(exported["ck"]), "--out", str(out), "--static", "64x64", "--fp16", "--tolerance", "0"]
-    result = _run(args)
+    result = run_cli(*args)
     assert result.exit_code == 2 and "differs from PyTorch by" in result.output, result.output
     assert list(tmp_path.iterdir()) == []
-    bad = _run(["export", str(exported["ck"]), "--out", str(out), "--format", "tflite"])
+    bad = run_cli("export", str(exported["ck"]), "--out", str(out), "--format", "tflite")
     assert bad.exit_code == 2 and "unknown export format" in bad.output
 
 
@@ -185,15 +179,15 @@ def test_evaluate_on_sample_sees_every_image_with_its_prediction(exported: dict,
 def test_bench_times_both_runtimes_in_one_table() -> None:
     args = ["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "torch", "--runtime", "onnxruntime",
             "--size", "64", "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "3"]  # fmt: skip
-    result = _run([*args, "--json", "-"])
+    result = run_cli(*args, "--json", "-")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout[result.stdout.index("[") :])
     assert [row["runtime"] for row in rows] == ["torch", "onnxruntime"]
     assert rows[0]["onnxruntime"] is None and rows[1]["onnxruntime"]["providers"][0] == "CPUExecutionProvider"
     assert all(row["latency_ms"]["mean"] > 0 and row["bn_folded"] > 0 for row in rows)
-    refused = _run([*args, "--precision", "bf16"])
+    refused = run_cli(*args, "--precision", "bf16")
     assert refused.exit_code == 2 and "--runtime onnxruntime times fp32" in refused.output
-    unknown = _run(["bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "tensorrt", "--size", "64"])
+    unknown = run_cli("bench", "-m", "lw-refinenet-mobilenetv2", "--runtime", "tensorrt", "--size", "64")
     assert unknown.exit_code == 2 and "unknown runtime 'tensorrt'" in unknown.output
 
 
@@ -201,7 +195,7 @@ def test_bench_times_an_exported_file_under_onnx_runtime(exported: dict) -> None
     """`bench --checkpoint x.onnx` called a valid file "corrupt or of another kind"; now it is timed as it is."""
     args = ["bench", "--checkpoint", str(exported["onnx"]), "-m", "lw-refinenet-mobilenetv2", "--size", "64",
             "--warmup", "1", "--iters", "2", "--device", "cpu", "--num-classes", "6"]  # fmt: skip
-    result = _run([*args, "--json", "-"])
+    result = run_cli(*args, "--json", "-")
     assert result.exit_code == 0, result.output
     onnx_row, torch_row = json.loads(result.stdout)
     assert onnx_row["label"] == "lw-refinenet-mobilenetv2 (tiny.onnx)" and onnx_row["runtime"] == "onnxruntime"
@@ -210,9 +204,9 @@ def test_bench_times_an_exported_file_under_onnx_runtime(exported: dict) -> None
     assert onnx_row["params"] == torch_row["params"] and onnx_row["gmacs"] == torch_row["gmacs"]
     assert onnx_row["bn_folded"] == torch_row["bn_folded"] > 0 and onnx_row["latency_ms"]["mean"] > 0
     assert torch_row["label"] == "lw-refinenet-mobilenetv2" and torch_row["runtime"] == "torch"
-    table = _run(args)
+    table = run_cli(*args)
     assert "(tiny.onnx)" in table.stdout and "onnxruntime" in table.stdout  # the label wraps at its space
-    refused = _run([*args, "--precision", "bf16"])
+    refused = run_cli(*args, "--precision", "bf16")
     assert "runs at the precision it was exported with" in error_line(refused)
 
 
@@ -247,7 +241,7 @@ def static_export(exported: dict) -> dict:
     root = exported["root"]
     data = make_tiny_dataset(root, "wide", num_classes=6, train=1, val=3, size=STATIC)
     out = root / "static.onnx"
-    report = _json_of(_run(["export", str(exported["ck"]), "--out", str(out), "--static", "48x64", "--json", "-"]))
+    report = _json_of(run_cli("export", str(exported["ck"]), "--out", str(out), "--static", "48x64", "--json", "-"))
     return {"onnx": out, "report": report, "data": data}
 
 
@@ -278,8 +272,8 @@ def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
         np.testing.assert_array_equal(onnx_labels[name], labels, err_msg=name)
     reports = [
         _json_of(
-            _run(
-                [
+            run_cli(
+                *[
                     "eval",
                     "--checkpoint",
                     str(checkpoint),
@@ -300,12 +294,12 @@ def test_predict_and_eval_through_a_static_export_equal_the_checkpoint(
 
 def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static_export: dict, tmp_path: Path) -> None:
     onnx_path, square = static_export["onnx"], sorted(exported["images"].iterdir())[0]  # 64x64
-    line = error_line(_run(["predict", str(square), "--checkpoint", str(onnx_path), "--out",
-                                   str(tmp_path / "refused"), "--device", "cpu"]))  # fmt: skip
+    line = error_line(run_cli("predict", str(square), "--checkpoint", str(onnx_path), "--out",
+                                   str(tmp_path / "refused"), "--device", "cpu"))  # fmt: skip
     assert f"{onnx_path} was exported for 48x64 inputs only; this view is 64x64" in line
     assert "use --tile 48x64 without --msc" in line and not (tmp_path / "refused").exists()
     msc = ["eval", "--checkpoint", str(onnx_path), "--data", str(static_export["data"]), "--msc", "--device", "cpu"]
-    assert "exported for 48x64 inputs only" in error_line(_run(msc))
+    assert "exported for 48x64 inputs only" in error_line(run_cli(*msc))
     # with --tile 48x64 every window has the exported size: same labels as the checkpoint, tiled alike
     tiled_onnx = _predict(square, onnx_path, tmp_path / "onnx", "--tile", "48x64")
     tiled_torch = _predict(square, exported["ck"], tmp_path / "pt", "--tile", "48x64")
@@ -316,12 +310,12 @@ def test_a_static_export_refuses_other_sizes_unless_tiled(exported: dict, static
     small = tmp_path / "small.png"  # smaller than 48x64: a tile cannot help, and the hint must not suggest one
     Image.fromarray(np.full((32, 40, 3), 90, np.uint8)).save(small)
     args = ["predict", str(small), "--checkpoint", str(onnx_path), "--out", str(tmp_path / "o2"), "--tile", "48x64"]
-    line = error_line(_run([*args, "--device", "cpu"]))
+    line = error_line(run_cli(*args, "--device", "cpu"))
     assert "this view is 32x40" in line and "cannot be tiled: export without --static" in line
     bench = ["bench", "--checkpoint", str(onnx_path), "--iters", "2", "--warmup", "0", "--device", "cpu"]
-    line = error_line(_run([*bench, "--size", "64"]))
+    line = error_line(run_cli(*bench, "--size", "64"))
     assert "was exported for 48x64 inputs only, not --size 64x64" in line and "use --size 48x64" in line
-    timed = _run([*bench, "--size", "48x64", "--json", "-"])
+    timed = run_cli(*bench, "--size", "48x64", "--json", "-")
     assert timed.exit_code == 0 and json.loads(timed.stdout)[0]["size"] == [48, 64], timed.output
 
 
@@ -333,7 +327,7 @@ def test_fp16_export_stores_half_weights_and_keeps_the_labels(exported: dict, tm
     from refine_cli.engine.infer.onnx_backend import open_session
 
     half = tmp_path / "half.onnx"
-    report = _json_of(_run(["export", str(exported["ck"]), "--out", str(half), "--fp16", "--json", "-"]))
+    report = _json_of(run_cli("export", str(exported["ck"]), "--out", str(half), "--fp16", "--json", "-"))
     assert report["precision"] == "fp16" and report["tolerance"] == 5e-2
     assert set(report["max_abs_diff"]) == {"64x64", "97x131"}
     # within the fp16 tolerance, and not the ~1e-7 of an fp32 file: the weights were really rounded

@@ -9,18 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
 from tests.support.checkpoints import fitted_tiny_checkpoint
+from tests.support.cli import run_cli
 from tests.support.tiny_seg import make_tiny_dataset
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
-
-
-def _run(args: list[str]):  # noqa: ANN202 - click Result
-    return CliRunner().invoke(app, args)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _export(trained: dict, out: Path, *extra: str):  # noqa: ANN202
-    return _run(["export", str(trained["ck"]), "--int8", "--calib", str(trained["data"]), "--out", str(out), *extra])
+    return run_cli("export", str(trained["ck"]), "--int8", "--calib", str(trained["data"]), "--out", str(out), *extra)
 
 
 def test_int8_export_passes_the_gate_and_records_its_numbers(trained: dict, tmp_path: Path) -> None:
@@ -60,13 +55,13 @@ def test_int8_export_passes_the_gate_and_records_its_numbers(trained: dict, tmp_
     assert card.precision == "int8" and card.quantization == report["quantization"]
     # int8 weights: about a quarter of the fp32 file (12.6 MiB); both runtimes score what the export measured
     assert out.stat().st_size < 6 * 2**20
-    fp32 = _run(["eval", "--checkpoint", str(trained["ck"]), "--data", str(trained["data"]), "--json", "-"])
+    fp32 = run_cli("eval", "--checkpoint", str(trained["ck"]), "--data", str(trained["data"]), "--json", "-")
     assert json.loads(fp32.stdout)["miou"] * 100 == pytest.approx(numbers["miou_fp32"], abs=0.05)
     for runtime in ("onnxruntime", "openvino"):
         if runtime == "openvino":
             pytest.importorskip("openvino")
-        scored = _run(["eval", "--checkpoint", str(out), "--data", str(trained["data"]), "--runtime", runtime,
-                       "--json", "-"])  # fmt: skip
+        scored = run_cli("eval", "--checkpoint", str(out), "--data", str(trained["data"]), "--runtime", runtime,
+                       "--json", "-")  # fmt: skip
         assert scored.exit_code == 0, scored.output
         tolerance = 0.05 if runtime == "onnxruntime" else 1.0  # OpenVINO's int8 kernels round a little differently
         assert json.loads(scored.stdout)["miou"] * 100 == pytest.approx(numbers["miou_int8"], abs=tolerance)
@@ -100,10 +95,10 @@ def test_int8_calibration_never_scores_its_own_images() -> None:
 
 def test_int8_options_are_refused_where_they_mean_nothing(trained: dict, tmp_path: Path) -> None:
     checkpoint = str(trained["ck"])
-    result = _run(["export", checkpoint, "--int8", "--out", str(tmp_path / "a.onnx")])
+    result = run_cli("export", checkpoint, "--int8", "--out", str(tmp_path / "a.onnx"))
     assert result.exit_code == 2 and "--calib DATASET" in " ".join(result.output.split())
-    result = _run(["export", checkpoint, "--calib", str(trained["data"]), "--out", str(tmp_path / "b.onnx")])
+    result = run_cli("export", checkpoint, "--calib", str(trained["data"]), "--out", str(tmp_path / "b.onnx"))
     assert result.exit_code == 2 and "--calib is for --int8" in result.output
-    result = _run(["predict", str(trained["data"] / "images"), "-c", checkpoint, "--out", str(tmp_path / "p"),
-                   "--precision", "int8"])  # fmt: skip
+    result = run_cli("predict", str(trained["data"] / "images"), "-c", checkpoint, "--out", str(tmp_path / "p"),
+                   "--precision", "int8")  # fmt: skip
     assert result.exit_code == 2 and "refine export CK --int8" in " ".join(result.output.split())

@@ -8,18 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
 from tests.support.checkpoints import shapes_with_checkpoint
+from tests.support.cli import run_cli
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 pytest.importorskip("openvino")
-
-
-def _run(args: list[str]):  # noqa: ANN202 - click Result
-    return CliRunner().invoke(app, args)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +22,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("openvino")
     data, checkpoint = shapes_with_checkpoint(root, 10)
     onnx_path = root / "tiny.onnx"
-    result = _run(["export", str(checkpoint), "--out", str(onnx_path)])
+    result = run_cli("export", str(checkpoint), "--out", str(onnx_path))
     assert result.exit_code == 0, result.output
     return {"root": root, "data": data, "ck": checkpoint, "onnx": onnx_path}
 
@@ -43,8 +38,8 @@ def test_openvino_labels_equal_onnxruntime(exported: dict, tmp_path: Path, monke
     for runtime in ("onnxruntime", "openvino"):
         out = tmp_path / runtime
         tta = ["--msc", "0.75,1", "--flip", "--tile", "48x48"]
-        result = _run(["predict", str(exported["data"] / "images"), "--checkpoint", str(exported["onnx"]), "--out",
-                       str(out), "--runtime", runtime, *tta, "--json", "-"])  # fmt: skip
+        result = run_cli("predict", str(exported["data"] / "images"), "--checkpoint", str(exported["onnx"]), "--out",
+                       str(out), "--runtime", runtime, *tta, "--json", "-")  # fmt: skip
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["runtime"] == runtime
         labels[runtime] = _labels(out)
@@ -59,8 +54,8 @@ def test_openvino_labels_equal_onnxruntime(exported: dict, tmp_path: Path, monke
 def test_openvino_eval_scores_like_onnxruntime(exported: dict) -> None:
     scores = {}
     for runtime in ("onnxruntime", "openvino"):
-        result = _run(["eval", "--checkpoint", str(exported["onnx"]), "--data", str(exported["data"]), "--runtime",
-                       runtime, "--json", "-"])  # fmt: skip
+        result = run_cli("eval", "--checkpoint", str(exported["onnx"]), "--data", str(exported["data"]), "--runtime",
+                       runtime, "--json", "-")  # fmt: skip
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["runtime"] == runtime and report["precision"] == "fp32"
@@ -83,17 +78,19 @@ def test_openvino_refuses_damaged_and_foreign_files(exported: dict, tmp_path: Pa
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(exported["onnx"].read_bytes()[:5000])
     images = str(exported["data"] / "images")
-    result = _run(["predict", images, "--checkpoint", str(cut), "--out", str(tmp_path / "p1"), "--runtime", "openvino"])
+    result = run_cli(
+        "predict", images, "--checkpoint", str(cut), "--out", str(tmp_path / "p1"), "--runtime", "openvino"
+    )
     _one_line_error(result, "is not a readable ONNX model (OpenVINO")
     foreign = tmp_path / "foreign.onnx"
     model = onnx.load(str(exported["onnx"]))
     del model.metadata_props[:]
     onnx.save(model, str(foreign))
-    result = _run(["predict", images, "--checkpoint", str(foreign), "--out", str(tmp_path / "p2"), "--runtime",
-                   "openvino"])  # fmt: skip
+    result = run_cli("predict", images, "--checkpoint", str(foreign), "--out", str(tmp_path / "p2"), "--runtime",
+                   "openvino")  # fmt: skip
     _one_line_error(result, "without refine metadata")
-    result = _run(["predict", images, "--checkpoint", str(exported["ck"]), "--out", str(tmp_path / "p3"),
-                   "--runtime", "openvino"])  # fmt: skip
+    result = run_cli("predict", images, "--checkpoint", str(exported["ck"]), "--out", str(tmp_path / "p3"),
+                   "--runtime", "openvino")  # fmt: skip
     _one_line_error(result, "runs refine's ONNX files", "refine export")
     assert not (tmp_path / "p1").exists() and not (tmp_path / "p3").exists()
 
@@ -116,19 +113,19 @@ def test_openvino_precision_is_set_not_defaulted(exported: dict) -> None:
 
 
 def test_bench_times_openvino_and_int8(exported: dict, tmp_path: Path) -> None:
-    result = _run(["bench", "-m", "lw-refinenet-mobilenetv2", "--size", "64", "--warmup", "1", "--iters", "2",
-                   "--num-classes", "3", "--threads", "1", "--precision", "int8", "--json", "-"])  # fmt: skip
+    result = run_cli("bench", "-m", "lw-refinenet-mobilenetv2", "--size", "64", "--warmup", "1", "--iters", "2",
+                   "--num-classes", "3", "--threads", "1", "--precision", "int8", "--json", "-")  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [row["runtime"] for row in rows] == ["onnxruntime", "openvino"]
     assert all(row["precision"] == "int8" and "timing only" in row["calibration"] for row in rows)
     assert "int8 QDQ" in rows[0]["onnxruntime"]["graph"] and rows[1]["openvino"]["inference_precision"] == "f32"
-    result = _run(["bench", "--checkpoint", str(exported["onnx"]), "--runtime", "openvino", "--size", "64",
-                   "--warmup", "1", "--iters", "2", "--json", "-"])  # fmt: skip
+    result = run_cli("bench", "--checkpoint", str(exported["onnx"]), "--runtime", "openvino", "--size", "64",
+                   "--warmup", "1", "--iters", "2", "--json", "-")  # fmt: skip
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["runtime"] == "openvino" and row["model"] == "lw-refinenet-mobilenetv2" and row["num_classes"] == 6
     assert row["openvino"]["graph"].startswith("the exported file tiny.onnx") and row["latency_ms"]["mean"] > 0
     assert row["label"] == "lw-refinenet-mobilenetv2 (tiny.onnx)" and row["bn_folded"] > 0
-    result = _run(["bench", "-m", "lw-refinenet-mobilenetv2", "--precision", "int8", "--runtime", "torch"])
+    result = run_cli("bench", "-m", "lw-refinenet-mobilenetv2", "--precision", "int8", "--runtime", "torch")
     _one_line_error(result, "int8 runs a quantised ONNX graph")

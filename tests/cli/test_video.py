@@ -9,18 +9,13 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from refine_cli.cli.app import app
 from tests.support.checkpoints import save_tiny_checkpoint
+from tests.support.cli import run_cli
 
 FRAMES, WIDTH, HEIGHT, FPS = 7, 80, 48, 12.5
 CLASSES = ["background", "disc", "bar"]
 PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
-
-
-def _run(args: list[str]):  # noqa: ANN202 - click Result
-    return CliRunner().invoke(app, args)
 
 
 def _decode(path: Path) -> tuple[list[np.ndarray], float, tuple[int, int]]:
@@ -61,8 +56,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_video_in_overlay_video_out(clip: dict, tmp_path: Path) -> None:
     """Same size, rate and frame count; frames batched; label PNGs equal predicting the frames as images."""
     out = tmp_path / "out"
-    result = _run(["predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(out), "--frames",
-                   "--batch", "3", "--device", "cpu", "--json", str(tmp_path / "report.json")])  # fmt: skip
+    result = run_cli("predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(out), "--frames",
+                   "--batch", "3", "--device", "cpu", "--json", str(tmp_path / "report.json"))  # fmt: skip
     assert result.exit_code == 0, result.output
     frames, fps, size = _decode(out / "clip_overlay.mp4")
     assert len(frames) == FRAMES and size == (WIDTH, HEIGHT) and fps == pytest.approx(FPS)
@@ -70,14 +65,31 @@ def test_video_in_overlay_video_out(clip: dict, tmp_path: Path) -> None:
     assert video["frames"] == FRAMES and video["size"] == [WIDTH, HEIGHT] and video["frames_per_second"] > 0
     assert "frames/s" in result.output
     images = tmp_path / "images"
-    result = _run(["predict", str(clip["frames"]), "--checkpoint", str(clip["ck"]), "--out", str(images),
-                   "--device", "cpu"])  # fmt: skip
+    result = run_cli("predict", str(clip["frames"]), "--checkpoint", str(clip["ck"]), "--out", str(images),
+                   "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     labels = sorted((out / "clip_frames").glob("*.png"))
     assert [p.name for p in labels] == [f"{i:06d}.png" for i in range(FRAMES)]
     for path in labels:
         assert np.array_equal(np.array(Image.open(path)), np.array(Image.open(images / path.name)))
     assert not list(out.glob(".*")), "a temporary file was left behind"
+
+
+def test_alpha_styles_the_overlay_video_and_legend_is_refused(clip: dict, tmp_path: Path) -> None:
+    """--alpha reaches the video's blend (no --overlay needed); --legend would change the frame size: refused."""
+    originals = [cv2.imread(str(path)).astype(int) for path in sorted(clip["frames"].glob("*.png"))]
+    distance = {}
+    for alpha in ("0.1", "0.9"):
+        out = tmp_path / alpha
+        result = run_cli("predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(out),
+                       "--alpha", alpha, "--device", "cpu")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        frames, _, _ = _decode(out / "clip_overlay.mp4")
+        distance[alpha] = np.mean([np.abs(f.astype(int) - o).mean() for f, o in zip(frames, originals, strict=True)])
+    assert distance["0.9"] > distance["0.1"] + 2, distance
+    result = run_cli("predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "l"),
+                   "--legend")  # fmt: skip
+    _refused(result, "--legend", "an overlay video keeps the frame size")
 
 
 def _refused(result, *needles: str) -> None:  # noqa: ANN001
@@ -93,14 +105,14 @@ def _refused(result, *needles: str) -> None:  # noqa: ANN001
 def test_undecodable_video_and_missing_codec_are_one_line(clip: dict, tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
-    result = _run(["predict", str(broken), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "a")])
+    result = run_cli("predict", str(broken), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "a"))
     _refused(result, "broken.mp4 cannot be opened as a video")
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip["clip"].read_bytes()[:600])
-    result = _run(["predict", str(cut), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "b")])
+    result = run_cli("predict", str(cut), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "b"))
     _refused(result, "cut.mp4")
-    result = _run(["predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "c"),
-                   "--video-codec", "ZZZZ"])  # fmt: skip
+    result = run_cli("predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "c"),
+                   "--video-codec", "ZZZZ")  # fmt: skip
     _refused(result, "OpenCV cannot encode ZZZZ video", "--video-codec mp4v")
     assert not any((tmp_path / name).exists() for name in "abc"), "a refused run left an output folder"
 

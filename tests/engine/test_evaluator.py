@@ -14,6 +14,7 @@ from torch import nn
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.data.load.normalize import normalize_image
 from refine_cli.engine.eval.evaluator import evaluate, score_predictions
+from refine_cli.engine.infer.loop import InferenceConfig
 from refine_cli.errors import RefineError
 from tests.support.workspaces import ShapesWorkspace
 
@@ -52,7 +53,8 @@ def _reference_matrix(model: nn.Module, dataset: UnifiedDataset, split: str) -> 
 
 def test_evaluate_matches_a_plain_reference_loop(shapes: UnifiedDataset, tmp_path: Path) -> None:
     model = _TinyNet().eval()
-    report = evaluate(model, shapes, "train", progress=False, batch_size=3, save_pred_dir=tmp_path / "pred")
+    batched = InferenceConfig(batch_size=3)
+    report = evaluate(model, shapes, "train", batched, progress=False, save_pred_dir=tmp_path / "pred")
     reference = _reference_matrix(model, shapes, "train")
     iou = np.diag(reference) / (reference.sum(0) + reference.sum(1) - np.diag(reference))
     assert report.num_images == len(shapes.split_ids("train")) == 8  # batches of 3, 3 and 2
@@ -74,10 +76,8 @@ def test_tta_and_crf_paths_run_and_stay_in_range(shapes: UnifiedDataset) -> None
     from refine_cli.engine.infer.crf import CRFParams
 
     model = _TinyNet().eval()
-    report = evaluate(
-        model, shapes, "val", scales=(0.75, 1.0), flip=True, tile=(32, 32), crf=CRFParams(iterations=2),
-        workers=1, progress=False,
-    )  # fmt: skip
+    config = InferenceConfig(scales=(0.75, 1.0), flip=True, tile=(32, 32), crf=CRFParams(iterations=2), workers=1)
+    report = evaluate(model, shapes, "val", config, progress=False)
     assert report.settings["flip"] is True and report.settings["crf"]["iterations"] == 2
     assert 0.0 <= report.scores.pixel_acc <= 1.0 and report.num_images == 2
 

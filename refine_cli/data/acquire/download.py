@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from refine_cli import __version__
 from refine_cli.data.acquire.extract import LOCK_TIMEOUT, wait_note
@@ -123,20 +123,7 @@ def _fetch_once(
             part.unlink()  # no size to judge by: the part may be the wrong one, start over
         raise
     with response:
-        status = response.status
-        if status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            start = content_range.removeprefix("bytes ").partition("-")[0]
-            if not start.isdigit() or int(start) != offset:
-                raise _MirrorFailed(f"server answered range {content_range!r} to a request from byte {offset}")
-            total = content_range.rpartition("/")[2]
-            total_size = int(total) if total.isdigit() else None
-        else:
-            offset = 0  # the server ignored Range (or there was nothing to resume): start over
-            length = response.headers.get("Content-Length")
-            total_size = int(length) if length and length.isdigit() else None
-        if expected_size is not None and total_size is not None and total_size != expected_size:
-            raise _MirrorFailed(f"server offers {total_size} bytes, the manifest expects {expected_size}")
+        offset, total_size = _offered(response, offset, expected_size)
         hashers = {algo: hashlib.new(algo) for algo in algos}
         if offset:
             with open(part, "rb") as handle:  # resuming: hash what we already have
@@ -154,6 +141,25 @@ def _fetch_once(
     if total_size is not None and size != total_size:
         raise http.client.IncompleteRead(b"", total_size - size)
     return {algo: hasher.hexdigest() for algo, hasher in hashers.items()}
+
+
+def _offered(response: http.client.HTTPResponse, offset: int, expected_size: int | None) -> tuple[int, int | None]:
+    """(byte the body starts at, whole file size or None) as the server answered; a mirror that answers
+    another range or offers another size than the manifest's is given up (_MirrorFailed)."""
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")
+        start = content_range.removeprefix("bytes ").partition("-")[0]
+        if not start.isdigit() or int(start) != offset:
+            raise _MirrorFailed(f"server answered range {content_range!r} to a request from byte {offset}")
+        total = content_range.rpartition("/")[2]
+        total_size = int(total) if total.isdigit() else None
+    else:
+        offset = 0  # the server ignored Range (or there was nothing to resume): start over
+        length = response.headers.get("Content-Length")
+        total_size = int(length) if length and length.isdigit() else None
+    if expected_size is not None and total_size is not None and total_size != expected_size:
+        raise _MirrorFailed(f"server offers {total_size} bytes, the manifest expects {expected_size}")
+    return offset, total_size
 
 
 _HOST_NOT_FOUND = "host not found (no network or DNS?)"
@@ -264,6 +270,11 @@ def _download_locked(
                 time.sleep(backoff * (2**attempt))
             else:
                 failures.append(f"{url}: {reason} (after {retries + 1} attempts)")
+    _give_up(dest, part, failures, mismatch)
+
+
+def _give_up(dest: Path, part: Path, failures: list[str], mismatch: tuple[str, str, str] | None) -> NoReturn:
+    """Every mirror failed: one line naming each failure (a checksum mismatch first, it is not the network)."""
     if mismatch is not None:
         others = "; ".join(failures)
         raise ChecksumError(

@@ -149,6 +149,29 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
         problems.add(f"image {dataset.images_dir / images[sample_id]} has no label")
     for sample_id in sorted(labels - set(images)):
         problems.add(f"label {dataset.labels_dir / (sample_id + '.png')} has no image")
+    split_counts = _check_splits(dataset, labels & set(images), problems)
+    pairs = [(sample_id, images[sample_id]) for sample_id in sorted(labels & set(images))]
+    hist, present = _check_pairs(dataset, pairs, problems, workers, (full, progress))
+    num = meta.num_classes
+    return CheckReport(
+        path=str(dataset.path),
+        name=meta.name,
+        classes=list(meta.classes),
+        ignore_index=meta.ignore_index,
+        samples=len(pairs),
+        splits=split_counts,
+        class_pixels=[int(v) for v in hist[:num]],
+        class_images=[int(v) for v in present[:num]],
+        ignore_pixels=int(hist[meta.ignore_index]),
+        problems=problems.listed,
+        problem_count=problems.count,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_splits(dataset: UnifiedDataset, complete: set[str], problems: _Problems) -> dict[str, int]:
+    """Every split file against the samples that have an image and a label, and against meta.json's counts."""
+    meta = dataset.meta
     split_counts: dict[str, int] = {}
     for split in dataset.splits:
         ids = dataset.split_ids(split)
@@ -156,7 +179,7 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
         if len(set(ids)) != len(ids):
             problems.add(f"split {split!r} lists {len(ids) - len(set(ids))} sample(s) more than once")
         for sample_id in ids:
-            if sample_id not in labels or sample_id not in images:
+            if sample_id not in complete:
                 problems.add(f"split {split!r} names sample {sample_id!r}, which does not exist")
         expected = meta.splits.get(split)
         if expected is None:
@@ -165,14 +188,22 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
             problems.add(f"split {split!r} has {len(ids)} samples but meta.json says {expected}")
     for split in sorted(set(meta.splits) - set(split_counts)):
         problems.add(f"meta.json lists split {split!r} but splits/{split}.txt does not exist")
+    return split_counts
 
-    pairs = [(sample_id, images[sample_id]) for sample_id in sorted(labels & set(images))]
+
+def _check_pairs(
+    dataset: UnifiedDataset, pairs: list[tuple[str, str]], problems: _Problems, workers: int, how: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every (id, image file) pair with its label in `workers` processes: (class pixel histogram,
+    images per class) over 256 values; `how` is (full check, progress bar)."""
+    from tqdm import tqdm
+
+    full, progress = how
+    meta = dataset.meta
     chunks = [pairs[i : i + _CHUNK] for i in range(0, len(pairs), _CHUNK)]
     args = (str(dataset.path), meta.num_classes, meta.ignore_index, full)
     hist = np.zeros(256, dtype=np.int64)
     present = np.zeros(256, dtype=np.int64)
-    from tqdm import tqdm
-
     bar = tqdm(total=len(pairs), desc=f"check {meta.name}", unit=" samples", disable=not progress, leave=False)
     workers = pool_size(workers, len(chunks))
     pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) if workers > 1 else None
@@ -191,21 +222,7 @@ def check_dataset(path: Path | str, workers: int = 1, full: bool = False, progre
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     bar.close()
-    num = meta.num_classes
-    return CheckReport(
-        path=str(dataset.path),
-        name=meta.name,
-        classes=list(meta.classes),
-        ignore_index=meta.ignore_index,
-        samples=len(pairs),
-        splits=split_counts,
-        class_pixels=[int(v) for v in hist[:num]],
-        class_images=[int(v) for v in present[:num]],
-        ignore_pixels=int(hist[meta.ignore_index]),
-        problems=problems.listed,
-        problem_count=problems.count,
-        seconds=time.perf_counter() - start,
-    )
+    return hist, present
 
 
 RARE_FRACTION = 0.005  # a class under 0.5 % of the labelled pixels gets a note

@@ -295,8 +295,7 @@ def benchmark_one(
     complexity = measure(counter or builder, settings.height, settings.width)  # type: ignore[arg-type]
     memory = PeakMemory(device)
     memory.start()
-    file = checkpoint if builder is None else None
-    timed = _prepare_step(builder, settings, device, runtime, memory, file)
+    timed = _prepare_step(builder, settings, device, runtime, memory, checkpoint if builder is None else None)
     timer_device = device if runtime == "torch" else torch.device("cpu")  # session.run returns host arrays
     for _ in range(settings.warmup):
         timed.step()
@@ -305,8 +304,7 @@ def benchmark_one(
     memory_mib = memory.result_mib()
     threads = timed.runtime_info["threads"] if timed.runtime_info else torch.get_num_threads()
     notes = _cpu_notes(settings, runtime, threads) if device.type == "cpu" else []
-    if memory.note:
-        notes.append(memory.note)
+    notes += [memory.note] if memory.note else []
     precision = _row_precision(settings.precision, runtime, file_precision)
     if precision.startswith("int8") and calibration is None:
         from refine_cli.engine.bench.onnx_timing import RANDOM_CALIBRATION_NOTE
@@ -314,38 +312,33 @@ def benchmark_one(
         calibration = RANDOM_CALIBRATION_NOTE
         notes.append(RANDOM_CALIBRATION_NOTE)
     return BenchResult(
-        model=name,
-        label=label or name,
-        runtime=runtime,
+        model=name, label=label or name, runtime=runtime, checkpoint=checkpoint, calibration=calibration,
         onnxruntime=timed.runtime_info if runtime == "onnxruntime" else None,
         openvino=timed.runtime_info if runtime == "openvino" else None,
-        calibration=calibration,
-        checkpoint=checkpoint,
-        num_classes=num_classes or settings.num_classes,
-        params=complexity.params,
-        gmacs=round(complexity.gmacs, 3),
+        num_classes=num_classes or settings.num_classes, params=complexity.params, gmacs=round(complexity.gmacs, 3),
         mac_unit=MAC_UNIT_NOTE + "; per image at the benchmarked size",
         latency_ms={key: round(value, 4) for key, value in stats.items()},
         fps=round(settings.batch * 1000.0 / stats["mean"], 3),
-        peak_memory_mb=memory_mib.get("peak_memory_mb"),
-        peak_reserved_mb=memory_mib.get("peak_reserved_mb"),
-        device=str(device),
-        precision=precision,
-        batch=settings.batch,
-        size=[settings.height, settings.width],
-        channels_last=settings.channels_last and runtime == "torch",
-        compile=settings.compile and runtime == "torch",
-        compile_mode=settings.compile_mode if settings.compile else None,
+        peak_memory_mb=memory_mib.get("peak_memory_mb"), peak_reserved_mb=memory_mib.get("peak_reserved_mb"),
+        device=str(device), precision=precision, bn_folded=timed.bn_folded, threads=threads,
         compile_time_s=None if timed.compile_time is None else round(timed.compile_time, 3),
-        bn_folded=timed.bn_folded,
-        timed="forward + upsample to input + argmax" if settings.postprocess else "forward only",
-        timer="cuda events, synchronised per iteration" if timer_device.type == "cuda" else "time.perf_counter",
-        warmup=settings.warmup,
-        iters=settings.iters,
-        threads=threads,
-        malloc_tuned=allocator_tuned(),
-        notes=notes,
-    )
+        malloc_tuned=allocator_tuned(), notes=notes, **_method(settings, runtime, timer_device),
+    )  # fmt: skip
+
+
+def _method(settings: BenchSettings, runtime: str, timer_device: torch.device) -> dict[str, Any]:
+    """The fields of a row that say how it was timed (what the reader needs to reproduce it)."""
+    return {
+        "batch": settings.batch,
+        "size": [settings.height, settings.width],
+        "channels_last": settings.channels_last and runtime == "torch",
+        "compile": settings.compile and runtime == "torch",
+        "compile_mode": settings.compile_mode if settings.compile else None,
+        "timed": "forward + upsample to input + argmax" if settings.postprocess else "forward only",
+        "timer": "cuda events, synchronised per iteration" if timer_device.type == "cuda" else "time.perf_counter",
+        "warmup": settings.warmup,
+        "iters": settings.iters,
+    }
 
 
 def _row_precision(asked: str, runtime: str, file_precision: str | None) -> str:

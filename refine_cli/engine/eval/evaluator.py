@@ -21,8 +21,7 @@ from refine_cli.data.format.imageio import encode_label_png, read_label
 from refine_cli.data.format.palette import palette_array
 from refine_cli.data.format.unified import DatasetMeta, UnifiedDataset
 from refine_cli.engine.eval.metrics import ConfusionMatrix, Scores
-from refine_cli.engine.infer.crf import CRFParams
-from refine_cli.engine.infer.loop import Backend, as_backend, prefetch, run_inference
+from refine_cli.engine.infer.loop import Backend, InferenceConfig, as_backend, prefetch, run_inference
 from refine_cli.errors import RefineError
 from refine_cli.fileio import write_bytes_atomic
 
@@ -113,14 +112,9 @@ def evaluate(
     model: nn.Module | Backend,
     dataset: UnifiedDataset,
     split: str,
+    config: InferenceConfig = InferenceConfig(),  # noqa: B008 - frozen, so one shared default is safe
     *,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    tile: tuple[int, int] | None = None,
-    crf: CRFParams | None = None,
     device: torch.device | str | None = None,
-    batch_size: int = 1,
-    workers: int | None = None,
     save_pred_dir: Path | None = None,
     progress: bool = True,
     limit: int | None = None,
@@ -128,85 +122,72 @@ def evaluate(
     distributed: bool = False,
     on_sample: SampleCallback | None = None,
     notify: Callable[[str], None] | None = None,
-    upsample: str = "bilinear",
-    short_side: tuple[int, int] | None = None,
     protocol: str | None = None,
     ids: Sequence[str] | None = None,
 ) -> EvalReport:
     """Score `model` (an nn.Module or an inference-loop backend, e.g. ONNX Runtime) on `split`.
 
-    An nn.Module is put in eval mode (callers in training restore train mode). `workers` sets the
-    CRF worker processes (None = one per spare core). `settings` entries (e.g. the checkpoint path)
-    are merged into the report's settings. With `distributed` and an initialised process group, each
-    rank scores every world_size-th image and the matrices are summed, so every rank returns the
-    same full-split report and no image is counted twice.
+    An nn.Module is put in eval mode (callers in training restore train mode). `config` says how each
+    image is predicted (TTA, tiles, CRF, batch, test protocol); `protocol` names the `--msc` preset it
+    came from. `settings` entries (e.g. the checkpoint path) are merged into the report's settings. With
+    `distributed` and an initialised process group, each rank scores every world_size-th image and the
+    matrices are summed, so every rank returns the same full-split report and no image counts twice.
 
     `on_sample(sample_id, image_rgb, label, pred)` is called once per image, in split order, on the
-    calling thread, right after the image is scored (and its PNG saved): image_rgb HxWx3 uint8,
-    label HxW uint8 as stored (ignore pixels included), pred HxW uint8 class indices (after TTA and
-    CRF), all NumPy at the label's resolution. With `distributed`, each rank sees only its own images.
-    An exception from it stops the evaluation. `ids` scores these samples instead of the split's
-    (e.g. calibration images held out by `refine export --int8`); `split` then only names them.
-
-    `upsample` (bilinear, bicubic) and `short_side` are the test protocol (see `tta.predict_batch_probs`);
-    `protocol` names the `--msc` preset they came from. All three are recorded in the report.
+    calling thread, right after the image is scored (and its PNG saved): NumPy arrays at the label's
+    resolution (label as stored, ignore pixels included; pred after TTA and CRF). With `distributed`,
+    each rank sees only its own images. An exception from it stops the evaluation. `ids` scores these
+    samples instead of the split's (e.g. images held out by `refine export --int8`).
     """
     meta = dataset.meta
     backend = as_backend(model)
     check_classes_match(backend.num_classes, meta)
     all_ids = list(ids) if ids is not None else _split_ids(dataset, split, limit)
     rank, world = _rank_and_world() if distributed else (0, 1)
-    ids = all_ids[rank::world]
     device = torch.device(device) if device is not None else backend.device
     scorer = _Scorer(dataset, device, save_pred_dir, on_sample)
     start = time.perf_counter()
-    bar = _progress_bar(len(ids), f"eval {meta.name}/{split}", progress)
+    _score_all(backend, dataset, all_ids[rank::world], scorer, config, (f"eval {meta.name}/{split}", progress, notify))
+    if world > 1:
+        scorer.matrix.reduce_distributed()
+    resolved = _inference_settings(dataset, split, config, backend, device)
+    resolved = {**resolved, "protocol": protocol, **(settings or {})}
+    return EvalReport(scorer.matrix.compute(), list(meta.classes), len(all_ids), resolved, time.perf_counter() - start)
+
+
+def _score_all(
+    backend: Backend, dataset: UnifiedDataset, ids: list[str], scorer: _Scorer, config: InferenceConfig,
+    show: tuple[str, bool, Callable[[str], None] | None],
+) -> None:  # fmt: skip
+    """Predict and score every sample of `ids` (decoding ahead of the model); `show` is (bar title, bar or not,
+    where notes go)."""
+    title, progress, notify = show
+    bar = _progress_bar(len(ids), title, progress)
     pairs = prefetch(lambda sample_id: _image_and_label(dataset, sample_id), ids)
     samples = (((sample_id, label), image) for sample_id, (image, label) in pairs)
     try:
-        for prediction in run_inference(
-            backend, samples, scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
-            notify=notify, upsample=upsample, short_side=short_side,
-        ):  # fmt: skip
+        for prediction in run_inference(backend, samples, config, notify=notify):
             sample_id, label = prediction.key
             scorer.record(sample_id, prediction.label, label, prediction.image)
             bar.update(1)
     finally:
         bar.close()
-    if world > 1:
-        scorer.matrix.reduce_distributed()
-    protocol_settings = {
-        "protocol": protocol,
-        "upsample": upsample,
-        "short_side": list(short_side) if short_side else None,
-    }
-    resolved = {
-        **_inference_settings(dataset, split, scales, flip, tile, crf, backend, device),
-        **protocol_settings,
-        **(settings or {}),
-    }
-    return EvalReport(scorer.matrix.compute(), list(meta.classes), len(all_ids), resolved, time.perf_counter() - start)
 
 
 def _inference_settings(
-    dataset: UnifiedDataset,
-    split: str,
-    scales: Sequence[float],
-    flip: bool,
-    tile: tuple[int, int] | None,
-    crf: CRFParams | None,
-    backend: Backend,
-    device: torch.device,
+    dataset: UnifiedDataset, split: str, config: InferenceConfig, backend: Backend, device: torch.device
 ) -> dict[str, Any]:
     """What was scored, how the views were made and what ran them, as the report records it."""
     return {
         "dataset": dataset.meta.name,
         "dataset_path": str(dataset.path),
         "split": split,
-        "scales": [float(s) for s in scales],
-        "flip": bool(flip),
-        "tile": list(tile) if tile else None,
-        "crf": crf.to_dict() if crf is not None else None,
+        "scales": [float(s) for s in config.scales],
+        "flip": bool(config.flip),
+        "tile": list(config.tile) if config.tile else None,
+        "crf": config.crf.to_dict() if config.crf is not None else None,
+        "upsample": config.upsample,
+        "short_side": list(config.short_side) if config.short_side else None,
         "device": str(device),
         "runtime": backend.runtime,
         "precision": backend.precision,

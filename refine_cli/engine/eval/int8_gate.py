@@ -87,9 +87,7 @@ def _calibration(settings: Int8Settings, ids: list[str], card: OnnxModelCard, ti
 def _score(path: Path, settings: Int8Settings, split: str, ids: list[str], progress: bool, on_sample: Any) -> Any:
     loaded = load_model(path, "cpu", runtime=settings.runtime)
     check_classes_match(loaded.num_classes, settings.dataset.meta, f"checkpoint {path.name}")
-    return evaluate(
-        loaded.backend, settings.dataset, split, progress=progress, ids=ids, on_sample=on_sample, batch_size=1
-    )
+    return evaluate(loaded.backend, settings.dataset, split, progress=progress, ids=ids, on_sample=on_sample)
 
 
 class _LabelComparison:

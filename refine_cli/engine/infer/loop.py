@@ -261,32 +261,44 @@ class Prediction:
         return self.label.astype(np.uint8, copy=False)
 
 
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How each image is predicted; one value shared by `run_inference`, `evaluate`, `predict_images` and video.
+
+    `scales` and `flip` are the TTA views, `tile` the sliding window (None: whole images, auto-tiled when
+    huge), `crf` the dense CRF run in `workers` processes, `batch_size` the same-size images per forward
+    pass, `upsample` and `short_side` the test protocol's logit resize and short-side range (see
+    `tta.predict_batch_probs`).
+    """
+
+    scales: Sequence[float] = (1.0,)
+    flip: bool = False
+    tile: tuple[int, int] | None = None
+    crf: CRFParams | None = None
+    batch_size: int = 1
+    workers: int | None = None
+    upsample: str = "bilinear"
+    short_side: tuple[int, int] | None = None
+
+
 def run_inference(
     model: nn.Module | Backend,
     samples: Iterable[tuple[Any, np.ndarray]],
+    config: InferenceConfig = InferenceConfig(),  # noqa: B008 - frozen, so one shared default is safe
     *,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    tile: tuple[int, int] | None = None,
-    crf: CRFParams | None = None,
-    batch_size: int = 1,
-    workers: int | None = None,
     want_probs: bool = False,
     notify: Callable[[str], None] | None = None,
-    upsample: str = "bilinear",
-    short_side: tuple[int, int] | None = None,
 ) -> Iterator[Prediction]:
     """(key, HxWx3 uint8 RGB) samples -> Predictions in the same order, at each image's own resolution.
 
-    Images of equal shape are batched (up to `batch_size`); every view of the TTA goes through the
-    backend; with `crf` the dense CRF runs in `workers` processes while the next batch is inferred.
-    `want_probs` also returns the (CRF-refined) class probabilities as float32 (C,H,W). `upsample` and
-    `short_side` are the test protocol's logit resize and short-side range (see `predict_batch_probs`).
-    Without `tile`, an image over AUTO_TILE_PIXELS is predicted in AUTO_TILE windows all the same
-    (`notify` is told once), so the memory a command needs grows with the tile, not with whatever size
-    an image claims.
+    Images of equal shape are batched; every view of the TTA goes through the backend; with a CRF it
+    runs in worker processes while the next batch is inferred. `want_probs` also returns the
+    (CRF-refined) class probabilities as float32 (C,H,W). Without a tile, an image over AUTO_TILE_PIXELS
+    is predicted in AUTO_TILE windows all the same (`notify` is told once), so the memory a command
+    needs grows with the tile, not with whatever size an image claims.
     """
     backend = as_backend(model)
+    scales, tile, crf = config.scales, config.tile, config.crf
     labels_only = crf is None and not want_probs  # then one view needs no softmax (see predict_batch_probs)
     announced: list[bool] = []
 
@@ -302,14 +314,14 @@ def run_inference(
         return AUTO_TILE
 
     def forward() -> Iterator[tuple[Any, np.ndarray, torch.Tensor]]:
-        for group in same_size_batches(samples, max(1, batch_size)):
+        for group in same_size_batches(samples, max(1, config.batch_size)):
             images = torch.stack(
                 [normalize_image(image, backend.device, backend.mean, backend.std) for _, image in group]
             )
             window = tiles_for(*images.shape[-2:])
             probs = predict_batch_probs(
-                backend, images, scales=scales, flip=flip, tile=window, labels_only=labels_only, upsample=upsample,
-                short_side=short_side,
+                backend, images, scales=scales, flip=config.flip, tile=window, labels_only=labels_only,
+                upsample=config.upsample, short_side=config.short_side,
             )  # fmt: skip
             for (key, image), sample_probs in zip(group, probs, strict=True):
                 yield key, image, sample_probs
@@ -318,7 +330,7 @@ def run_inference(
         for key, image, probs in forward():
             yield Prediction(key, image, probs.argmax(0), probs.float().cpu().numpy() if want_probs else None)
         return
-    with CRFPool(crf, workers) as pool:
+    with CRFPool(crf, config.workers) as pool:
         stream = ((key, image, probs.float().cpu().numpy()) for key, image, probs in forward())
         results = pool.map_ordered(stream, lambda item: (item[1], item[2]), labels_only=not want_probs)
         for (key, image, _), refined in results:

@@ -19,8 +19,7 @@ from torch import nn
 
 from refine_cli.data.format.imageio import ImageReadError, encode_label_png, read_rgb
 from refine_cli.data.format.palette import palette_array, prediction_overlay
-from refine_cli.engine.infer.crf import CRFParams
-from refine_cli.engine.infer.loop import Backend, prefetch, run_inference
+from refine_cli.engine.infer.loop import Backend, InferenceConfig, prefetch, run_inference
 from refine_cli.errors import RefineError
 from refine_cli.fileio import check_writable_folder, write_bytes_atomic
 
@@ -86,39 +85,30 @@ def predict_images(
     model: nn.Module | Backend,
     paths: list[Path],
     out_dir: Path,
+    config: InferenceConfig = InferenceConfig(),  # noqa: B008 - frozen, so one shared default is safe
     *,
     palette: list[list[int]] | None,
     classes: list[str],
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    tile: tuple[int, int] | None = None,
-    crf: CRFParams | None = None,
     save_overlay: bool = False,
     save_probs: bool = False,
-    batch_size: int = 1,
-    workers: int | None = None,
     progress: bool = True,
     label_id_map: Sequence[int] | None = None,
-    overlay_alpha: float = 0.5,
-    overlay_legend: bool = False,
+    overlay_style: tuple[float, bool] = (0.5, False),
     notify: Callable[[str], None] | None = None,
-    upsample: str = "bilinear",
-    short_side: tuple[int, int] | None = None,
 ) -> PredictSummary:
     """Write `<stem>.png` (+ `<stem>_overlay.jpg`, `<stem>_probs.npz`) into `out_dir` for each image.
 
-    `upsample` and `short_side` are the test protocol (see `tta.predict_batch_probs`).
-
-    With `label_id_map` (class index -> source id, e.g. Cityscapes trainId -> labelId) `<stem>.png` holds
-    the source ids as a plain 8-bit grayscale PNG, the format benchmark servers expect; ignore and any
-    index without an entry become 0. The overlay blends the labels at `overlay_alpha` with every region
-    outlined, and with `overlay_legend` a legend of the classes present below the picture.
+    `config` says how each image is predicted (TTA, tiles, CRF, batch, test protocol). With `label_id_map`
+    (class index -> source id, e.g. Cityscapes trainId -> labelId) `<stem>.png` holds the source ids as a
+    plain 8-bit grayscale PNG, the format benchmark servers expect; ignore and any index without an entry
+    become 0. `overlay_style` is (alpha, legend): the overlay blends the labels at alpha with every region
+    outlined, and with legend a legend of the classes present below the picture.
     """
     from tqdm import tqdm
 
     _check_unique_stems(paths)
     writer = PredictionWriter(out_dir, palette, classes, save_overlay, save_probs, label_id_map)
-    writer.overlay_alpha, writer.overlay_legend = overlay_alpha, overlay_legend
+    writer.overlay_alpha, writer.overlay_legend = overlay_style
     summary = PredictSummary(out_dir=out_dir)
     created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     check_writable_folder(out_dir)  # right before the loop: its `finally` removes them if nothing is written
@@ -134,10 +124,7 @@ def predict_images(
                 yield path, image
 
     try:
-        for prediction in run_inference(
-            model, decoded(), scales=scales, flip=flip, tile=tile, crf=crf, batch_size=batch_size, workers=workers,
-            want_probs=save_probs, notify=notify, upsample=upsample, short_side=short_side,
-        ):  # fmt: skip
+        for prediction in run_inference(model, decoded(), config, want_probs=save_probs, notify=notify):
             path = prediction.key
             written = writer.write(path.stem, prediction.image, prediction.label_array(), prediction.probs)
             summary.outputs += written

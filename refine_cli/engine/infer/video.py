@@ -18,7 +18,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,7 @@ import numpy as np
 
 from refine_cli.data.format.imageio import MAX_PIXELS_ENV, max_pixels
 from refine_cli.data.format.palette import overlay, palette_array
-from refine_cli.engine.infer.crf import CRFParams
-from refine_cli.engine.infer.loop import Backend, run_inference
+from refine_cli.engine.infer.loop import Backend, InferenceConfig, run_inference
 from refine_cli.engine.infer.predictor import PredictionWriter
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path, ensure_free_space
@@ -284,22 +283,15 @@ class _FrameWriter(threading.Thread):
 
 @dataclass
 class VideoOptions:
-    """How a video is predicted and what is written besides the overlay video."""
+    """How a video is predicted (`config`, as for images) and what is written besides the overlay video."""
 
-    scales: Sequence[float] = (1.0,)
-    flip: bool = False
-    tile: tuple[int, int] | None = None
-    crf: CRFParams | None = None
-    batch_size: int = 1
-    workers: int | None = None
+    config: InferenceConfig = field(default_factory=InferenceConfig)
     codec: str = DEFAULT_CODEC
     save_frames: bool = False
     show: bool | None = None  # None: a window for live sources when a display exists
     progress: bool = True
     notify: Callable[[str], None] | None = None
     alpha: float = 0.5  # overlay strength
-    upsample: str = "bilinear"  # the test protocol's logit resize and short-side range (see run_inference)
-    short_side: tuple[int, int] | None = None
 
 
 def predict_video(
@@ -362,11 +354,7 @@ def _run(
     reader.start()
     writer.start()
     try:
-        for prediction in run_inference(
-            backend, iter(reader), scales=options.scales, flip=options.flip, tile=options.tile, crf=options.crf,
-            batch_size=options.batch_size, workers=options.workers, notify=options.notify, upsample=options.upsample,
-            short_side=options.short_side,
-        ):  # fmt: skip
+        for prediction in run_inference(backend, iter(reader), options.config, notify=options.notify):
             label = prediction.label_array()
             if summary.shown and _show(cv2, overlay(prediction.image, label, table, options.alpha), summary.input):
                 break
