@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -20,6 +20,9 @@ from refine_cli.cli._options import (
     with_shared_options,
 )
 from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES, MSC_PRESETS
+
+if TYPE_CHECKING:
+    from refine_cli.engine.infer.loop import InferenceConfig
 
 DEFAULT_MSC = ",".join(f"{scale:g}" for scale in DEFAULT_MSC_SCALES)  # the TTA module's, spelled for the CLI
 # `--msc` alone means the default scale set (see fill_optional_values in _options.py); a preset name counts.
@@ -165,7 +168,7 @@ class InferenceOptions:
             "protocol": setting.preset if setting else None,
         }
 
-    def config(self) -> Any:
+    def config(self) -> InferenceConfig:
         """The engine's InferenceConfig: the views, the CRF, batching and the test protocol, checked."""
         from refine_cli.engine.infer.loop import InferenceConfig
 
