@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from refine_cli.cli._console import emit_json, err, out, tagged
+from refine_cli.cli._console import emit_json, err, out, tagged, warn
 from refine_cli.cli._options import JsonOpt, parse_size
 from refine_cli.engine.infer.quantize import DEFAULT_CALIB_IMAGES, DEFAULT_MAX_DROP, DEFAULT_QUANTIZER
 
@@ -82,7 +82,7 @@ def export_command(
         from refine_cli.engine.eval.int8_gate import export_int8
 
         report = export_int8(checkpoint, out_path, int8_settings, opset=opset, static=static_size,
-                             progress=err.is_terminal, notify=err.print)  # fmt: skip
+                             progress=err.is_terminal, notify=err.print, warn=warn)  # fmt: skip
     else:
         report = export_checkpoint(
             checkpoint, out_path, opset=opset, static=static_size, fp16=fp16, tolerance=tolerance

@@ -44,6 +44,7 @@ def test_int8_export_passes_the_gate_and_records_its_numbers(trained: dict, tmp_
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "mIoU fp32" in text and "int8" in text and "pixels changed label" in text
+    assert "warning: the accuracy gate scores only 4 image(s) (val)" in text  # a small val split is named as such
     report = json.loads((tmp_path / "report.json").read_text())
     numbers = report["quantization"]["evaluation"]
     assert report["precision"] == "int8" and numbers["split"] == "val" and numbers["images"] == 4

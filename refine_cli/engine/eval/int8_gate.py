@@ -40,6 +40,8 @@ from refine_cli.engine.infer.quantize import (
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 
+FEW_SCORED_IMAGES = 10  # below this the gate still runs, and says how little it can tell
+
 
 @dataclasses.dataclass(frozen=True)
 class Int8Settings:
@@ -127,8 +129,12 @@ def export_int8(
     static: tuple[int, int] | None = None,
     progress: bool = True,
     notify: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ExportReport:
-    """Export, quantise, score fp32 against int8, gate on the mIoU drop, then write `out` with the numbers inside."""
+    """Export, quantise, score fp32 against int8, gate on the mIoU drop, then write `out` with the numbers inside.
+
+    `notify` gets progress lines; `warn` (else `notify`) is told when the gate scores too few images to mean
+    much (under FEW_SCORED_IMAGES: a small own dataset's val split)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -136,6 +142,11 @@ def export_int8(
         raise RefineError(f"--out {out} is a folder", hint="give a file name, e.g. --out model-int8.onnx")
     calib_ids, scored_name, scored_ids = _plan(settings)
     say = notify or (lambda _: None)
+    if len(scored_ids) < FEW_SCORED_IMAGES:
+        (warn or say)(
+            f"the accuracy gate scores only {len(scored_ids)} image(s) ({scored_name}): a drop measured on so few "
+            "says little about the images you will predict; a val split of a few dozen makes it count"
+        )
     with tempfile.TemporaryDirectory(prefix="refine-int8-") as folder:
         fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         report = export_checkpoint(checkpoint, fp32_path, opset=opset, static=static)
