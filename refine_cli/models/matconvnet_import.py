@@ -196,10 +196,9 @@ def convert_matconvnet(
     """
     from refine_cli.fileio import ensure_free_space
     from refine_cli.guards import refuse_output_over_inputs
-    from refine_cli.models import create_model, model_info
+    from refine_cli.models import model_info
     from refine_cli.models.checkpoint import save_checkpoint
     from refine_cli.models.convert import file_sha256
-    from refine_cli.models.weights import check_keys
 
     src, out = Path(src), Path(out)
     if expect_model is not None:
@@ -219,12 +218,7 @@ def convert_matconvnet(
         if given is not None and given != found:
             raise RefineError(f"{src.name} holds a {name} with {num_classes} classes, not {flag} {given}",
                               hint=f"drop {flag}: the file says what it is")  # fmt: skip
-    with torch.device("meta"):
-        skeleton = create_model(name, num_classes=num_classes, **architecture)
-    problem = check_keys({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, state, optional=())
-    if problem:
-        raise RefineError(f"the weights of {src.name} do not fit {name}: {problem}",
-                          hint="the file is damaged or a variant refine does not know; please report it")  # fmt: skip
+    skeleton = _fitting_skeleton(src, name, num_classes, architecture, state)
     classes, palette = class_table(chosen.refine_dataset)
     ensure_free_space(out.parent, sum(v.numel() * v.element_size() for v in state.values()), "write the checkpoint")
     sha = file_sha256(src)
@@ -243,6 +237,22 @@ def convert_matconvnet(
         params=sum(p.numel() for p in skeleton.parameters()), source=str(src), source_sha256=sha,
         source_params=len(model.params) + 2, out=str(out),
     )  # fmt: skip
+
+
+def _fitting_skeleton(
+    src: Path, name: str, num_classes: int, architecture: dict[str, Any], state: dict[str, torch.Tensor]
+) -> torch.nn.Module:
+    """The refine model (weightless, on the meta device) that the converted weights must fill exactly."""
+    from refine_cli.models import create_model
+    from refine_cli.models.weights import check_keys
+
+    with torch.device("meta"):
+        skeleton = create_model(name, num_classes=num_classes, **architecture)
+    problem = check_keys({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, state, optional=())
+    if problem:
+        raise RefineError(f"the weights of {src.name} do not fit {name}: {problem}",
+                          hint="the file is damaged or a variant refine does not know; please report it")  # fmt: skip
+    return skeleton
 
 
 __all__ = ["CHECKED", "MATLAB_INPUT", "MatConvNetReport", "convert_matconvnet", "matconvnet_state_dict"]

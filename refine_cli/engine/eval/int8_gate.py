@@ -142,11 +142,7 @@ def export_int8(
         raise RefineError(f"--out {out} is a folder", hint="give a file name, e.g. --out model-int8.onnx")
     calib_ids, scored_name, scored_ids = _plan(settings)
     say = notify or (lambda _: None)
-    if len(scored_ids) < FEW_SCORED_IMAGES:
-        (warn or say)(
-            f"the accuracy gate scores only {len(scored_ids)} image(s) ({scored_name}): a drop measured on so few "
-            "says little about the images you will predict; a val split of a few dozen makes it count"
-        )
+    _warn_if_few(len(scored_ids), scored_name, warn or say)
     with tempfile.TemporaryDirectory(prefix="refine-int8-") as folder:
         fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         report = export_checkpoint(checkpoint, fp32_path, opset=opset, static=static)
@@ -181,6 +177,14 @@ def export_int8(
         report, out=str(out), precision="int8", bytes=out.stat().st_size, metadata=card.to_props(),
         quantization=quantization,
     )  # fmt: skip
+
+
+def _warn_if_few(scored: int, scored_name: str, warn: Callable[[str], None]) -> None:
+    if scored < FEW_SCORED_IMAGES:
+        warn(
+            f"the accuracy gate scores only {scored} image(s) ({scored_name}): a drop measured on so few "
+            "says little about the images you will predict; a val split of a few dozen makes it count"
+        )
 
 
 def _numbers(
