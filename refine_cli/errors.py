@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 
 class RefineError(Exception):
     """A user-facing error: what is wrong (message) and what to do about it (hint)."""
@@ -19,3 +23,21 @@ class RefineError(Exception):
         if self.hint:
             text += f" ({' '.join(self.hint.split())})"
         return text
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Native libraries (OpenCV's FFmpeg, OpenVINO's frontends, protobuf) print straight to fd 2: around a
+    call whose failure refine reports itself, their lines would precede refine's one-line error."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -11,14 +11,32 @@ from refine_cli.cli._console import emit_json, err, out, warn
 
 
 def split_videos(inputs: list[str], camera: int | None) -> tuple[list[str], list[Any]]:
-    """(image inputs, VideoSources): video files by suffix, stream URLs, and `--camera N`."""
+    """(image inputs, VideoSources): video files by suffix (named, in folders or matched by a glob), stream
+    URLs, and `--camera N`; folders and globs keep their images for the image path."""
+    import glob
+    import os
+
+    from refine_cli.engine.infer.predictor import IMAGE_SUFFIXES
     from refine_cli.engine.infer.video import VideoSource, is_stream, is_video_file
 
     images, videos = [], []
     for text in inputs:
         path = Path(text).expanduser()
-        if is_stream(text) or (is_video_file(path) and not path.is_dir()):
-            videos.append(VideoSource.of(text if is_stream(text) else str(path)))
+        if is_stream(text):
+            videos.append(VideoSource.of(text))
+        elif path.is_dir() or (not path.exists() and set("*?[") & set(text)):
+            found = sorted(path.iterdir() if path.is_dir() else map(Path, glob.glob(os.path.expanduser(text))))
+            matched = [p for p in found if p.is_file() and is_video_file(p)]
+            videos += [VideoSource.of(str(p)) for p in matched]
+            pictures = [str(p) for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if not matched:
+                images.append(text)  # images only, or nothing (reported as such on the image path)
+            elif path.is_dir():
+                images += [text] if pictures else []  # the image path takes a folder's images, not its videos
+            else:
+                images += pictures  # named, so the pattern's videos are not read as images
+        elif is_video_file(path):
+            videos.append(VideoSource.of(str(path)))
         else:
             images.append(text)
     if camera is not None:
@@ -62,21 +80,28 @@ def predict_videos(
     videos: list[Any],
     out_dir: Path,
     run: Any,
-    style: tuple[str, bool, float],
+    style: tuple[str, bool, float, Any],
     report: dict[str, Any],
     json_out: str | None,
 ) -> None:
     """Predict each video in turn; one line per video (frames, size, fps, frames/s), then the JSON report.
 
-    `run` is the InferenceOptions; `style` is (codec, label PNGs per frame or not, overlay alpha)."""
+    `run` is the InferenceOptions; `style` is (codec, label PNGs per frame or not, overlay alpha,
+    the --label-ids map or None)."""
     from refine_cli.cli._inference_opts import describe_settings
     from refine_cli.engine.infer.video import VideoOptions, predict_video
 
     scales, tile, crf = run.views()
     protocol = run.protocol()
-    codec, frames, alpha = style
+    codec, frames, alpha, id_map = style
     options = VideoOptions(
-        config=run.config(), codec=codec, save_frames=frames, progress=err.is_terminal, notify=warn, alpha=alpha
+        config=run.config(),
+        codec=codec,
+        save_frames=frames,
+        progress=err.is_terminal,
+        notify=warn,
+        alpha=alpha,
+        label_id_map=id_map,
     )
     summaries = []
     for video in videos:

@@ -4,7 +4,7 @@ quantises it with the user's images and keeps it only if its mIoU holds."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -75,13 +75,18 @@ def export_command(
         raise RefineError(f"unknown export format {format_!r}", hint="use --format onnx")
     refuse_output_over_inputs({"--out": out_path, "--json": json_out}, {"checkpoint": checkpoint, "--calib": calib})
     static_size = parse_size(static, "--static") if static else None
+    int8_only = {"--calib": calib is not None, "--calib-split": calib_split != "train",
+                 "--calib-images": calib_images != DEFAULT_CALIB_IMAGES, "--eval-images": eval_images is not None,
+                 "--max-drop": max_drop != DEFAULT_MAX_DROP, "--force": force,
+                 "--quantizer": quantizer != DEFAULT_QUANTIZER, "--runtime": runtime != "onnxruntime"}  # fmt: skip
+    _refuse_int8_options(int8, int8_only, static_size is not None)
     int8_settings = _int8_settings(int8, fp16, calib, calib_split, calib_images, eval_images, max_drop, force,
                                    quantizer, runtime)  # fmt: skip
     err.print(f"exporting {checkpoint} to ONNX (torch.onnx dynamo exporter; this takes a few seconds) ...")
     if int8_settings is not None:
         from refine_cli.engine.eval.int8_gate import export_int8
 
-        report = export_int8(checkpoint, out_path, int8_settings, opset=opset, static=static_size,
+        report = export_int8(checkpoint, out_path, int8_settings, opset=opset, tolerance=tolerance,
                              progress=err.is_terminal, notify=err.print, warn=warn)  # fmt: skip
     else:
         report = export_checkpoint(
@@ -91,15 +96,36 @@ def export_command(
         emit_json(report.to_json(), json_out)
         if json_out == "-":
             return
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    """What was written, how it was checked, and (int8) what the gate measured."""
     size = "x".join(map(str, report.static_size)) if report.static_size else "any HxW"
     checks = ", ".join(f"{key} {value:.2g}" for key, value in report.max_abs_diff.items())
     out.print(tagged("exported", "bold", f"{report.checkpoint} -> {report.out} ({report.bytes / 2**20:.1f} MiB)"))
     out.print(f"  model        {report.model} ({report.num_classes} classes), BN folded: {report.bn_folded}")
     out.print(f"  graph        opset {report.opset}, {report.precision}, input {size} (dynamic {report.dynamic})")
-    out.print(f"  onnxruntime  max |ONNX - PyTorch| logit: {checks} (tolerance {report.tolerance:g})")
+    checked = "fp32 graph" if report.quantization is not None else "onnxruntime"  # int8 is checked by its gate
+    out.print(f"  {checked:<12} max |ONNX - PyTorch| logit: {checks} (tolerance {report.tolerance:g})")
     if report.quantization is not None:
         _print_int8(report.quantization)
     out.print(f"use it with: refine predict IMAGES --checkpoint {report.out} --out preds")
+
+
+def _refuse_int8_options(int8: bool, int8_only: dict[str, bool], static: bool) -> None:
+    """Options of `--int8` without it would silently do nothing; --static would fail after calibration."""
+    from refine_cli.errors import RefineError
+
+    given = [flag for flag, used in int8_only.items() if used]
+    if given and not int8:
+        raise RefineError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --int8 exports",
+                          hint=f"add --int8, or drop {', '.join(given)}")  # fmt: skip
+    if int8 and static:
+        raise RefineError(
+            "--int8 calibrates and scores on your images at their own sizes; --static fixes one size",
+            hint="drop --static (the int8 file takes any size)",
+        )
 
 
 def _int8_settings(
@@ -118,8 +144,6 @@ def _int8_settings(
     from refine_cli.errors import RefineError
 
     if not int8:
-        if calib is not None:
-            raise RefineError("--calib is for --int8 exports", hint="add --int8, or drop --calib")
         return None
     if fp16:
         raise RefineError("--int8 and --fp16 are two precisions of one file", hint="choose one")
@@ -136,10 +160,26 @@ def _int8_settings(
         raise RefineError(f"unknown --quantizer {quantizer!r}", hint="use " + " or ".join(QUANTIZERS))
     if runtime.lower() not in ("onnxruntime", "openvino"):
         raise RefineError(f"--runtime {runtime!r} cannot score an ONNX file", hint="use onnxruntime or openvino")
+    _require_int8_tools(quantizer.lower(), runtime.lower())
     return Int8Settings(
         dataset=resolve_dataset(calib), calib_split=calib_split, calib_images=calib_images, eval_images=eval_images,
         max_drop=max_drop, force=force, quantizer=quantizer.lower(), runtime=runtime.lower(),
     )  # fmt: skip
+
+
+def _require_int8_tools(quantizer: str, runtime: str) -> None:
+    """A missing quantiser or scoring runtime is said now, not after the export and the calibration."""
+    if runtime == "openvino":
+        from refine_cli.engine.infer.openvino_backend import require_openvino
+
+        require_openvino()
+    if quantizer == "nncf":
+        import importlib.util
+
+        from refine_cli.errors import RefineError
+
+        if importlib.util.find_spec("nncf") is None:
+            raise RefineError("nncf is not installed", hint="pip install nncf, or use --quantizer onnxruntime")
 
 
 def _print_int8(quantization: dict) -> None:
@@ -151,7 +191,7 @@ def _print_int8(quantization: dict) -> None:
     )
     out.print(
         f"  accuracy     mIoU fp32 {numbers['miou_fp32']:.2f}, int8 {numbers['miou_int8']:.2f} "
-        f"(drop {numbers['miou_drop']:.2f} points, --max-drop {quantization['max_drop']:g}); "
+        f"(drop {round(numbers['miou_drop'], 2) + 0.0:.2f} points, --max-drop {quantization['max_drop']:g}); "
         f"{100 * numbers['changed_pixels']:.2f}% of {numbers['pixels']:,} pixels changed label "
         f"({numbers['images']} image(s) of {escape(numbers['split'])}, {numbers['runtime']})"
     )

@@ -19,7 +19,7 @@ Examples:
   refine predict photos/ --checkpoint best.pt --out preds --overlay --alpha 0.3 --legend
   refine predict 'shots/**/*.jpg' --checkpoint best.pt --out preds --msc --flip --crf
   refine predict clip.mp4 --checkpoint best-int8.onnx --runtime openvino --out preds --frames
-  refine predict --camera 0 --checkpoint best.onnx --out preds      (Ctrl-C or q stops)
+  refine predict --camera 0 --checkpoint best.onnx --out preds      (Ctrl-C stops; q too in a window)
 """
 _MAX_LISTED_FAILURES = 10
 
@@ -87,7 +87,7 @@ def predict_command(
 
     scales, tile, crf = run.views()
     image_inputs, videos = split_videos(inputs or [], camera)
-    _check_overlay_style(alpha, legend, overlay, bool(videos))
+    _check_outputs_asked(alpha, legend, overlay, probs, (bool(image_inputs), bool(videos)))
     protocol = run.protocol()
     paths, problems = (
         _checked_inputs(image_inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
@@ -100,7 +100,7 @@ def predict_command(
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
                 "scales": list(scales), "flip": run.flip, **protocol,
                 "short_side": list(protocol["short_side"]) if protocol["short_side"] else None}  # fmt: skip
-    video_style = (video_codec, frames, 0.5 if alpha is None else alpha)
+    video_style = (video_codec, frames, 0.5 if alpha is None else alpha, id_map)
     if not paths:
         predict_videos(loaded, videos, out_dir, run, video_style, settings, json_out)
         return
@@ -121,11 +121,19 @@ def predict_command(
     _report(summary, len(paths) + len(problems), out_dir, settings, json_out)
 
 
-def _check_overlay_style(alpha: float | None, legend: bool, overlay: bool, videos: bool) -> None:
+def _check_outputs_asked(
+    alpha: float | None, legend: bool, overlay: bool, probs: bool, inputs: tuple[bool, bool]
+) -> None:
     """--alpha styles image overlays (with --overlay) and overlay videos; --legend only image overlays, since a
-    video keeps its frame size."""
+    video keeps its frame size; --probs is written for images only. `inputs`: (any images, any videos)."""
     from refine_cli.errors import RefineError
 
+    images, videos = inputs
+    if probs and videos and not images:
+        raise RefineError(
+            "--probs writes <stem>_probs.npz per image; a video gets its overlay and, with --frames, label PNGs",
+            hint="drop --probs",
+        )
     if legend and videos:
         raise RefineError(
             "--legend draws below image overlays; an overlay video keeps the frame size", hint="drop --legend"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.support.checkpoints import fitted_tiny_checkpoint
-from tests.support.cli import run_cli
+from tests.support.cli import error_line, run_cli
 from tests.support.tiny_seg import make_tiny_dataset
 
 pytest.importorskip("onnxruntime")
@@ -103,3 +103,15 @@ def test_int8_options_are_refused_where_they_mean_nothing(trained: dict, tmp_pat
     result = run_cli("predict", str(trained["data"] / "images"), "-c", checkpoint, "--out", str(tmp_path / "p"),
                    "--precision", "int8")  # fmt: skip
     assert result.exit_code == 2 and "refine export CK --int8" in " ".join(result.output.split())
+    result = run_cli("export", checkpoint, "--max-drop", "3", "--quantizer", "nncf", "--out", tmp_path / "c.onnx")
+    assert "--max-drop, --quantizer are for --int8 exports" in error_line(result, alone=True)
+    result = _export(trained, tmp_path / "d.onnx", "--static", "64x64")
+    assert "--static fixes one size" in error_line(result, alone=True)
+    other = tmp_path / "other"  # a dataset of another class count: refused before the export starts
+    shutil.copytree(trained["data"], other)
+    meta = json.loads((other / "meta.json").read_text())
+    meta.update(classes=[*meta["classes"], "extra"], palette=[*meta["palette"], [1, 2, 3]])
+    (other / "meta.json").write_text(json.dumps(meta))
+    result = run_cli("export", checkpoint, "--int8", "--calib", other, "--out", tmp_path / "e.onnx")
+    assert "classes" in error_line(result) and "calibrating" not in result.output
+    assert not any((tmp_path / name).exists() for name in ("c.onnx", "d.onnx", "e.onnx"))

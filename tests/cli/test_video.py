@@ -140,3 +140,55 @@ def test_live_source_stops_cleanly_and_keeps_what_was_written(clip: dict, tmp_pa
     assert summary.interrupted and summary.frames == 2
     frames, _, size = _decode(tmp_path / "live_overlay.mp4")
     assert len(frames) == 2 and size == (WIDTH, HEIGHT)
+
+
+def _avi(path: Path, frames: int, fps: float = FPS) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
+    for index in range(frames):
+        frame = np.full((HEIGHT, WIDTH, 3), 60, np.uint8)
+        cv2.circle(frame, (12 + 6 * index, 24), 10, (30, 30, 220), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_frame_label_ids_and_what_a_video_file_claims(clip: dict, tmp_path: Path) -> None:
+    """--label-ids maps the frame PNGs as it maps images; a file cut short or claiming an absurd rate gets a note."""
+    id_map = [7, 8, 11]
+    facts = {"name": "m", "extra": {"train_id_to_label_id": id_map}}
+    mapped = save_tiny_checkpoint(tmp_path / "mapped.pt", CLASSES, PALETTE, extra={"dataset": facts})
+    plain, ids = tmp_path / "plain", tmp_path / "ids"
+    for out, extra in ((plain, []), (ids, ["--label-ids"])):
+        result = run_cli("predict", clip["clip"], "-c", mapped, "--out", out, "--frames", "--device", "cpu", *extra)
+        assert result.exit_code == 0, result.output
+    for path in sorted((plain / "clip_frames").glob("*.png")):
+        written = Image.open(ids / "clip_frames" / path.name)
+        assert written.mode == "L"
+        assert np.array_equal(np.array(written), np.array(id_map, np.uint8)[np.array(Image.open(path))])
+    whole = _avi(tmp_path / "whole.avi", 12)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    fast = _avi(tmp_path / "fast.avi", 3, fps=100000.0)
+    result = run_cli("predict", cut, fast, "-c", clip["ck"], "--out", tmp_path / "o", "--video-codec", "MJPG",
+                     "--device", "cpu", "--json", "-")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cut_run, fast_run = json.loads(result.stdout)["videos"]
+    assert 0 < cut_run["frames"] < 12 and any("claims 12 frames" in note for note in cut_run["notes"])
+    assert fast_run["fps"] == 25.0 and any("fps; the video is written at 25 fps" in n for n in fast_run["notes"])
+    assert len(_decode(tmp_path / "o" / "cut_overlay.avi")[0]) == cut_run["frames"]
+
+
+def test_videos_in_folders_and_globs_and_probs_refused(clip: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "vids"
+    folder.mkdir()
+    for name in ("b.avi", "a.avi"):
+        _avi(folder / name, 2)
+    result = run_cli("predict", folder / "*.avi", "-c", clip["ck"], "--out", tmp_path / "o", "--video-codec",
+                     "MJPG", "--device", "cpu", "--json", "-")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [Path(v["input"]).name for v in json.loads(result.stdout)["videos"]] == ["a.avi", "b.avi"]
+    result = run_cli("predict", folder, "-c", clip["ck"], "--out", tmp_path / "p", "--video-codec", "MJPG")
+    assert result.exit_code == 0 and sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "a_overlay.avi", "b_overlay.avi"], result.output  # fmt: skip
+    result = run_cli("predict", clip["clip"], "-c", clip["ck"], "--out", tmp_path / "q", "--probs")
+    _refused(result, "--probs writes <stem>_probs.npz per image")

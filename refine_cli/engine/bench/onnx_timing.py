@@ -51,12 +51,13 @@ class _OpenVinoModel:
 def _runner(path: Path, runtime: str, settings: Any, device: torch.device, threads: int) -> tuple[Any, dict]:
     """The file under `runtime` as a callable, and the facts the report records about it."""
     if runtime == "openvino":
-        from refine_cli.engine.infer.openvino_backend import HINTS, compile_network, read_network, require_openvino
+        from refine_cli.engine.infer.openvino_backend import compile_network, read_network, require_openvino
 
         hint = "bf16" if settings.precision == "bf16" else "fp32"
         compiled = compile_network(read_network(path), hint, threads)
         version = require_openvino().__version__.split("-")[0]
-        info = {"device": "CPU", "threads": threads, "inference_precision": HINTS[hint], "version": version}
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # what it runs, not what was asked
+        info = {"device": "CPU", "threads": threads, "inference_precision": ran, "version": version}
         return _OpenVinoModel(compiled), info
     session = create_session(path, "cpu" if device.type == "cpu" else str(device), threads=threads)
     return _SessionModel(session), {"providers": list(session.get_providers()), "threads": threads}

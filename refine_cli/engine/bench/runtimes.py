@@ -63,18 +63,20 @@ def checkpoint_job(checkpoint: str, runtimes: list[str], settings: Any) -> dict[
     }
 
 
-def default_runtimes(precision: str) -> list[str]:
-    """`--runtime` not given: PyTorch, except for int8, which ONNX Runtime and (when installed) OpenVINO run."""
+def default_runtimes(precision: str, device: str) -> list[str]:
+    """`--runtime` not given: PyTorch, except for int8, which ONNX Runtime and (installed, on the CPU) OpenVINO run."""
     if precision != "int8":
         return ["torch"]
     import importlib.util
 
-    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    on_cpu = resolve_device(device).type == "cpu"
+    return ["onnxruntime"] + (["openvino"] if on_cpu and importlib.util.find_spec("openvino") else [])
 
 
 def check_runtimes(runtimes: Sequence[str], settings: Any) -> list[str]:
     """Known runtimes, each once, each with settings it can honour."""
-    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes)) or default_runtimes(settings.precision)
+    chosen = list(dict.fromkeys(runtime.lower() for runtime in runtimes))
+    chosen = chosen or default_runtimes(settings.precision, settings.device)
     for runtime in chosen:
         if runtime not in RUNTIMES:
             raise RefineError(f"unknown runtime {runtime!r}", hint="use --runtime torch, onnxruntime or openvino")

@@ -126,7 +126,7 @@ def export_int8(
     settings: Int8Settings,
     *,
     opset: int | None = None,
-    static: tuple[int, int] | None = None,
+    tolerance: float | None = None,
     progress: bool = True,
     notify: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -140,12 +140,13 @@ def export_int8(
     out = Path(out)
     if out.is_dir():
         raise RefineError(f"--out {out} is a folder", hint="give a file name, e.g. --out model-int8.onnx")
+    _check_classes_first(checkpoint, settings.dataset)
     calib_ids, scored_name, scored_ids = _plan(settings)
     say = notify or (lambda _: None)
     _warn_if_few(len(scored_ids), scored_name, warn or say)
     with tempfile.TemporaryDirectory(prefix="refine-int8-") as folder:
         fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        report = export_checkpoint(checkpoint, fp32_path, opset=opset, static=static)
+        report = export_checkpoint(checkpoint, fp32_path, opset=opset, tolerance=tolerance)
         card = OnnxModelCard.from_props(report.metadata, fp32_path)
         say(f"calibrating on {len(calib_ids)} image(s) of {settings.calib_split} ({settings.quantizer}) ...")
         start = time.perf_counter()
@@ -177,6 +178,13 @@ def export_int8(
         report, out=str(out), precision="int8", bytes=out.stat().st_size, metadata=card.to_props(),
         quantization=quantization,
     )  # fmt: skip
+
+
+def _check_classes_first(checkpoint: str | os.PathLike[str], dataset: UnifiedDataset) -> None:
+    """A checkpoint of another class count than --calib's dataset is refused before minutes of work."""
+    from refine_cli.models.checkpoint import load_checkpoint
+
+    check_classes_match(load_checkpoint(checkpoint).num_classes, dataset.meta, f"checkpoint {Path(checkpoint).name}")
 
 
 def _warn_if_few(scored: int, scored_name: str, warn: Callable[[str], None]) -> None:

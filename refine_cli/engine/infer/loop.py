@@ -133,7 +133,8 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 def resolve_runtime(path: Path, runtime: str | None) -> str:
-    """The runtime for `path`: the one asked for if it can read the file, else the file's own (auto)."""
+    """The runtime for `path`: its own for auto (.onnx: ONNX Runtime, else PyTorch), else the one asked for,
+    refused in one line when it cannot read that kind of file."""
     onnx = is_onnx_file(path)
     if runtime is None or runtime == "auto":
         return "onnxruntime" if onnx else "torch"

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from refine_cli.engine.infer.onnx_backend import OnnxModelCard, check_logits, check_view_size
-from refine_cli.errors import RefineError
+from refine_cli.errors import RefineError, native_stderr_silenced
 
 INSTALL_HINT = "pip install 'refine-cli[openvino]'"
 CACHE_ENV = "REFINE_OPENVINO_CACHE"
@@ -60,7 +60,8 @@ def read_network(path: str | os.PathLike[str]) -> Any:
         what = "is a directory" if path.is_dir() else "does not exist"
         raise RefineError(f"ONNX model {path} {what}", hint="check the path")
     try:
-        return core().read_model(str(path))
+        with native_stderr_silenced():  # its frontends (protobuf's text parser...) print as they try the file
+            return core().read_model(str(path))
     except Exception as error:  # noqa: BLE001 - OpenVINO raises a generic RuntimeError with a long report
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = next((line for line in reversed(lines) if not line.startswith(("Check ", "Exception from"))), "")

@@ -13,12 +13,12 @@ frame when inference falls behind, so the overlay stays current instead of laggi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import queue
+import shutil
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,9 @@ from refine_cli.data.format.imageio import MAX_PIXELS_ENV, max_pixels
 from refine_cli.data.format.palette import overlay, palette_array
 from refine_cli.engine.infer.loop import Backend, InferenceConfig, run_inference
 from refine_cli.engine.infer.predictor import PredictionWriter
-from refine_cli.errors import RefineError
-from refine_cli.fileio import atomic_path, ensure_free_space
+from refine_cli.engine.infer.video_threads import DONE, FrameReader, FrameWriter
+from refine_cli.errors import RefineError, native_stderr_silenced
+from refine_cli.fileio import DiskFullError, atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -39,9 +40,7 @@ CONTAINERS = {"mp4v": ".mp4", "avc1": ".mp4", "hev1": ".mp4", "mjpg": ".avi", "x
               "vp90": ".webm", "ffv1": ".mkv"}  # fmt: skip
 DEFAULT_CODEC = "mp4v"
 DEFAULT_FPS = 25.0  # for sources that do not say (some cameras and streams)
-_QUEUE_DEPTH = 8
-_FREE_SPACE_EVERY = 100  # frames between free-space checks of a live recording
-_DONE = object()
+MAX_FPS = 240.0  # above: a lying header, not a camera
 
 # FFmpeg's own log lines ("moov atom not found") would precede refine's one-line error
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -115,7 +114,8 @@ def open_capture(source: VideoSource) -> Any:
     cv2 = _cv2()
     if isinstance(source.source, str) and not source.live and not Path(source.source).is_file():
         raise RefineError(f"video {source.source} does not exist", hint="check the path")
-    capture = cv2.VideoCapture(source.source)
+    with native_stderr_silenced():  # FFmpeg's own complaints about a missing camera or a bad file
+        capture = cv2.VideoCapture(source.source)
     if not capture.isOpened():
         what = f"camera {source.source}" if isinstance(source.source, int) else f"{source.source}"
         raise RefineError(
@@ -160,7 +160,7 @@ def open_writer(path: Path, codec: str, fps: float, width: int, height: int) -> 
     cv2 = _cv2()
     if len(codec) != 4:
         raise RefineError(f"--video-codec {codec!r} is not a FOURCC", hint="use 4 characters, e.g. mp4v or MJPG")
-    with _quiet_native_stderr():
+    with native_stderr_silenced():
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
     if not writer.isOpened():
         raise RefineError(
@@ -170,23 +170,6 @@ def open_writer(path: Path, codec: str, fps: float, width: int, height: int) -> 
     return writer
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """OpenCV prints codec-tag complaints straight to fd 2; they would precede refine's one-line error."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as sink:
-            os.dup2(sink.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def has_display() -> bool:
     """A window can be shown: OpenCV was built with a GUI and (on Linux) a display is set."""
     build = _cv2().getBuildInformation()
@@ -194,91 +177,6 @@ def has_display() -> bool:
     if gui.split(":", 1)[1].strip().upper() == "NONE":
         return False
     return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-class _FrameReader(threading.Thread):
-    """Decodes frames into a bounded queue; a live source drops its oldest frame instead of waiting."""
-
-    def __init__(self, capture: Any, live: bool) -> None:
-        super().__init__(daemon=True, name="refine-video-reader")
-        self.capture, self.live = capture, live
-        self.frames: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self.stop = threading.Event()
-        self.dropped = 0
-
-    def run(self) -> None:
-        cv2 = _cv2()
-        index = 0
-        try:
-            while not self.stop.is_set():
-                ok, frame = self.capture.read()
-                if not ok:
-                    break
-                self._put((index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)))
-                index += 1
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(error)
-        finally:
-            self._put(_DONE, final=True)
-
-    def _put(self, item: Any, final: bool = False) -> None:
-        while not self.stop.is_set() or final:
-            if self.live and not final and self.frames.full():
-                with contextlib.suppress(queue.Empty):
-                    self.frames.get_nowait()
-                    self.dropped += 1
-            try:
-                self.frames.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                if final and self.stop.is_set():
-                    with contextlib.suppress(queue.Empty):
-                        self.frames.get_nowait()
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        while True:
-            item = self.frames.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-
-class _FrameWriter(threading.Thread):
-    """Blends, encodes and writes each predicted frame (and its label PNG) off the inference thread."""
-
-    def __init__(
-        self, video: Any, labels: PredictionWriter | None, style: tuple[np.ndarray, float], check_space: Path | None
-    ) -> None:
-        super().__init__(daemon=True, name="refine-video-writer")
-        self.video, self.labels, self.check_space = video, labels, check_space
-        self.table, self.alpha = style
-        self.items: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
-        self.error: BaseException | None = None
-        self.written = 0
-
-    def run(self) -> None:
-        cv2 = _cv2()
-        while (item := self.items.get()) is not _DONE:
-            if self.error is not None:
-                continue  # drain, so the producer never blocks on a dead writer
-            index, image, label = item
-            try:
-                if self.video is not None:
-                    self.video.write(cv2.cvtColor(overlay(image, label, self.table, self.alpha), cv2.COLOR_RGB2BGR))
-                if self.labels is not None:
-                    self.labels.write(f"{index:06d}", image, label, None)
-                self.written += 1
-                if self.check_space is not None and self.written % _FREE_SPACE_EVERY == 0:
-                    ensure_free_space(self.check_space, 64 * 2**20, "the live recording")
-            except BaseException as error:  # noqa: BLE001 - raised on the inference thread
-                self.error = error
-
-    def put(self, item: Any) -> None:
-        if self.error is not None:
-            raise self.error
-        self.items.put(item)
 
 
 @dataclass
@@ -292,6 +190,7 @@ class VideoOptions:
     progress: bool = True
     notify: Callable[[str], None] | None = None
     alpha: float = 0.5  # overlay strength
+    label_id_map: Sequence[int] | None = None  # --label-ids for the frame PNGs (see PredictionWriter)
 
 
 def predict_video(
@@ -308,29 +207,59 @@ def predict_video(
     label_dir = out_dir / f"{source.name}_frames" if options.save_frames else None
     summary = VideoSummary(
         str(source.source), str(target) if target else None, str(label_dir) if label_dir else None,
-        width=width, height=height, fps=fps if fps and fps > 0 else DEFAULT_FPS, shown=show,
+        width=width, height=height, fps=_usable_fps(fps), shown=show,
     )  # fmt: skip
-    if not (fps and fps > 0):
-        summary.notes.append(f"the source gives no frame rate; the video is written at {DEFAULT_FPS:g} fps")
+    if summary.fps != fps:
+        said = "gives no frame rate" if not fps or fps <= 0 else f"claims {fps:g} fps"
+        summary.notes.append(f"the source {said}; the video is written at {DEFAULT_FPS:g} fps")
+    created = [folder for folder in (out_dir, label_dir) if folder is not None and not folder.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     if label_dir is not None:
         label_dir.mkdir(parents=True, exist_ok=True)
-    labels = PredictionWriter(label_dir, palette, classes) if label_dir is not None else None
+    labels = PredictionWriter(label_dir, palette, classes, label_id_map=options.label_id_map) if label_dir else None
     try:
         if target is None:
             _run(backend, capture, None, labels, summary, palette, classes, source, options)
         else:
             with atomic_path(target) as tmp:
-                video = open_writer(tmp.with_suffix(target.suffix), options.codec, summary.fps, width, height)
+                encoded = tmp.with_suffix(target.suffix)  # OpenCV picks the container by the suffix
+                video = open_writer(encoded, options.codec, summary.fps, width, height)
                 try:
                     _run(backend, capture, video, labels, summary, palette, classes, source, options)
                 finally:
                     video.release()
-                    if tmp.with_suffix(target.suffix).exists():
-                        os.replace(tmp.with_suffix(target.suffix), tmp)
+                    if encoded.exists():
+                        os.replace(encoded, tmp)
+                _check_written(tmp, target, summary)
+    except BaseException:
+        for folder in reversed(created):  # a failed run leaves no half-filled frames folder behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         capture.release()
     return summary
+
+
+def _usable_fps(fps: float) -> float:
+    """The source's frame rate, or DEFAULT_FPS where it gives none or an absurd one (a lying header)."""
+    return fps if fps and math.isfinite(fps) and 0 < fps <= MAX_FPS else DEFAULT_FPS
+
+
+def _check_written(path: Path, target: Path, summary: VideoSummary) -> None:
+    """The encoded file holds every frame: OpenCV's writer reports no error (a full disk, a failed encode)."""
+    if target.suffix.lower() not in (".mp4", ".avi"):
+        return  # other containers' frame counts are estimates from the duration
+    cv2 = _cv2()
+    with native_stderr_silenced():
+        capture = cv2.VideoCapture(str(path))
+        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+    if written < summary.frames:
+        raise RefineError(
+            f"the overlay video of {summary.input} came out with {written} of {summary.frames} frame(s); "
+            "nothing was kept",
+            hint="the disk may be full, or the encoder failed: free some space or try --video-codec MJPG",
+        )
 
 
 def _run(
@@ -343,10 +272,8 @@ def _run(
     cv2 = _cv2()
     table = palette_array(palette, len(classes))
     total = None if source.live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    reader = _FrameReader(capture, source.live)
-    writer = _FrameWriter(
-        video, labels, (table, options.alpha), Path(summary.output).parent if source.live and video else None
-    )
+    reader = FrameReader(capture, source.live)
+    writer = FrameWriter(video, labels, (table, options.alpha), Path(summary.output).parent if video else None)
     bar = tqdm(
         total=total, desc=f"video {summary.input}"[:40], unit=" frame", disable=not options.progress, leave=False
     )
@@ -358,7 +285,13 @@ def _run(
             label = prediction.label_array()
             if summary.shown and _show(cv2, overlay(prediction.image, label, table, options.alpha), summary.input):
                 break
-            writer.put((prediction.key, prediction.image, label))
+            _check_frame_size(prediction.image, summary, prediction.key)
+            try:
+                writer.put((prediction.key, prediction.image, label))
+            except DiskFullError:
+                if not source.live:
+                    raise
+                break  # a live recording keeps what it has (_finish says why it stopped)
             summary.frames += 1
             bar.update(1)
     except KeyboardInterrupt:
@@ -367,7 +300,7 @@ def _run(
             raise  # a half-made video of a file is not kept (atomic_path removes it)
     finally:
         reader.stop.set()
-        writer.items.put(_DONE)
+        writer.items.put(DONE)
         writer.join()
         reader.join(timeout=5)
         bar.close()
@@ -375,12 +308,36 @@ def _run(
             with contextlib.suppress(Exception):
                 cv2.destroyAllWindows()
     summary.seconds = time.perf_counter() - start
-    if writer.error is not None:
-        raise writer.error
-    if reader.dropped:
-        summary.notes.append(f"{reader.dropped} live frame(s) dropped while inference caught up")
+    _finish(summary, source, writer.error, reader.dropped, total)
+
+
+def _check_frame_size(image: np.ndarray, summary: VideoSummary, index: int) -> None:
+    """A frame of another size than the header says would be dropped by the encoder without a word."""
+    if image.shape[:2] != (summary.height, summary.width):
+        raise RefineError(
+            f"{summary.input} says its frames are {summary.width}x{summary.height}, but frame {index} decodes as "
+            f"{image.shape[1]}x{image.shape[0]}", hint="re-encode the video (e.g. `ffmpeg -i IN OUT.mp4`)",
+        )  # fmt: skip
+
+
+def _finish(
+    summary: VideoSummary, source: VideoSource, error: BaseException | None, dropped: int, total: int | None
+) -> None:
+    """After the last frame: the writer's failure raised (a live recording stopped by a full disk is kept), and
+    notes for dropped live frames and for a file that held fewer frames than it claims."""
+    if isinstance(error, DiskFullError) and source.live:
+        summary.notes.append(f"the recording stopped after {summary.frames} frame(s): {error.one_line()}")
+    elif error is not None:
+        raise error
+    if dropped:
+        summary.notes.append(f"{dropped} live frame(s) dropped while inference caught up")
     if summary.frames == 0:
         raise RefineError(f"{summary.input} gave no frames", hint="the video is empty or cannot be decoded")
+    if total and summary.frames < total and not summary.interrupted:
+        summary.notes.append(
+            f"{summary.input} claims {total} frames but only {summary.frames} decode (the rest is cut off or "
+            f"damaged): the overlay has {summary.frames}"
+        )
 
 
 def _show(cv2: Any, rgb: np.ndarray, title: str) -> bool:
