@@ -18,6 +18,10 @@ def split_videos(inputs: list[str], camera: int | None) -> tuple[list[str], list
 
     from refine_cli.engine.infer.predictor import IMAGE_SUFFIXES
     from refine_cli.engine.infer.video import VideoSource, is_stream, is_video_file
+    from refine_cli.errors import RefineError
+
+    if not inputs and camera is None:
+        raise RefineError("nothing to predict", hint="give image files, folders, quoted globs, videos or --camera N")
 
     images, videos = [], []
     for text in inputs:

@@ -157,8 +157,9 @@ def export_int8(
         calib_seconds = time.perf_counter() - start
         say(f"scoring fp32 and int8 on {len(scored_ids)} image(s) of {scored_name} ({settings.runtime}) ...")
         comparison = _LabelComparison()
-        fp32 = _score(fp32_path, settings, settings.eval_split, scored_ids, progress, comparison.keep)
-        int8 = _score(int8_path, settings, settings.eval_split, scored_ids, progress, comparison.compare)
+        split = settings.eval_split if scored_name == settings.eval_split else settings.calib_split  # (held out)
+        fp32 = _score(fp32_path, settings, split, scored_ids, progress, comparison.keep)
+        int8 = _score(int8_path, settings, split, scored_ids, progress, comparison.compare)
         numbers = _numbers(fp32, int8, comparison, scored_name, settings)
         _gate(numbers, settings, out)
         quantization = {
