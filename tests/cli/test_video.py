@@ -123,17 +123,7 @@ def test_live_source_stops_cleanly_and_keeps_what_was_written(clip: dict, tmp_pa
     from refine_cli.engine.infer.video import VideoOptions, VideoSource, predict_video
 
     loaded = load_model(clip["ck"], "cpu")
-    calls = {"n": 0}
-    backend = loaded.backend
-
-    def interrupting(images):  # noqa: ANN001, ANN202 - a backend that is interrupted on its third call
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return backend(images)
-
-    for name in ("runtime", "device", "precision", "mean", "std", "num_classes"):
-        setattr(interrupting, name, getattr(backend, name))
+    interrupting = _failing_backend(loaded, 3, KeyboardInterrupt())
     source = VideoSource(str(clip["clip"]), "live", live=True)
     summary = predict_video(interrupting, source, tmp_path, loaded.palette, loaded.classes,
                             VideoOptions(show=False, progress=False))  # fmt: skip
@@ -192,3 +182,61 @@ def test_videos_in_folders_and_globs_and_probs_refused(clip: dict, tmp_path: Pat
         "a_overlay.avi", "b_overlay.avi"], result.output  # fmt: skip
     result = run_cli("predict", clip["clip"], "-c", clip["ck"], "--out", tmp_path / "q", "--probs")
     _refused(result, "--probs writes <stem>_probs.npz per image")
+
+
+def _failing_backend(loaded, fail_on: int, error: BaseException):  # noqa: ANN001, ANN202
+    """The loaded backend, raising `error` on its `fail_on`-th call."""
+    calls = {"n": 0}
+    backend = loaded.backend
+
+    def run(images):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == fail_on:
+            raise error
+        return backend(images)
+
+    for name in ("runtime", "device", "precision", "mean", "std", "num_classes"):
+        setattr(run, name, getattr(backend, name))
+    return run
+
+
+def test_a_full_disk_keeps_a_live_recording_and_fails_a_file(
+    clip: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Low space stops a live recording and keeps it; a file's video is not kept, nor its frames folder."""
+    from refine_cli.engine.infer import video_threads
+    from refine_cli.engine.infer.loop import load_model
+    from refine_cli.engine.infer.video import VideoOptions, VideoSource, VideoSummary, _check_written, predict_video
+    from refine_cli.errors import RefineError
+    from refine_cli.fileio import DiskFullError
+
+    checks = {"n": 0}
+
+    def filling(folder, needed, what, hint=None):  # noqa: ANN001, ANN202 - the third check finds the disk full
+        checks["n"] += 1
+        if checks["n"] >= 3:
+            raise DiskFullError(f"not enough free space in {folder} for {what}")
+
+    monkeypatch.setattr(video_threads, "FREE_SPACE_EVERY", 1)
+    monkeypatch.setattr(video_threads, "ensure_free_space", filling)
+    loaded = load_model(clip["ck"], "cpu")
+    live = VideoSource(str(clip["clip"]), "live", live=True)
+    summary = predict_video(loaded.backend, live, tmp_path / "live", loaded.palette, loaded.classes,
+                            VideoOptions(show=False, progress=False))  # fmt: skip
+    assert 2 <= summary.frames < FRAMES and any("recording stopped" in note for note in summary.notes)
+    assert len(_decode(tmp_path / "live" / "live_overlay.mp4")[0]) == summary.frames
+    checks["n"] = 0
+    source = VideoSource(str(clip["clip"]), "clip", live=False)
+    with pytest.raises(DiskFullError):
+        predict_video(loaded.backend, source, tmp_path / "file", loaded.palette, loaded.classes,
+                      VideoOptions(show=False, progress=False, save_frames=True))  # fmt: skip
+    assert not (tmp_path / "file").exists(), "a failed file video left its outputs behind"
+    monkeypatch.setattr(video_threads, "FREE_SPACE_EVERY", 100)
+    broken = _failing_backend(loaded, 3, RuntimeError("the model failed"))
+    with pytest.raises(RuntimeError):
+        predict_video(broken, source, tmp_path / "model", loaded.palette, loaded.classes,
+                      VideoOptions(show=False, progress=False, save_frames=True))  # fmt: skip
+    assert not (tmp_path / "model").exists()
+    lost = VideoSummary("in", None, None, frames=FRAMES + 100)  # an encoder or a disk that lost frames
+    with pytest.raises(RefineError, match=f"came out with {FRAMES} of {FRAMES + 100} frame"):
+        _check_written(clip["clip"], tmp_path / "x.mp4", lost)
