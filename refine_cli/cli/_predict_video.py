@@ -56,7 +56,7 @@ def checked_videos(
         return
     import tempfile
 
-    from refine_cli.engine.infer.video import check_decodes, open_writer, output_path
+    from refine_cli.engine.infer.video import check_decodes, open_capture, open_writer, output_path
     from refine_cli.errors import RefineError
     from refine_cli.guards import refuse_output_over_inputs
 
@@ -72,7 +72,9 @@ def checked_videos(
     outputs += [out_dir / f"{video.name}_frames" for video in videos if frames]
     refuse_output_over_inputs({"--out": outputs, "--json": json_out}, {"--checkpoint": checkpoint, "video": files})
     for video in videos:
-        if not video.live:
+        if video.live:
+            open_capture(video).release()  # a missing camera or a dead URL is said before the model loads
+        else:
             check_decodes(video)
     with tempfile.TemporaryDirectory(prefix="refine-codec-") as folder:  # a missing encoder is found now, not later
         probe = Path(folder) / f"probe{output_path(Path(folder), 'x', codec).suffix}"

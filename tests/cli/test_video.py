@@ -114,7 +114,10 @@ def test_undecodable_video_and_missing_codec_are_one_line(clip: dict, tmp_path: 
     result = run_cli("predict", str(clip["clip"]), "--checkpoint", str(clip["ck"]), "--out", str(tmp_path / "c"),
                    "--video-codec", "ZZZZ")  # fmt: skip
     _refused(result, "OpenCV cannot encode ZZZZ video", "--video-codec mp4v")
-    assert not any((tmp_path / name).exists() for name in "abc"), "a refused run left an output folder"
+    result = run_cli("predict", "--camera", "97", "--checkpoint", clip["ck"], "--out", tmp_path / "d")
+    _refused(result, "camera 97 cannot be opened")  # before the model loads: nothing precedes the error
+    assert not result.output.split("error:")[0].strip(), result.output
+    assert not any((tmp_path / name).exists() for name in "abcd"), "a refused run left an output folder"
 
 
 def test_live_source_stops_cleanly_and_keeps_what_was_written(clip: dict, tmp_path: Path) -> None:
