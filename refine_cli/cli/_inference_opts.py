@@ -149,35 +149,27 @@ class InferenceOptions:
     threads: int | None = None
     runtime: str = "auto"
 
-    def views(self) -> tuple[tuple[float, ...], tuple[int, int] | None, Any]:
-        """(scales, tile, CRF parameters or None), checked."""
-        scales, tile = resolve_tta(self.msc, self.tile)
-        return scales, tile, resolve_crf(self.crf, self.crf_param)
-
-    def protocol(self) -> dict[str, Any]:
-        """The test protocol besides the scales: logit upsampling, short-side range, preset name.
-
-        Keyword arguments of `evaluate` and `predict_images`, and what their reports record.
-        """
-        from refine_cli.engine.infer.tta import resolve_msc
-
-        setting = resolve_msc(self.msc) if self.msc and self.msc.strip() else None
-        return {
-            "upsample": LogitUpsample(self.upsample).value,
-            "short_side": setting.short_side if setting else None,
-            "protocol": setting.preset if setting else None,
-        }
-
     def config(self) -> InferenceConfig:
         """The engine's InferenceConfig: the views, the CRF, batching and the test protocol, checked."""
         from refine_cli.engine.infer.loop import InferenceConfig
 
-        scales, tile, crf = self.views()
-        protocol = self.protocol()
+        scales, tile = resolve_tta(self.msc, self.tile)
+        setting = self._msc_setting()
         return InferenceConfig(
-            scales=scales, flip=self.flip, tile=tile, crf=crf, batch_size=self.batch, workers=self.workers,
-            upsample=protocol["upsample"], short_side=protocol["short_side"],
+            scales=scales, flip=self.flip, tile=tile, crf=resolve_crf(self.crf, self.crf_param), batch_size=self.batch,
+            workers=self.workers, upsample=LogitUpsample(self.upsample).value,
+            short_side=setting.short_side if setting else None,
         )  # fmt: skip
+
+    def preset(self) -> str | None:
+        """The name of the --msc preset the scales came from (reports record it), or None."""
+        setting = self._msc_setting()
+        return setting.preset if setting else None
+
+    def _msc_setting(self) -> Any:
+        from refine_cli.engine.infer.tta import resolve_msc
+
+        return resolve_msc(self.msc) if self.msc and self.msc.strip() else None
 
     def load(self, checkpoint: Path) -> Any:
         """The model of `checkpoint` (.pt or .onnx) ready to run, after a warning if its precision is slow here."""
@@ -268,16 +260,14 @@ def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - C
     return params
 
 
-def describe_settings(
-    scales: tuple[float, ...], flip: bool, tile: tuple[int, int] | None, crf: object, protocol: dict | None = None
-) -> str:
-    """One line for report headers: what inference actually did (`protocol`: InferenceOptions.protocol())."""
-    protocol = protocol or {}
-    scale_text = ", ".join(f"{s:g}" for s in scales)
-    if protocol.get("protocol"):
-        scale_text = f"{protocol['protocol']}: {scale_text}"
-    if protocol.get("short_side"):
-        scale_text += " (short side into {}-{})".format(*protocol["short_side"])
+def describe_settings(config: InferenceConfig, preset: str | None = None) -> str:
+    """One line for report headers: what inference actually did (`preset`: the --msc preset it came from)."""
+    scale_text = ", ".join(f"{s:g}" for s in config.scales)
+    if preset:
+        scale_text = f"{preset}: {scale_text}"
+    if config.short_side:
+        scale_text += " (short side into {}-{})".format(*config.short_side)
+    crf, tile = config.crf, config.tile
     crf_text = "off"
     if crf is not None:
         crf_text = (
@@ -285,5 +275,5 @@ def describe_settings(
             "gaussian w={pos_w:g} xy={pos_xy_std:g})".format(**crf.to_dict())
         )  # type: ignore[attr-defined]
     tile_text = f"{tile[0]}x{tile[1]}" if tile else "whole image"
-    upsample = protocol.get("upsample") or "bilinear"
-    return f"scales {scale_text} | flip {'on' if flip else 'off'} | CRF {crf_text} | {tile_text} | {upsample} logits"
+    flip = "on" if config.flip else "off"
+    return f"scales {scale_text} | flip {flip} | CRF {crf_text} | {tile_text} | {config.upsample} logits"

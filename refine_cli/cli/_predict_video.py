@@ -85,23 +85,22 @@ def predict_videos(
     loaded: Any,
     videos: list[Any],
     out_dir: Path,
-    run: Any,
+    how: tuple[Any, str | None],
     style: tuple[str, bool, float, Any],
     report: dict[str, Any],
     json_out: str | None,
 ) -> None:
     """Predict each video in turn; one line per video (frames, size, fps, frames/s), then the JSON report.
 
-    `run` is the InferenceOptions; `style` is (codec, label PNGs per frame or not, overlay alpha,
-    the --label-ids map or None)."""
+    `how` is (the InferenceConfig, the --msc preset it came from); `style` is (codec, label PNGs per frame or
+    not, overlay alpha, the --label-ids map or None)."""
     from refine_cli.cli._inference_opts import describe_settings
     from refine_cli.engine.infer.video import VideoOptions, predict_video
 
-    scales, tile, crf = run.views()
-    protocol = run.protocol()
+    config, preset = how
     codec, frames, alpha, id_map = style
     options = VideoOptions(
-        config=run.config(),
+        config=config,
         codec=codec,
         save_frames=frames,
         progress=err.is_terminal,
@@ -114,7 +113,7 @@ def predict_videos(
         err.print(
             f"Predicting video {escape(str(video.source))} with {escape(str(loaded.path))} ({loaded.model}) on "
             f"{loaded.describe_device()}, {loaded.backend.precision}: "
-            f"{describe_settings(scales, run.flip, tile, crf, protocol)}"
+            f"{describe_settings(config, preset)}"
         )
         summary = predict_video(loaded.backend, video, out_dir, loaded.palette, loaded.classes, options)
         summaries.append(summary)

@@ -106,21 +106,20 @@ def _evaluate_checkpoint(
     """Load the checkpoint (or ONNX file), check it fits the dataset, and score it with the options given."""
     from refine_cli.engine.eval.evaluator import check_classes_match, evaluate
 
-    scales, tile, crf = run.views()
-    protocol = run.protocol()
+    config, preset = run.config(), run.preset()
     loaded = run.load(checkpoint)
     check_classes_match(loaded.num_classes, dataset.meta, f"checkpoint {checkpoint}")
     if list(loaded.classes) != list(dataset.meta.classes):
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")
     header.print(
         f"Evaluating {checkpoint} ({loaded.model}) on {dataset.path} split {split}\n"
-        f"{describe_settings(scales, run.flip, tile, crf, protocol)} | device {loaded.describe_device()}, "
+        f"{describe_settings(config, preset)} | device {loaded.describe_device()}, "
         f"{loaded.backend.precision}"
     )
     report = evaluate(
-        loaded.backend, dataset, split, run.config(), save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
+        loaded.backend, dataset, split, config, save_pred_dir=save_pred, progress=err.is_terminal, limit=limit,
         settings={"checkpoint": str(checkpoint), "model": loaded.model}, on_sample=samples, notify=warn,
-        protocol=protocol["protocol"],
+        protocol=preset,
     )  # fmt: skip
     if save_pred is not None:
         err.print(f"wrote {report.num_images} predictions to {save_pred}")

@@ -85,10 +85,9 @@ def predict_command(
     from refine_cli.cli._predict_video import checked_videos, predict_videos, split_videos
     from refine_cli.engine.infer.predictor import label_id_map_of, predict_images
 
-    scales, tile, crf = run.views()
+    config, preset = run.config(), run.preset()
     image_inputs, videos = split_videos(inputs or [], camera)
     _check_outputs_asked(alpha, legend, overlay, probs, (bool(image_inputs), bool(videos)))
-    protocol = run.protocol()
     paths, problems = (
         _checked_inputs(image_inputs, out_dir, checkpoint, label_ids, label_map, overlay, probs, json_out)
         if image_inputs or not videos
@@ -98,25 +97,26 @@ def predict_command(
     loaded = run.load(checkpoint)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
-                "scales": list(scales), "flip": run.flip, **protocol,
-                "short_side": list(protocol["short_side"]) if protocol["short_side"] else None}  # fmt: skip
+                "scales": list(config.scales), "flip": config.flip, "upsample": config.upsample,
+                "short_side": list(config.short_side) if config.short_side else None, "protocol": preset}  # fmt: skip
     video_style = (video_codec, frames, 0.5 if alpha is None else alpha, id_map)
     if not paths:
-        predict_videos(loaded, videos, out_dir, run, video_style, settings, json_out)
+        predict_videos(loaded, videos, out_dir, (config, preset), video_style, settings, json_out)
         return
     err.print(
         f"Predicting {len(paths)} image(s) with {checkpoint} ({loaded.model}) on {loaded.describe_device()}, "
-        f"{loaded.backend.precision}: {describe_settings(scales, run.flip, tile, crf, protocol)}"
+        f"{loaded.backend.precision}: {describe_settings(config, preset)}"
     )
     summary = predict_images(
-        loaded.backend, paths, out_dir, run.config(), palette=loaded.palette, classes=loaded.classes,
+        loaded.backend, paths, out_dir, config, palette=loaded.palette, classes=loaded.classes,
         save_overlay=overlay, save_probs=probs, progress=err.is_terminal, label_id_map=id_map, notify=warn,
         overlay_style=(0.5 if alpha is None else alpha, legend),
     )  # fmt: skip
     summary.failed[:0] = problems
     if videos:
         _report(summary, len(paths) + len(problems), out_dir, settings, None)
-        predict_videos(loaded, videos, out_dir, run, video_style, {**settings, **summary.to_json()}, json_out)
+        predict_videos(loaded, videos, out_dir, (config, preset), video_style, {**settings, **summary.to_json()},
+                       json_out)  # fmt: skip
         return
     _report(summary, len(paths) + len(problems), out_dir, settings, json_out)
 

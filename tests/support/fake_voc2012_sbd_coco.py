@@ -97,8 +97,8 @@ def _add_dir(archive: tarfile.TarFile, name: str) -> None:
 
 
 @dataclass
-class FakeVOC:
-    """The VOC tar and what is in it."""
+class FakeArchive:
+    """A fake dataset archive (VOC's tar, SBD's tgz) and what is in it."""
 
     archive: Path
     splits: dict[str, list[str]]
@@ -112,7 +112,7 @@ def build_voc(
     val: list[str] | None = None,
     size: tuple[int, int] = (48, 64),
     corrupt: dict[str, str] | None = None,
-) -> FakeVOC:
+) -> FakeArchive:
     """Write `VOCtrainval_11-May-2012.tar` (VOCdevkit/VOC2012/...) into `dest`.
 
     `size` is (height, width). `corrupt` maps an id to a defect: "label_size" (label 1 px too narrow),
@@ -159,7 +159,7 @@ def build_voc(
         lists = {"train": train, "val": val, "trainval": sorted(train + val)}
         for split, ids in lists.items():
             _add_bytes(tar, f"{root}/ImageSets/Segmentation/{split}.txt", "".join(f"{i}\n" for i in ids).encode())
-    return FakeVOC(archive=path, splits=lists, labels=labels, images=images)
+    return FakeArchive(archive=path, splits=lists, labels=labels, images=images)
 
 
 def _gtcls_mat(segmentation: np.ndarray) -> bytes:
@@ -174,23 +174,13 @@ def _gtcls_mat(segmentation: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class FakeSBD:
-    """The SBD tgz and what is in it."""
-
-    archive: Path
-    splits: dict[str, list[str]]
-    labels: dict[str, np.ndarray]
-    images: dict[str, bytes] = field(repr=False)
-
-
 def build_sbd(
     dest: Path,
     train: list[str] | None = None,
     val: list[str] | None = None,
     size: tuple[int, int] = (48, 64),
     corrupt: dict[str, str] | None = None,
-) -> FakeSBD:
+) -> FakeArchive:
     """Write `benchmark.tgz` (benchmark_RELEASE/dataset/{img,cls,inst,train.txt,val.txt}) into `dest`.
 
     SBD labels have no 255 band. `corrupt` maps an id to "label_size" or "mat_garbage".
@@ -218,7 +208,7 @@ def build_sbd(
             _add_bytes(tar, f"{root}/cls/{sample_id}.mat", mat)
         _add_bytes(tar, f"{root}/train.txt", "".join(f"{i}\n" for i in train).encode())
         _add_bytes(tar, f"{root}/val.txt", "".join(f"{i}\n" for i in val).encode())
-    return FakeSBD(archive=path, splits={"train": train, "val": val}, labels=labels, images=images)
+    return FakeArchive(archive=path, splits={"train": train, "val": val}, labels=labels, images=images)
 
 
 # ----------------------------------------------------------------------------------------------- COCO

@@ -103,9 +103,10 @@ def file_step(
 ) -> tuple[Callable[[], object], int, dict[str, Any]]:
     """(timed step, folded BatchNorms, runtime facts) for a refine .onnx file as it is (e.g. a calibrated int8
     export); one line if it is none, or was exported for another size than --size."""
-    from refine_cli.engine.infer.onnx_backend import read_card
+    from refine_cli.engine.infer.onnx_backend import graph_card, graph_opset, load_graph
 
-    card = read_card(Path(path))
+    loaded = load_graph(Path(path))  # parsed once: its card and its opset
+    card = graph_card(loaded, Path(path))
     if card.static_size and list(card.static_size) != [settings.height, settings.width]:
         height, width = card.static_size
         raise RefineError(
@@ -117,14 +118,7 @@ def file_step(
     x = torch.randn(settings.batch, 3, settings.height, settings.width)
     step = make_step(runner, x, settings, torch.device("cpu"))
     graph = f"the exported file {Path(path).name} ({card.precision}, BN folded at export)"
-    return step, batchnorm_count(card), {**info, "opset": _opset(Path(path)), "graph": graph}
-
-
-def _opset(path: Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+    return step, batchnorm_count(card), {**info, "opset": graph_opset(loaded), "graph": graph}
 
 
 def batchnorm_count(card: OnnxModelCard) -> int:

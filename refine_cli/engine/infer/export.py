@@ -26,7 +26,7 @@ from torch import nn
 
 from refine_cli.data.load.normalize import input_normalization
 from refine_cli.engine.infer.model_prep import fold_batchnorm
-from refine_cli.engine.infer.onnx_backend import OnnxModelCard, open_session, require_onnx
+from refine_cli.engine.infer.onnx_backend import OnnxModelCard, graph_opset, open_session, require_onnx
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 
@@ -90,7 +90,7 @@ def export_module(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
-    return next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), 0)
+    return graph_opset(proto) or 0
 
 
 def max_abs_difference(

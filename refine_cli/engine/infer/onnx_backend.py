@@ -229,6 +229,21 @@ def open_session(path: str | os.PathLike[str], device: str = "cpu", threads: int
 
 def read_card(path: Path) -> OnnxModelCard:
     """The refine metadata of an ONNX file without starting a runtime (the `onnx` package reads it)."""
+    return graph_card(load_graph(path), path)
+
+
+def graph_card(graph: Any, path: Path) -> OnnxModelCard:
+    """The refine metadata of a loaded ONNX graph (`load_graph`), validated."""
+    return OnnxModelCard.from_props({entry.key: entry.value for entry in graph.metadata_props}, path)
+
+
+def graph_opset(graph: Any) -> int | None:
+    """The default-domain opset a loaded ONNX graph (ModelProto) was written for."""
+    return next((entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None)
+
+
+def load_graph(path: Path) -> Any:
+    """The ONNX graph of `path` (its external data not loaded); one line if it is missing or not ONNX."""
     require_onnx("onnx")
     import onnx
 
@@ -241,4 +256,4 @@ def read_card(path: Path) -> OnnxModelCard:
             f"{path} is not a readable ONNX model ({' '.join(str(error).split())[:160]})",
             hint="the file is damaged (e.g. cut off during a copy) or not ONNX; export it again",
         ) from None
-    return OnnxModelCard.from_props({entry.key: entry.value for entry in model.metadata_props}, path)
+    return model
