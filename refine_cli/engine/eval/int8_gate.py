@@ -87,8 +87,7 @@ def _calibration(settings: Int8Settings, ids: list[str], card: OnnxModelCard, ti
 
 
 def _score(path: Path, settings: Int8Settings, split: str, ids: list[str], progress: bool, on_sample: Any) -> Any:
-    loaded = load_model(path, "cpu", runtime=settings.runtime)
-    check_classes_match(loaded.num_classes, settings.dataset.meta, f"checkpoint {path.name}")
+    loaded = load_model(path, "cpu", runtime=settings.runtime)  # its classes: checked after the export
     return evaluate(loaded.backend, settings.dataset, split, progress=progress, ids=ids, on_sample=on_sample)
 
 
@@ -140,13 +139,14 @@ def export_int8(
     out = Path(out)
     if out.is_dir():
         raise RefineError(f"--out {out} is a folder", hint="give a file name, e.g. --out model-int8.onnx")
-    _check_classes_first(checkpoint, settings.dataset)
     calib_ids, scored_name, scored_ids = _plan(settings)
     say = notify or (lambda _: None)
     _warn_if_few(len(scored_ids), scored_name, warn or say)
     with tempfile.TemporaryDirectory(prefix="refine-int8-") as folder:
         fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         report = export_checkpoint(checkpoint, fp32_path, opset=opset, tolerance=tolerance)
+        # a dataset of another class count is refused before the calibration and the scoring (the long part)
+        check_classes_match(report.num_classes, settings.dataset.meta, f"checkpoint {Path(checkpoint).name}")
         card = OnnxModelCard.from_props(report.metadata, fp32_path)
         say(f"calibrating on {len(calib_ids)} image(s) of {settings.calib_split} ({settings.quantizer}) ...")
         start = time.perf_counter()
@@ -179,13 +179,6 @@ def export_int8(
         report, out=str(out), precision="int8", bytes=out.stat().st_size, metadata=card.to_props(),
         quantization=quantization,
     )  # fmt: skip
-
-
-def _check_classes_first(checkpoint: str | os.PathLike[str], dataset: UnifiedDataset) -> None:
-    """A checkpoint of another class count than --calib's dataset is refused before minutes of work."""
-    from refine_cli.models.checkpoint import load_checkpoint
-
-    check_classes_match(load_checkpoint(checkpoint).num_classes, dataset.meta, f"checkpoint {Path(checkpoint).name}")
 
 
 def _warn_if_few(scored: int, scored_name: str, warn: Callable[[str], None]) -> None:

@@ -29,7 +29,7 @@ from refine_cli.data.format.imageio import MAX_PIXELS_ENV, max_pixels
 from refine_cli.data.format.palette import overlay, palette_array
 from refine_cli.engine.infer.loop import Backend, InferenceConfig, run_inference
 from refine_cli.engine.infer.predictor import PredictionWriter
-from refine_cli.engine.infer.video_threads import DONE, FrameReader, FrameWriter
+from refine_cli.engine.infer.video_threads import DONE, FrameReader, FrameWriter, opencv
 from refine_cli.errors import RefineError, native_stderr_silenced
 from refine_cli.fileio import DiskFullError, atomic_path
 
@@ -41,9 +41,6 @@ CONTAINERS = {"mp4v": ".mp4", "avc1": ".mp4", "hev1": ".mp4", "mjpg": ".avi", "x
 DEFAULT_CODEC = "mp4v"
 DEFAULT_FPS = 25.0  # for sources that do not say (some cameras and streams)
 MAX_FPS = 240.0  # above: a lying header, not a camera
-
-# FFmpeg's own log lines ("moov atom not found") would precede refine's one-line error
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def is_stream(text: str) -> bool:
@@ -103,15 +100,9 @@ class VideoSummary:
         }  # fmt: skip
 
 
-def _cv2() -> Any:
-    import cv2
-
-    return cv2
-
-
 def open_capture(source: VideoSource) -> Any:
     """An opened cv2.VideoCapture whose frame size is within the pixel limit; one line if it cannot be read."""
-    cv2 = _cv2()
+    cv2 = opencv()
     if isinstance(source.source, str) and not source.live and not Path(source.source).is_file():
         raise RefineError(f"video {source.source} does not exist", hint="check the path")
     with native_stderr_silenced():  # FFmpeg's own complaints about a missing camera or a bad file
@@ -135,7 +126,7 @@ def open_capture(source: VideoSource) -> Any:
 
 def check_decodes(source: VideoSource) -> tuple[int, int, float, int]:
     """(width, height, fps, frame count) of a video file after decoding its first frame; one line if it fails."""
-    cv2 = _cv2()
+    cv2 = opencv()
     capture = open_capture(source)
     try:
         ok, frame = capture.read()
@@ -157,7 +148,7 @@ def output_path(out_dir: Path, name: str, codec: str) -> Path:
 
 def open_writer(path: Path, codec: str, fps: float, width: int, height: int) -> Any:
     """A cv2.VideoWriter, or one line when this OpenCV build cannot encode `codec`."""
-    cv2 = _cv2()
+    cv2 = opencv()
     if len(codec) != 4:
         raise RefineError(f"--video-codec {codec!r} is not a FOURCC", hint="use 4 characters, e.g. mp4v or MJPG")
     with native_stderr_silenced():
@@ -172,7 +163,7 @@ def open_writer(path: Path, codec: str, fps: float, width: int, height: int) -> 
 
 def has_display() -> bool:
     """A window can be shown: OpenCV was built with a GUI and (on Linux) a display is set."""
-    build = _cv2().getBuildInformation()
+    build = opencv().getBuildInformation()
     gui = next((line for line in build.splitlines() if line.strip().startswith("GUI:")), "GUI: NONE")
     if gui.split(":", 1)[1].strip().upper() == "NONE":
         return False
@@ -198,7 +189,7 @@ def predict_video(
     options: VideoOptions,
 ) -> VideoSummary:  # fmt: skip
     """Predict every frame of `source` and write `<name>_overlay.<ext>` (and `<name>_frames/NNNNNN.png`)."""
-    cv2 = _cv2()
+    cv2 = opencv()
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS)
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -249,7 +240,7 @@ def _check_written(path: Path, target: Path, summary: VideoSummary) -> None:
     """The encoded file holds every frame: OpenCV's writer reports no error (a full disk, a failed encode)."""
     if target.suffix.lower() not in (".mp4", ".avi"):
         return  # other containers' frame counts are estimates from the duration
-    cv2 = _cv2()
+    cv2 = opencv()
     with native_stderr_silenced():
         capture = cv2.VideoCapture(str(path))
         written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
@@ -269,7 +260,7 @@ def _run(
     """Reader -> inference loop -> writer (or window) until the source ends or the user stops a live one."""
     from tqdm import tqdm
 
-    cv2 = _cv2()
+    cv2 = opencv()
     table = palette_array(palette, len(classes))
     total = None if source.live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     reader = FrameReader(capture, source.live)

@@ -8,6 +8,7 @@ checks the free space every few frames. Errors of either thread are raised on th
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,12 @@ FREE_SPACE_EVERY = 100  # frames between free-space checks of the output folder
 DONE = object()  # the end of a queue
 
 
-def _cv2() -> Any:
+# FFmpeg's own log lines ("moov atom not found") would precede refine's one-line error
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+def opencv() -> Any:
+    """cv2, imported on first use: after the FFmpeg log level above is set."""
     import cv2
 
     return cv2
@@ -42,7 +48,7 @@ class FrameReader(threading.Thread):
         self.dropped = 0
 
     def run(self) -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         index = 0
         try:
             while not self.stop.is_set():
@@ -94,7 +100,7 @@ class FrameWriter(threading.Thread):
         self.written = 0
 
     def run(self) -> None:
-        cv2 = _cv2()
+        cv2 = opencv()
         while (item := self.items.get()) is not DONE:
             if self.error is not None:
                 continue  # drain, so the producer never blocks on a dead writer
