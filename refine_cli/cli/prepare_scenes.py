@@ -34,9 +34,27 @@ def nyudv2_command(
     common.run("nyudv2", {"crop_border": f"{top},{right},{bottom},{left}"})
 
 
-def sunrgbd_command(common: PrepareCommon) -> None:
-    """SUN RGB-D 37 classes (RGB only): train 5,285 / val 5,050 (the official test set), from the toolbox's labels."""
-    common.run("sunrgbd", {})
+def sunrgbd_command(
+    common: PrepareCommon,
+    release: Annotated[
+        str,
+        typer.Option(
+            "--release",
+            metavar="auto|toolbox|preprocessed",
+            help="'toolbox': SUNRGBD.zip + SUNRGBDtoolbox.zip (the official release); 'preprocessed': the "
+            "three files of ankurhanda/sunrgbd-meta-data most RGB-D repositories use (same labels). 'auto' "
+            "takes 'preprocessed' when --archives (or the downloads folder) holds those files and no SUNRGBD.zip.",
+        ),
+    ] = "auto",
+) -> None:
+    """SUN RGB-D 37 classes (RGB only): train 5,285 / val 5,050 (the official test set), official or preprocessed."""
+    from refine_cli.data.acquire.manifest import load_manifest
+    from refine_cli.data.convert.datasets.sunrgbd import choose_release
+
+    files = {source.key: source.file for source in load_manifest(common.manifest or "sunrgbd").sources}
+    folder = common.archives if common.archives is not None else common.root_dir / "downloads"
+    chosen = choose_release(release, folder, files)
+    common.run("sunrgbd", {"release": chosen} if chosen != "toolbox" else {})  # toolbox: the options of old runs
 
 
 def ade20k_command(common: PrepareCommon) -> None:
@@ -94,7 +112,8 @@ def _progress_bars():  # noqa: ANN202 - a (name, done, total) callback or None
 def register(prepare_app: typer.Typer) -> None:
     """Attach `nyudv2`, `sunrgbd`, `ade20k` and `cityscapes` to the `refine prepare` sub-app."""
     prepare_command(prepare_app, "nyudv2")(nyudv2_command)
-    prepare_command(prepare_app, "sunrgbd")(sunrgbd_command)
+    preprocessed = "refine prepare sunrgbd --release preprocessed --root data   (ankurhanda/sunrgbd-meta-data's copy)"
+    prepare_command(prepare_app, "sunrgbd", epilog=download_examples("sunrgbd", preprocessed))(sunrgbd_command)
     prepare_command(prepare_app, "ade20k")(ade20k_command)
     login = "refine prepare cityscapes --username me@example.com   (password: prompt or $CITYSCAPES_PASSWORD)"
     prepare_command(prepare_app, "cityscapes", epilog=download_examples("cityscapes", login))(cityscapes_command)

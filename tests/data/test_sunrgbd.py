@@ -3,6 +3,8 @@ its split files, the 0 -> ignore mapping, the class table, bad input, and `refin
 
 from __future__ import annotations
 
+import json
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -13,11 +15,17 @@ from typer.testing import CliRunner
 from refine_cli.cli.app import app
 from refine_cli.data.acquire.manifest import load_manifest
 from refine_cli.data.convert.base import SampleError
-from refine_cli.data.convert.datasets.sunrgbd import SUNRGBD_CLASSES, SUNRGBDConverter, frame_folder, sunrgbd_lut
+from refine_cli.data.convert.datasets.sunrgbd import (
+    SUNRGBD_CLASSES,
+    SUNRGBDConverter,
+    choose_release,
+    frame_folder,
+    sunrgbd_lut,
+)
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.errors import RefineError
 from tests.support.fake_nyu_ade20k_cityscapes import patch_center
-from tests.support.fake_sunrgbd import FRAMES, PAINTED, build_sunrgbd
+from tests.support.fake_sunrgbd import FRAMES, PAINTED, FakePreprocessed, build_preprocessed, build_sunrgbd
 from tests.support.fake_voc2012_sbd_coco import fixture_manifest
 from tests.support.prepare_runner import run_prepare
 
@@ -105,5 +113,107 @@ def test_packaged_manifest_and_list() -> None:
     assert manifest.splits == {"train": 5285, "val": 5050}
     assert manifest.source("toolbox").md5 == "18d22e1761d36352f37232cba102f91f"
     assert manifest.source("images").unverified  # no checksum is published for SUNRGBD.zip
+    assert all(manifest.source(key).unverified for key in ("train_images", "test_images", "labels"))
     listed = CliRunner().invoke(app, ["prepare", "--list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "sunrgbd" in listed.output and "SUN RGB-D" in listed.output
+
+
+# ---------------------------------------------------------------- the preprocessed release (--release preprocessed)
+
+
+def _extracted_preprocessed(tmp_path: Path, **kwargs) -> tuple[dict[str, Path], FakePreprocessed]:
+    fake = build_preprocessed(tmp_path / "raw", **kwargs)
+    sources = {}
+    for key in ("train_images", "test_images", "labels"):
+        with tarfile.open(getattr(fake, key)) as handle:
+            handle.extractall(tmp_path / key, filter="data")
+        sources[key] = tmp_path / key
+    return sources, fake
+
+
+def test_preprocessed_plan_pairs_numbers_and_maps_labels(tmp_path: Path) -> None:
+    sources, fake = _extracted_preprocessed(tmp_path)
+    plan = SUNRGBDConverter().plan(sources, {"release": "preprocessed"})
+    assert plan.splits == fake.splits
+    assert fake.splits == {"train": ["005051", "005052", "005053"], "val": ["000001", "000002", "000003"]}
+    assert plan.spec.classes == SUNRGBD_CLASSES and not plan.bad
+    assert plan.spec.extra["labels_without_image"] == 1  # img-000004.png
+    for item in plan.items:
+        out = SUNRGBDConverter.convert(item)
+        source = fake.sources[item.sample_id]
+        assert out.label.shape == source.shape
+        for index in range(len(PAINTED)):
+            y, x = patch_center(index, source.shape[1])
+            assert out.label[y, x] == KNOWN[int(source[y, x])][0]
+        assert out.label[-1, -1] == int(source[-1, -1]) - 1
+        number = int(item.sample_id) - (5050 if item.sample_id in fake.splits["train"] else 0)
+        assert out.image_src is not None and out.image_src.name == f"img-{number:06d}.jpg"
+        folder = "train_images" if item.sample_id in fake.splits["train"] else "test_images"
+        assert out.image_src.parent == sources[folder]
+
+
+def test_preprocessed_bad_input(tmp_path: Path) -> None:
+    sources, _ = _extracted_preprocessed(tmp_path, bad={"005052": "missing", "000002": "value-40", "000003": "rgb"})
+    plan = SUNRGBDConverter().plan(sources, {"release": "preprocessed"})
+    assert plan.bad == [("005052", f"{sources['train_images'] / 'img-000002.jpg'} has no label img-005052.png")]
+    items = {item.sample_id: item for item in plan.items}
+    with pytest.raises(SampleError, match=r"img-000002.png has values \[40\] outside 0..37"):
+        SUNRGBDConverter.convert(items["000002"])
+    assert SUNRGBDConverter.convert(items["000003"]).label.ndim == 2  # an RGB copy with equal channels
+    (sources["test_images"] / "img-005051.jpg").write_bytes(b"x")  # a train image among the test ones
+    with pytest.raises(RefineError, match="numbered up to 5051, but the release has 5,050"):
+        SUNRGBDConverter().plan(sources, {"release": "preprocessed"})
+    for path in sources["labels"].iterdir():
+        path.unlink()
+    with pytest.raises(RefineError, match="holds no img-NNNNNN.png files"):
+        SUNRGBDConverter().plan(sources, {"release": "preprocessed"})
+
+
+def test_choose_release() -> None:
+    files = {s.key: s.file for s in load_manifest("sunrgbd").sources}
+    assert choose_release("toolbox", None, files) == "toolbox"
+    assert choose_release("auto", None, files) == "toolbox"
+    with pytest.raises(RefineError, match="--release 'zip' is not one of auto, toolbox, preprocessed"):
+        choose_release("zip", None, files)
+
+
+@pytest.mark.parametrize("with_official_zip", [False, True], ids=["preprocessed-only", "both-releases"])
+def test_prepare_sunrgbd_preprocessed_auto(tmp_path: Path, with_official_zip: bool) -> None:
+    archives = tmp_path / "archives"
+    fake = build_preprocessed(archives)
+    if with_official_zip:  # both releases in the folder: auto keeps the official one, which is incomplete here
+        (archives / "SUNRGBD.zip").write_bytes(b"PK")
+    root = tmp_path / "data"
+    result = run_prepare(["sunrgbd", "--root", str(root), "--archives", str(archives), "--workers", "1"])
+    if with_official_zip:
+        assert result.exit_code != 0 and "SUNRGBDtoolbox.zip" in result.output
+        assert not (root / "sunrgbd").exists()
+        return
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == {"train": 3, "val": 3} and result.report["check"]["ok"] is True
+    dataset = UnifiedDataset(root / "sunrgbd")
+    assert dataset.meta.classes == SUNRGBD_CLASSES and dataset.split_ids("val") == fake.splits["val"]
+    for sample_id, source in fake.sources.items():
+        label = dataset.read_label(sample_id)
+        y, x = patch_center(4, source.shape[1])
+        assert label[y, x] == KNOWN[int(source[y, x])][0] and label.shape == source.shape
+        assert dataset.read_image(sample_id).shape == (*source.shape, 3)
+    meta = json.loads((root / "sunrgbd" / "meta.json").read_text())
+    assert {s["key"] for s in meta["sources"]} == {"train_images", "test_images", "labels"}
+    assert all(s["unverified"] and len(s["sha256"]) == 64 for s in meta["sources"])
+
+
+def test_prepare_sunrgbd_preprocessed_downloads_only_its_files(tmp_path: Path, http_server) -> None:
+    fake = build_preprocessed(tmp_path / "archives")
+    files = {"train_images": fake.train_images, "test_images": fake.test_images, "labels": fake.labels}
+    for path in files.values():
+        http_server.files[path.name] = path.read_bytes()
+    manifest = fixture_manifest(tmp_path, "sunrgbd", files, base_url=http_server.url(""), splits={"train": 3, "val": 3})
+    root = tmp_path / "data"
+    args = ["sunrgbd", "--release", "preprocessed", "--root", str(root), "--manifest", str(manifest)]
+    result = run_prepare([*args, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.report["splits"] == {"train": 3, "val": 3}
+    assert sorted(p.name for p in (root / "downloads").glob("*.*gz")) == sorted(p.name for p in files.values())
+    assert all(len(http_server.requests_for(p.name)) == 1 for p in files.values())
+    assert UnifiedDataset(root / "sunrgbd").split_ids("train") == fake.splits["train"]

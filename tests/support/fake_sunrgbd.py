@@ -10,12 +10,17 @@
   two small .mat files as v7.3 and SUNRGBD2Dseg.mat as v5 instead ("HDF5 or not").
 
 Labels are painted with SOURCE values (0 = unlabeled, 1..37) at known places; one frame is in no split.
+
+`build_preprocessed` writes the preprocessed release (ankurhanda/sunrgbd-meta-data) instead: flat
+`img-NNNNNN.jpg` in SUNRGBD-test_images.tgz and SUNRGBD-train_images.tgz (numbered from 1 in each) and flat
+grey `img-NNNNNN.png` in sunrgbd_train_test_labels.tar.gz (test labels from 1, train labels from 5,051).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,4 +139,57 @@ def build_sunrgbd(dest: Path, swap_formats: bool = False, bad: dict[str, str] | 
             seg = write_mat73(tmp, {"SUNRGBD2Dseg": StructArray(labels)})
             archive.writestr("SUNRGBDtoolbox/Metadata/SUNRGBD2Dseg.mat", seg.read_bytes())
         tmp.unlink(missing_ok=True)
+    return fake
+
+
+@dataclass
+class FakePreprocessed:
+    train_images: Path
+    test_images: Path
+    labels: Path
+    sources: dict[str, np.ndarray] = field(default_factory=dict)  # sample id (label number) -> source label
+    splits: dict[str, list[str]] = field(default_factory=dict)
+
+
+# (split, image number in its archive, (height, width)): sizes differ per sensor, as in the release
+PREPROCESSED = [("val", 1, (48, 64)), ("val", 2, (53, 73)), ("val", 3, (47, 63)),
+                ("train", 1, (53, 73)), ("train", 2, (48, 64)), ("train", 3, (42, 56))]  # fmt: skip
+
+
+def _tgz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def build_preprocessed(dest: Path, bad: dict[str, str] | None = None) -> FakePreprocessed:
+    """The three files of the preprocessed release in `dest`; `bad` {label number: 'missing' | 'value-40' | 'rgb'}.
+
+    One label (img-000004.png) has no image, as a check that such labels are counted, not converted.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    images: dict[str, dict[str, bytes]] = {"train": {}, "val": {}}
+    labels: dict[str, bytes] = {}
+    fake = FakePreprocessed(dest / "SUNRGBD-train_images.tgz", dest / "SUNRGBD-test_images.tgz",
+                            dest / "sunrgbd_train_test_labels.tar.gz", splits={"train": [], "val": []})  # fmt: skip
+    for index, (split, number, (height, width)) in enumerate(PREPROCESSED):
+        label_number = number + (5050 if split == "train" else 0)
+        sample_id = f"{label_number:06d}"
+        values = PAINTED[index % 3 :] + PAINTED[: index % 3]
+        label = paint_patches(height, width, values, fill=index % 2 + 3)
+        kind = (bad or {}).get(sample_id)
+        if kind == "value-40":
+            label[-2, -2] = 40
+        fake.sources[sample_id] = label
+        fake.splits[split].append(sample_id)
+        images[split][f"img-{number:06d}.jpg"] = _jpeg(_image(sample_id, height, width))
+        if kind != "missing":
+            labels[f"img-{sample_id}.png"] = _png(np.stack([label] * 3, -1) if kind == "rgb" else label)
+    labels["img-000004.png"] = _png(paint_patches(40, 40, [1], fill=2))
+    _tgz(fake.train_images, images["train"])
+    _tgz(fake.test_images, images["val"])
+    _tgz(fake.labels, dict(sorted(labels.items())))
     return fake

@@ -18,6 +18,13 @@ Why it looks the way it does:
   allsplit.mat's frame folders (the "/n/fs/sun3d/data/SUNRGBD/" prefix of the authors' machine removed).
   The official test set is this dataset's `val` split (as for NYUDv2): `refine eval` scores it by default.
 - JPEGs are copied unchanged; frame sizes differ by sensor (e.g. 730x530 Kinect v2, 640x480 Xtion).
+
+The preprocessed release (`--release preprocessed`, ankurhanda/sunrgbd-meta-data, what many RGB-D
+repositories train on) was extracted from the same SUNRGBD2Dseg.mat: SUNRGBD-test_images.tgz and
+SUNRGBD-train_images.tgz hold flat `img-NNNNNN.jpg` files numbered from 1 in each archive, and
+sunrgbd_train_test_labels.tar.gz holds `img-NNNNNN.png` (grey, same 0..37 values): labels 1..5,050 are
+the test images 1..5,050, labels 5,051..10,335 the train images 1..5,285. Sample ids are the 6-digit
+label numbers, so the two releases never share an id.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from refine_cli.class_tables import voc_palette
 from refine_cli.data.convert.base import ConvertedSample, Converter, DatasetSpec, Plan, SampleError, WorkItem
 from refine_cli.data.convert.checks import check_same_size, checked_image_size
 from refine_cli.data.convert.registry import register_converter
+from refine_cli.data.format import imageio
 from refine_cli.errors import RefineError
 
 # seg37list.mat of the toolbox, in order (its underscores as spaces, like the other tables).
@@ -48,6 +56,14 @@ SEG = "Metadata/SUNRGBD2Dseg.mat"
 NAMES = "Metadata/seg37list.mat"
 SPLIT = "traintestSUNRGBD/allsplit.mat"
 _SENSORS = ("kv1", "kv2", "realsense", "xtion")
+RELEASES = ("toolbox", "preprocessed")
+PREPROCESSED_KEYS = ["train_images", "test_images", "labels"]
+TEST_LABELS = 5050  # labels img-000001..img-005050 belong to the test images; the train labels follow
+_NUMBERED = re.compile(r"img-(\d{6})\.(jpg|png)")
+_PREPROCESSED_HINT = (
+    "pass SUNRGBD-train_images.tgz, SUNRGBD-test_images.tgz and sunrgbd_train_test_labels.tar.gz "
+    "(ankurhanda/sunrgbd-meta-data), or use --release toolbox"
+)
 
 
 def sunrgbd_lut() -> np.ndarray:
@@ -140,9 +156,11 @@ class SUNRGBDConverter(Converter):
     version = "1"
 
     def required_sources(self, options: dict[str, Any]) -> list[str]:
-        return ["images", "toolbox"]
+        return list(PREPROCESSED_KEYS) if options.get("release") == "preprocessed" else ["images", "toolbox"]
 
     def plan(self, sources: dict[str, Path], options: dict[str, Any]) -> Plan:
+        if options.get("release") == "preprocessed":
+            return plan_preprocessed(sources)
         hint = "pass the official SUNRGBD.zip and SUNRGBDtoolbox.zip (rgbd.cs.princeton.edu)"
         toolbox = _find(Path(sources["toolbox"]), SEG, hint)
         images = _find(Path(sources["images"]), "SUNRGBD", hint) / "SUNRGBD"
@@ -167,23 +185,23 @@ class SUNRGBDConverter(Converter):
             jpgs = sorted(image_dir.glob("*.jpg")) if image_dir.is_dir() else []
             image = jpgs[0] if len(jpgs) == 1 else image_dir / "missing.jpg"
             splits[split].append(sample_id)
-            items.append(WorkItem(sample_id, (str(image), str(seg), index)))
-        spec = DatasetSpec(
-            name="sunrgbd",
-            classes=list(SUNRGBD_CLASSES),
-            palette=voc_palette(NUM_CLASSES),
-            extra={
+            items.append(WorkItem(sample_id, ("toolbox", str(image), str(seg), index)))
+        spec = _spec(
+            {
+                "source_release": "toolbox (SUNRGBD.zip + SUNRGBDtoolbox.zip)",
                 "source_label_mapping": "SUNRGBD2Dseg seglabel: 0 (unlabeled) -> 255; k -> k-1 for k in 1..37",
                 "sample_ids": "5-digit 1-based frame numbers of SUNRGBDMeta.mat (the order of SUNRGBD2Dseg.mat)",
                 "source_splits": {"train": "allsplit.mat alltrain", "val": "allsplit.mat alltest (the test set)"},
                 "frames_in_no_split": outside,
-            },
+            }
         )
         return Plan(spec=spec, splits=splits, items=items)
 
     @staticmethod
     def convert(item: WorkItem) -> ConvertedSample:
-        image_path, seg, index = Path(item.args[0]), item.args[1], item.args[2]
+        if item.args[0] == "preprocessed":
+            return convert_preprocessed(Path(item.args[1]), Path(item.args[2]))
+        image_path, seg, index = Path(item.args[1]), item.args[2], item.args[3]
         if not image_path.is_file():
             raise SampleError(f"frame {index + 1}: no single image in {image_path.parent}")
         label = _label(seg, index)
@@ -216,3 +234,91 @@ def _label(seg: str, index: int) -> np.ndarray:
         return _old_labels(seg)[index].astype(np.uint16)
     except (OSError, KeyError, ValueError, IndexError) as error:
         raise SampleError(f"cannot read label {index + 1} of {seg}: {error}") from None
+
+
+def _spec(extra: dict[str, Any]) -> DatasetSpec:
+    """The one class table and palette of both releases; `extra` says which release and how it was read."""
+    return DatasetSpec(name="sunrgbd", classes=list(SUNRGBD_CLASSES), palette=voc_palette(NUM_CLASSES), extra=extra)
+
+
+def _numbered(extracted: Path, suffix: str) -> tuple[Path, dict[int, Path]]:
+    """The folder of an extracted archive (itself or one level down) with the most `img-NNNNNN.<suffix>` files,
+    and those files by number; RefineError when there are none."""
+    best: tuple[Path, dict[int, Path]] = (extracted, {})
+    for folder in (extracted, *sorted(p for p in extracted.iterdir() if p.is_dir())):
+        found = {}
+        for path in folder.iterdir():
+            match = _NUMBERED.fullmatch(path.name)
+            if match and match.group(2) == suffix and path.is_file():
+                found[int(match.group(1))] = path
+        if len(found) > len(best[1]):
+            best = (folder, found)
+    if not best[1]:
+        raise RefineError(f"{extracted} holds no img-NNNNNN.{suffix} files", hint=_PREPROCESSED_HINT)
+    return best
+
+
+def plan_preprocessed(sources: dict[str, Path]) -> Plan:
+    """The preprocessed release: test image i <-> label i, train image j <-> label 5,050 + j."""
+    _, labels = _numbered(Path(sources["labels"]), "png")
+    test_folder, test = _numbered(Path(sources["test_images"]), "jpg")
+    _, train = _numbered(Path(sources["train_images"]), "jpg")
+    if max(test) > TEST_LABELS:
+        raise RefineError(
+            f"{test_folder} holds test images numbered up to {max(test)}, but the release has {TEST_LABELS:,}",
+            hint="SUNRGBD-test_images.tgz and SUNRGBD-train_images.tgz may be swapped; " + _PREPROCESSED_HINT,
+        )
+    splits: dict[str, list[str]] = {"train": [], "val": []}
+    items: list[WorkItem] = []
+    bad: list[tuple[str, str]] = []
+    used: set[int] = set()
+    for split, images, offset in (("train", train, TEST_LABELS), ("val", test, 0)):
+        for number in sorted(images):
+            label_number = number + offset
+            sample_id = f"{label_number:06d}"
+            splits[split].append(sample_id)
+            label = labels.get(label_number)
+            if label is None:
+                bad.append((sample_id, f"{images[number]} has no label img-{label_number:06d}.png"))
+                continue
+            used.add(label_number)
+            items.append(WorkItem(sample_id, ("preprocessed", str(images[number]), str(label))))
+    extra = {
+        "source_release": "preprocessed (ankurhanda/sunrgbd-meta-data)",
+        "source_label_mapping": "img-NNNNNN.png: 0 (unlabeled) -> 255; k -> k-1 for k in 1..37",
+        "sample_ids": "6-digit numbers of the release's label files (1..5,050 test, 5,051..10,335 train)",
+        "source_splits": {"train": "SUNRGBD-train_images.tgz", "val": "SUNRGBD-test_images.tgz (the test set)"},
+        "labels_without_image": len(set(labels) - used),
+    }
+    return Plan(spec=_spec(extra), splits=splits, items=items, bad=bad)
+
+
+def convert_preprocessed(image_path: Path, label_path: Path) -> ConvertedSample:
+    """One image and its grey 0..37 label of the preprocessed release (an RGB copy with equal channels is read too)."""
+    try:
+        label = imageio.read_mask(label_path)
+    except imageio.ImageReadError as error:
+        raise SampleError(error.one_line()) from None
+    if label.ndim == 3:
+        if not (np.array_equal(label[..., 0], label[..., 1]) and np.array_equal(label[..., 0], label[..., 2])):
+            raise SampleError(f"label {label_path} is a colour image; the release's labels are grey class values")
+        label = label[..., 0]
+    if int(label.max(initial=0)) > NUM_CLASSES or int(label.min(initial=0)) < 0:
+        bad = sorted(int(v) for v in np.unique(label[(label > NUM_CLASSES) | (label < 0)]))[:5]
+        raise SampleError(f"label {label_path} has values {bad} outside 0..{NUM_CLASSES}")
+    check_same_size(label.shape, image_path, checked_image_size(image_path), f"label {label_path}")
+    return ConvertedSample(label=sunrgbd_lut()[label.astype(np.int64)], image_src=image_path)
+
+
+def choose_release(requested: str, folder: Path | None, files: dict[str, str]) -> str:
+    """'auto' -> 'preprocessed' when `folder` (the --archives or downloads folder) holds the three files of
+    that release and not SUNRGBD.zip; else 'toolbox'. `files` maps source keys to file names (the manifest)."""
+    if requested != "auto":
+        if requested not in RELEASES:
+            raise RefineError(f"--release {requested!r} is not one of auto, {', '.join(RELEASES)}")
+        return requested
+    if folder is None or not folder.is_dir():
+        return "toolbox"
+    has = {key: (folder / name).is_file() for key, name in files.items()}
+    preprocessed = all(has.get(key, False) for key in PREPROCESSED_KEYS)
+    return "preprocessed" if preprocessed and not has.get("images", False) else "toolbox"
