@@ -187,7 +187,7 @@ def minimal_loop(data: Path, model_name: str, base: int, crop: int, epochs: int,
             optimizer.step()
             schedule.step()
             step += 1
-            recorder.losses.append(float(loss))
+            recorder.losses.append(float(loss.detach()))
             if step % val_every == 0 or step == total:
                 report = evaluate(model, source, "val", device="cpu", progress=False)
                 model.train()

@@ -208,6 +208,8 @@ def test_bench_times_an_exported_file_under_onnx_runtime(exported: dict) -> None
     assert "(tiny.onnx)" in table.stdout and "onnxruntime" in table.stdout  # the label wraps at its space
     refused = run_cli(*args, "--precision", "bf16")
     assert "runs at the precision it was exported with" in error_line(refused)
+    torch_only = run_cli(*args, "--runtime", "torch")  # not timed by ONNX Runtime under a PyTorch label
+    assert torch_only.exit_code == 2 and "is an exported ONNX graph; PyTorch cannot run it" in error_line(torch_only)
 
 
 # --- `--static HxW` and `--fp16`: the files they write, and eval/predict through them ---

@@ -355,7 +355,7 @@ def run_benchmarks(
     settings: BenchSettings,
     checkpoint: str | None = None,
     on_start: Callable[[str], None] | None = None,
-    runtimes: Sequence[str] = ("torch",),
+    runtimes: Sequence[str] = (),
 ) -> list[BenchResult]:
     """Benchmark every model in `names` (and the checkpoint's model first, if given) under `settings`,
     once per runtime in `runtimes` (torch, onnxruntime, openvino): one row per model and runtime."""
@@ -364,10 +364,11 @@ def run_benchmarks(
 
     device = resolve_device(settings.device)
     validate(settings, device)
+    asked = bool(runtimes)
     runtimes = check_runtimes(runtimes, settings)
     for name in names:  # fail on a bad name before spending minutes on the others
         model_info(name)
-    jobs: list[dict[str, Any]] = [checkpoint_job(checkpoint, runtimes, settings)] if checkpoint else []
+    jobs: list[dict[str, Any]] = [checkpoint_job(checkpoint, runtimes, settings, asked)] if checkpoint else []
     jobs += [{"name": name, "builder": _builder(name, settings.num_classes)} for name in names]
     if not jobs:
         raise RefineError("nothing to benchmark", hint="give --model NAME (repeatable) or --checkpoint CK")

@@ -17,10 +17,12 @@ RUNTIMES = ("torch", "onnxruntime", "openvino")
 EXPORTED_RUNTIMES = ("onnxruntime", "openvino")  # they run the ONNX graph `refine export` writes
 
 
-def checkpoint_job(checkpoint: str, runtimes: list[str], settings: Any) -> dict[str, Any]:
+def checkpoint_job(checkpoint: str, runtimes: list[str], settings: Any, asked: bool = False) -> dict[str, Any]:
     """The --checkpoint row(s): a refine checkpoint like any model, or an .onnx file timed as it is.
 
-    Labelled with the file name, so such a row never reads like the same model's --model row.
+    Labelled with the file name, so such a row never reads like the same model's --model row. `asked`: the
+    runtimes came from --runtime; an .onnx file asked to run under PyTorch alone is refused, not timed by ONNX
+    Runtime under a PyTorch label.
     """
     from refine_cli.models import create_model
 
@@ -33,7 +35,13 @@ def checkpoint_job(checkpoint: str, runtimes: list[str], settings: Any) -> dict[
                 hint="drop --precision (a calibrated int8 file is timed at its own precision)",
             )
         card = read_card(Path(checkpoint))
-        exported = [runtime for runtime in runtimes if runtime in EXPORTED_RUNTIMES] or ["onnxruntime"]
+        exported = [runtime for runtime in runtimes if runtime in EXPORTED_RUNTIMES]
+        if asked and not exported:
+            raise RefineError(
+                f"{checkpoint} is an exported ONNX graph; PyTorch cannot run it",
+                hint="use --runtime onnxruntime or --runtime openvino (or time the .pt checkpoint under torch)",
+            )
+        exported = exported or ["onnxruntime"]
         if "onnxruntime" in exported and settings.precision != "fp32":
             raise RefineError(
                 f"--precision {settings.precision} is not an ONNX Runtime setting; {checkpoint} runs at the precision "
