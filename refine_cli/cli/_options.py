@@ -75,6 +75,9 @@ def parse_size(text: str, option: str, minimum: int = 32) -> tuple[int, int]:
     return height, width
 
 
+_FILE_SUFFIXES = {".html", ".htm", ".png", ".jpg", ".jpeg", ".svg", ".pdf"}
+
+
 def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> None:
     """Refuse a pictures folder (--report, --gallery) that is, holds or sits in an input, or is not writable.
 
@@ -87,6 +90,13 @@ def check_picture_folder(folder: Path, flag: str, inputs: dict[str, Any]) -> Non
 
     if folder.exists() and not folder.is_dir():
         raise RefineError(f"{flag} {folder} is a file", hint="give a folder for the pictures")
+    if not folder.exists() and folder.suffix.lower() in _FILE_SUFFIXES:  # `--report rep.html`: a folder so named
+        bare = folder.with_suffix("")
+        page = (" and its report.html", f", then open {bare}/report.html") if flag == "--report" else ("", "")
+        raise RefineError(
+            f"{flag} {folder} names a file, but {flag} writes a folder of pictures{page[0]}",
+            hint=f"give a folder, e.g. {flag} {bare}{page[1]}",
+        )
     refuse_output_over_inputs({flag: folder}, inputs)
     created = [path for path in (folder, *folder.absolute().parents) if not path.exists()]  # deepest first
     check_writable_folder(folder)

@@ -132,6 +132,12 @@ def test_eval_report_refuses_an_input_folder(shapes_workspace: ShapesWorkspace, 
     nested = tmp_path / "new" / "sub" / "r"
     failed = _run("eval", "--checkpoint", str(tmp_path / "missing.pt"), "--data", data, "--report", str(nested))
     assert "missing.pt" in _one_line_error(failed) and not (tmp_path / "new").exists()
+    as_file = _run(
+        "eval", "--checkpoint", shapes_workspace.checkpoint, "--data", data, "--report", str(tmp_path / "r.html")
+    )
+    line = _one_line_error(as_file)  # not a folder named r.html
+    assert "names a file, but --report writes a folder" in line and f"then open {tmp_path / 'r'}/report.html" in line
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_train_writes_tensorboard_events_and_curves(tiny_dataset: Path, tmp_path: Path) -> None:
