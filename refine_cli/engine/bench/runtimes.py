@@ -39,7 +39,7 @@ def checkpoint_job(checkpoint: str, runtimes: list[str], settings: Any, asked: b
         if asked and not exported:
             raise RefineError(
                 f"{checkpoint} is an exported ONNX graph; PyTorch cannot run it",
-                hint="use --runtime onnxruntime or --runtime openvino (or time the .pt checkpoint under torch)",
+                hint="use --runtime onnxruntime or openvino; to time PyTorch, give the .pt checkpoint",
             )
         exported = exported or ["onnxruntime"]
         if "onnxruntime" in exported and settings.precision != "fp32":
