@@ -58,6 +58,9 @@ def resolve_run(
     else:
         if out_dir is None:
             raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
+        if overrides.get("model.init") is not None and "model.name" not in overrides:  # fine-tune what was given
+            overrides["model.name"] = load_checkpoint(overrides["model.init"]).model
+            err.print(f"note: model {overrides['model.name']}, the --init checkpoint's")
         own = _own_data(flags["data.root"]) if recipe is None else None
         base = None
         if own is not None:
