@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -19,7 +19,8 @@ from refine_cli.cli._options import (
     parse_size,
     with_shared_options,
 )
-from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES, MSC_PRESETS
+from refine_cli.engine.infer.tta import DEFAULT_MSC_SCALES, MSC_PRESETS, work_short_side
+from refine_cli.errors import RefineError
 
 if TYPE_CHECKING:
     from refine_cli.engine.infer.loop import InferenceConfig
@@ -107,6 +108,15 @@ RuntimeOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch", min=1, help="Images per forward pass (same-size images only).")]
+ShortSideOpt = Annotated[
+    str,
+    typer.Option(
+        "--short-side",
+        metavar="auto|native|N",
+        help="Predict images whose short side is over N at a short side of N (logits resized back to the image). "
+        "auto: the size a model trained on large photos used (its plan says so), else native (the image's own).",
+    ),
+]
 ThreadsOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option("--threads", min=1, help="CPU threads for the model (default: the CPUs, less the CRF workers)."),
@@ -127,6 +137,7 @@ def _inference_options(
     precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = "auto",
+    short_side: ShortSideOpt = "auto",
 ) -> None:
     """The options of every command that runs a model on images (declaration only: see InferenceOptions)."""
 
@@ -148,6 +159,7 @@ class InferenceOptions:
     precision: str | None = None
     threads: int | None = None
     runtime: str = "auto"
+    short_side: str = "auto"
 
     def config(self) -> InferenceConfig:
         """The engine's InferenceConfig: the views, the CRF, batching and the test protocol, checked."""
@@ -155,11 +167,35 @@ class InferenceOptions:
 
         scales, tile = resolve_tta(self.msc, self.tile)
         setting = self._msc_setting()
+        asked = self._asked_short_side()
+        if setting and setting.short_side and asked != "auto":
+            raise RefineError(
+                f"--msc {setting.preset} brings the short side into {setting.short_side[0]}-{setting.short_side[1]} "
+                "itself; --short-side would contradict it",
+                hint="drop --short-side, or give --msc as scales",
+            )
+        short_side = setting.short_side if setting and setting.short_side else None
+        if isinstance(asked, int):
+            short_side = work_short_side(asked)
         return InferenceConfig(
             scales=scales, flip=self.flip, tile=tile, crf=resolve_crf(self.crf, self.crf_param), batch_size=self.batch,
-            workers=self.workers, upsample=LogitUpsample(self.upsample).value,
-            short_side=setting.short_side if setting else None,
+            workers=self.workers, upsample=LogitUpsample(self.upsample).value, short_side=short_side,
         )  # fmt: skip
+
+    def for_model(self, config: InferenceConfig, loaded: Any) -> InferenceConfig:
+        """`config` with `--short-side auto` resolved: the working size of a model trained on large photos."""
+        if self._asked_short_side() != "auto" or config.short_side is not None or not loaded.work_side:
+            return config
+        return replace(config, short_side=work_short_side(loaded.work_side))
+
+    def _asked_short_side(self) -> str | int:
+        """'auto', 'native' or a short side N >= 32 from --short-side; RefineError for anything else."""
+        text = str(self.short_side).strip().lower()
+        if text in ("auto", "native"):
+            return text
+        if not text.isdigit() or int(text) < 32:
+            raise RefineError(f"--short-side {self.short_side!r} is not auto, native or a number >= 32")
+        return int(text)
 
     def preset(self) -> str | None:
         """The name of the --msc preset the scales came from (reports record it), or None."""
@@ -199,6 +235,7 @@ class InferenceOptions:
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
             "--threads": self.threads is not None, "--runtime": self.runtime != "auto",
+            "--short-side": str(self.short_side).strip().lower() != "auto",
         }  # fmt: skip
 
 
@@ -235,10 +272,9 @@ def warn_if_slow_precision(precision: str, device: object) -> None:
 
 def resolve_crf(enabled: bool, overrides: list[str] | None):  # noqa: ANN201 - CRFParams | None, lazily imported
     """CRFParams (DeepLab defaults + KEY=VALUE overrides) when --crf is on, else None."""
-    from dataclasses import fields, replace
+    from dataclasses import fields
 
     from refine_cli.engine.infer.crf import CRFParams, check_available
-    from refine_cli.errors import RefineError
 
     if not enabled:
         if overrides:
@@ -265,7 +301,9 @@ def describe_settings(config: InferenceConfig, preset: str | None = None) -> str
     scale_text = ", ".join(f"{s:g}" for s in config.scales)
     if preset:
         scale_text = f"{preset}: {scale_text}"
-    if config.short_side:
+    if config.short_side and config.short_side[0] <= 1:  # a working size: large images come down, none go up
+        scale_text += f" (short side at most {config.short_side[1]})"
+    elif config.short_side:
         scale_text += " (short side into {}-{})".format(*config.short_side)
     crf, tile = config.crf, config.tile
     crf_text = "off"

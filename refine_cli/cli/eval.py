@@ -108,6 +108,7 @@ def _evaluate_checkpoint(
 
     config, preset = run.config(), run.preset()
     loaded = run.load(checkpoint)
+    config = run.for_model(config, loaded)
     check_classes_match(loaded.num_classes, dataset.meta, f"checkpoint {checkpoint}")
     if list(loaded.classes) != list(dataset.meta.classes):
         warn(f"class names of {checkpoint} differ from {dataset.meta.name}'s; scores use the dataset's order")

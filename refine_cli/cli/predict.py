@@ -95,6 +95,7 @@ def predict_command(
     )
     checked_videos(videos, out_dir, video_codec, frames, checkpoint, json_out)
     loaded = run.load(checkpoint)
+    config = run.for_model(config, loaded)
     id_map = label_id_map_of(loaded, label_map) if label_ids else None
     settings = {"checkpoint": str(checkpoint), "runtime": loaded.runtime, "precision": loaded.backend.precision,
                 "scales": list(config.scales), "flip": config.flip, "upsample": config.upsample,

@@ -164,6 +164,17 @@ class Checkpoint:
         return [int(v) for v in id_map] if id_map else None
 
     @property
+    def work_side(self) -> int | None:
+        """The short side large images were trained at (`data.max_short_side`), so eval/predict use it too; None:
+        the images' own size. A damaged value is refused, not guessed."""
+        value = ((self.train_config or {}).get("data") or {}).get("max_short_side")
+        if value is None:
+            return None
+        if not is_int(value) or value < 32:
+            raise RefineError(f"{self.path}: train_config.data.max_short_side must be an integer >= 32", hint=_REWRITE)
+        return int(value)
+
+    @property
     def ignore_index(self) -> int:
         """The label value that marks unlabelled pixels: 255, the unified format's, unless recorded otherwise."""
         return int(self.dataset_facts.get("ignore_index", 255))

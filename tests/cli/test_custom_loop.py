@@ -85,6 +85,7 @@ def test_own_data_defaults_scale_the_lw_recipe_and_note_rare_classes(tmp_path: P
     assert defaults["optim"]["restart_at_milestones"] and defaults["data"]["crop"] == 32  # LW recipe, sized crop
     assert defaults["data"]["batch"] == 3 and defaults["train"] == {**defaults["train"], "epochs": 300, "val_every": 30}
     assert "300 epochs of 1 step(s) (300 steps)" in defaults["description"]  # the 300-epoch cap, not ~4000 steps
+    assert defaults["data"]["max_short_side"] is None  # small pictures keep their own size
     result = _run("train", "--data", str(tmp_path / "few"), "--out", str(tmp_path / "run"), *FAST, "--iters", "1")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())

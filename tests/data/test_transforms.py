@@ -96,3 +96,15 @@ def test_mismatched_sizes_are_refused() -> None:
     image, label = _pair()
     with pytest.raises(ValueError, match="differ in size"):
         TrainTransform(crop=8)(image, label[:10], np.random.default_rng(0))
+
+
+def test_max_short_side_works_large_images_at_that_size() -> None:
+    """A photo larger than the working size is scaled as if its short side were `max_short_side`."""
+    rng = np.random.default_rng(0)
+    fixed = TrainTransform(crop=32, scale_min=1.0, scale_max=1.0, min_short_side=None, max_short_side=64)
+    assert fixed.sample_scale((256, 384), rng) == pytest.approx(0.25)
+    assert fixed.sample_scale((384, 256), rng) == pytest.approx(0.25)  # the short side, portrait too
+    assert fixed.sample_scale((48, 64), rng) == 1.0  # smaller images keep their own size
+    ranged = TrainTransform(crop=32, min_short_side=40, max_short_side=64)
+    scales = [ranged.sample_scale((640, 800), rng) * 640 for _ in range(200)]
+    assert min(scales) >= 40 - 1e-6 and max(scales) <= 128 + 1e-6 and max(scales) > 100  # U(0.5, 2) x 64, >= 40

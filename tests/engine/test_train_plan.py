@@ -157,3 +157,9 @@ def test_hyper_thread_siblings_count_once(tmp_path) -> None:
         folder.joinpath("thread_siblings_list").write_text(f"{cpu // 2 * 2}-{cpu // 2 * 2 + 1}\n")
     assert usable_cpus(tmp_path) == len({cpu // 2 for cpu in allowed})
     assert usable_cpus(tmp_path / "absent") == len(allowed)  # no topology: every CPU counts
+
+
+@pytest.mark.parametrize(("short", "work"), [(96, None), (1024, None), (1080, 640), (3000, 640)])
+def test_large_photos_get_a_working_short_side(short: int, work: int | None) -> None:
+    assert own_data.plan_work_side(sizes(short)) == work
+    assert own_data.plan_work_side(None) is None  # no statistics: the images' own size

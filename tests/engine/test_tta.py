@@ -152,3 +152,7 @@ def test_an_image_over_the_pixel_budget_goes_through_the_model_in_tiles(monkeypa
     assert [r.label.shape for r in results] == [(70, 90), (30, 40)]
     assert max(h * w for h, w in seen[:-1]) <= 32 * 32 and seen[-1] == (30, 40)  # small images stay whole
     assert len(notes) == 1 and "90x70" in notes[0] and "32x32 tiles" in notes[0]
+    seen.clear()  # brought down to a working short side of 28 first, the same image fits whole: no tiles
+    config = loop.InferenceConfig(short_side=(1, 28))
+    results = list(loop.run_inference(model, [("big", big)], config, notify=notes.append))
+    assert results[0].label.shape == (70, 90) and seen == [(28, 36)] and len(notes) == 1

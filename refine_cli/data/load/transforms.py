@@ -30,6 +30,7 @@ class TrainTransform:
     scale_min: float = 0.5
     scale_max: float = 2.0
     min_short_side: int | None = 350
+    max_short_side: int | None = None  # larger images are scaled as if their short side were this
     hflip: bool = True
     ignore_index: int = 255
     fill: tuple[int, int, int] = MEAN_RGB_UINT8
@@ -55,9 +56,11 @@ class TrainTransform:
         return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
     def sample_scale(self, shape: tuple[int, int], rng: np.random.Generator) -> float:
-        """U(scale_min, scale_max), raised so the short side reaches `min_short_side` (as LW does)."""
-        scale = float(rng.uniform(self.scale_min, self.scale_max))
+        """U(scale_min, scale_max) of the working size, raised so the short side reaches `min_short_side` (as LW
+        does). The working size is the image's own, or a short side of `max_short_side` for larger images."""
         short = min(shape)
+        base = self.max_short_side / short if self.max_short_side is not None and short > self.max_short_side else 1.0
+        scale = float(rng.uniform(self.scale_min, self.scale_max)) * base
         if self.min_short_side is not None and short * scale < self.min_short_side:
             scale = self.min_short_side / short
         return scale

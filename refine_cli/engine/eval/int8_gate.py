@@ -25,7 +25,7 @@ import numpy as np
 from refine_cli.data.format.unified import UnifiedDataset
 from refine_cli.engine.eval.evaluator import EvalReport, check_classes_match, evaluate
 from refine_cli.engine.infer.export import ExportReport, export_checkpoint
-from refine_cli.engine.infer.loop import load_model
+from refine_cli.engine.infer.loop import InferenceConfig, load_model
 from refine_cli.engine.infer.onnx_backend import OnnxModelCard
 from refine_cli.engine.infer.quantize import (
     DEFAULT_CALIB_IMAGES,
@@ -37,6 +37,7 @@ from refine_cli.engine.infer.quantize import (
     set_metadata,
     split_for_calibration,
 )
+from refine_cli.engine.infer.tta import work_short_side
 from refine_cli.errors import RefineError
 from refine_cli.fileio import atomic_path
 
@@ -81,14 +82,15 @@ def _plan(settings: Int8Settings) -> tuple[list[str], str, list[str]]:
 def _calibration(settings: Int8Settings, ids: list[str], card: OnnxModelCard, tick: Callable[[], None]) -> Any:
     def load(sample_id: str) -> np.ndarray:
         tick()
-        return normalised_batch(settings.dataset.read_image(sample_id), card.mean, card.std)
+        return normalised_batch(settings.dataset.read_image(sample_id), card.mean, card.std, card.work_side)
 
     return CalibrationSet(f"{settings.dataset.meta.name}/{settings.calib_split}", ids, load)
 
 
 def _score(path: Path, settings: Int8Settings, split: str, ids: list[str], progress: bool, on_sample: Any) -> Any:
     loaded = load_model(path, "cpu", runtime=settings.runtime)  # its classes: checked after the export
-    return evaluate(loaded.backend, settings.dataset, split, progress=progress, ids=ids, on_sample=on_sample)
+    config = InferenceConfig(short_side=work_short_side(loaded.work_side))  # as eval/predict run the file
+    return evaluate(loaded.backend, settings.dataset, split, config, progress=progress, ids=ids, on_sample=on_sample)
 
 
 class _LabelComparison:

@@ -161,6 +161,7 @@ def _model_card(
         static_size=list(static) if static else None,
         precision=precision,
         source={"checkpoint": source_name, "refine_version": loaded.refine_version, "created": loaded.created},
+        work_side=loaded.work_side,
     )
 
 

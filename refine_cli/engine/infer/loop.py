@@ -28,7 +28,7 @@ from refine_cli.engine.infer.model_prep import (
     compile_for_inference,
     precision_context,
 )
-from refine_cli.engine.infer.tta import predict_batch_probs
+from refine_cli.engine.infer.tta import predict_batch_probs, short_side_factor
 from refine_cli.errors import RefineError
 
 
@@ -111,6 +111,7 @@ class InferenceModel:
     palette: list[list[int]]
     label_id_map: list[int] | None
     path: Path
+    work_side: int | None = None  # large images are predicted at this short side, as the model was trained
 
     @property
     def runtime(self) -> str:
@@ -186,7 +187,9 @@ def load_model(
         card, backend = open_openvino(path, device, threads=torch.get_num_threads(), precision=precision)
     else:
         card, backend = _open_onnxruntime(path, device, precision)
-    return InferenceModel(backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path)
+    return InferenceModel(
+        backend, card.model, card.num_classes, card.classes, card.palette, card.label_id_map, path, card.work_side
+    )
 
 
 def _open_onnxruntime(path: Path, device: str, precision: str | None) -> tuple[Any, Backend]:
@@ -213,7 +216,14 @@ def _load_checkpoint(path: Path, device: str, compile_model: bool, precision: st
     model, _ = prepare_for_inference(loaded.build_model("cpu"), resolved, fold_bn=True, channels_last=channels_last)
     backend = TorchBackend(model, compile_model, precision or "fp32")
     return InferenceModel(
-        backend, loaded.model, loaded.num_classes, list(loaded.classes), loaded.palette, loaded.label_id_map, path
+        backend,
+        loaded.model,
+        loaded.num_classes,
+        list(loaded.classes),
+        loaded.palette,
+        loaded.label_id_map,
+        path,
+        loaded.work_side,
     )
 
 
@@ -304,7 +314,8 @@ def run_inference(
     announced: list[bool] = []
 
     def tiles_for(height: int, width: int) -> tuple[int, int] | None:
-        if tile is not None or height * width * max(scales) ** 2 <= AUTO_TILE_PIXELS:
+        base = short_side_factor(height, width, config.short_side)  # the views are of the resized image
+        if tile is not None or height * width * (base * max(scales)) ** 2 <= AUTO_TILE_PIXELS:
             return tile
         if notify is not None and not announced:
             announced.append(True)

@@ -55,6 +55,7 @@ class OnnxModelCard:
     precision: str = "fp32"
     source: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None  # int8 files: how they were calibrated and what they scored
+    work_side: int | None = None  # the checkpoint's working short side for large images (None: their own size)
 
     def to_props(self) -> dict[str, str]:
         """metadata_props entries (string -> string; lists and dicts as JSON)."""
@@ -74,6 +75,7 @@ class OnnxModelCard:
             "precision": self.precision,
             "source": self.source,
             **({"quantization": self.quantization} if self.quantization is not None else {}),
+            **({"work_side": self.work_side} if self.work_side is not None else {}),
         }
         return {_PREFIX + key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
 
@@ -109,6 +111,7 @@ class OnnxModelCard:
                 precision=values.get("precision", "fp32"),
                 source=load("source", {}) or {},
                 quantization=load("quantization"),
+                work_side=load("work_side"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise RefineError(
@@ -145,6 +148,8 @@ class OnnxModelCard:
             problems.append(f"precision must be fp32, fp16 or int8, not {self.precision!r}")
         if self.quantization is not None and not isinstance(self.quantization, dict):
             problems.append("quantization must be a JSON object")
+        if self.work_side is not None and (not is_int(self.work_side) or self.work_side < 32):
+            problems.append(f"work_side must be an integer of at least 32, not {self.work_side!r}")
         if problems:
             raise RefineError(f"{path} has damaged refine metadata: {'; '.join(problems)}", hint=_REEXPORT)
 

@@ -51,11 +51,22 @@ class CalibrationSet:
         return len(self.ids)
 
 
-def normalised_batch(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (1,3,h,w) float32 as the inference loop normalises it, centre-cropped to AUTO_TILE."""
+def normalised_batch(
+    image: np.ndarray, mean: Sequence[float], std: Sequence[float], work_side: int | None = None
+) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (1,3,h,w) float32 as the inference loop normalises it: brought down to the model's
+    working short side (`work_side`, a model trained on large photos), then centre-cropped to AUTO_TILE."""
     from refine_cli.engine.infer.loop import AUTO_TILE, AUTO_TILE_PIXELS
+    from refine_cli.engine.infer.tta import short_side_factor, work_short_side
 
     height, width = image.shape[:2]
+    factor = short_side_factor(height, width, work_short_side(work_side))
+    if factor != 1.0:
+        import cv2
+
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        height, width = image.shape[:2]
     if height * width > AUTO_TILE_PIXELS:
         crop_h, crop_w = min(height, AUTO_TILE[0]), min(width, AUTO_TILE[1])
         top, left = (height - crop_h) // 2, (width - crop_w) // 2

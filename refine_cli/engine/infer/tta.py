@@ -70,6 +70,11 @@ def resolve_msc(text: str | Sequence[float] | None) -> MscSetting:
     return MscSetting(parse_scales(text))
 
 
+def work_short_side(max_short_side: int | None) -> tuple[int, int] | None:
+    """The short-side range of a model trained at a working size: larger images come down to it, none go up."""
+    return (1, int(max_short_side)) if max_short_side else None
+
+
 def short_side_factor(height: int, width: int, short_side: tuple[int, int] | None) -> float:
     """The resize that brings the short side into [min, max] (1 when it already is), as the MATLAB demos do."""
     if short_side is None:

@@ -83,6 +83,9 @@ class DataConfig:
     scale_max: float = 2.0
     # after random scaling the short side is at least this (LW: 350)
     min_short_side: int | None = option(350, minimum=1)
+    # the working size of large photos: a short side above this counts as this (train, validation, the saved
+    # model's eval/predict default); None = the images' own size (the papers' datasets)
+    max_short_side: int | None = option(None, minimum=32)
     hflip: bool = True
     batch: int = option(6, flag="--batch", minimum=1, help="Images per step per process.", panel=_DATA)
     workers: int = option(

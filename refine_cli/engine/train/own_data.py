@@ -30,6 +30,11 @@ MOBILE_RECIPE = "lw-mbv2-voc"  # the LW recipe with MobileNetV2's doubled learni
 RESNET_MODEL, MOBILE_MODEL = "lw-refinenet-50", "lw-refinenet-mobilenetv2"
 GPU_MIN_GIB_FOR_RESNET = 8.0
 MAX_CROP = 512
+# Photos whose median short side is above WORK_SIDE_ABOVE (phone and drone pictures: 3000 px) are trained,
+# validated and later predicted at a short side of WORK_SIDE, as the papers' datasets are (VOC ~375-500 px):
+# at their own size a 512 crop sees a sixth of the picture, and a CPU needs ~30 s per 12-Mpixel image.
+WORK_SIDE_ABOVE = 1024
+WORK_SIDE = 640
 MAX_WARMUP = 200
 # Training from scratch (no ImageNet weights): BatchNorm learns its statistics, one learning rate for
 # encoder and decoder (nothing is pretrained to protect), a linear warm-up, the global gradient norm
@@ -120,6 +125,11 @@ def choose_model(device: str, gpu_memory_gib: float | None, has_weights: Callabl
     return ModelChoice(MOBILE_MODEL, False, "no ImageNet weights to be had (offline?): the small model, from scratch")
 
 
+def plan_work_side(sizes: ImageSizes | None) -> int | None:
+    """WORK_SIDE for photos larger than WORK_SIDE_ABOVE (median short side), else None: their own size."""
+    return WORK_SIDE if sizes is not None and sizes.median_short_side > WORK_SIDE_ABOVE else None
+
+
 def plan_crop(sizes: ImageSizes | None) -> int:
     """At most the median short side, a multiple of 32, between 32 and MAX_CROP (500 without statistics)."""
     if sizes is None:
@@ -143,14 +153,14 @@ def own_data_defaults(
     data.pop("description", None)
     sizes = dataset_image_sizes(source)
     n_train = len(source.split_ids("train"))
-    crop = plan_crop(sizes)
+    crop, work_side = plan_crop(sizes), plan_work_side(sizes)
     batch = batch or plan_batch(crop, n_train)
     steps_per_epoch = max(1, n_train // batch)
     epochs = min(300, max(30, math.ceil(OWN_DATA_STEPS / steps_per_epoch)))
     data["model"] = {**data["model"], "name": model, "pretrained_backbone": imagenet}
     data["data"].update(
         train_split="train", val_split="val" if "val" in source.splits else None, batch=batch, crop=crop,
-        min_short_side=crop if sizes is not None else data["data"]["min_short_side"],
+        min_short_side=crop if sizes is not None else data["data"]["min_short_side"], max_short_side=work_side,
     )  # fmt: skip
     data["train"] = {**data.get("train", {}), "epochs": epochs, "iters": None, "val_every": max(1, epochs // 10)}
     if not imagenet:
@@ -161,6 +171,8 @@ def own_data_defaults(
         data["optim"] = {**data["optim"], **FROM_SCRATCH, "warmup_iters": warmup}
     data["recipe"] = f"own data: {recipe} for {n_train} images"
     sized = f"crop {crop} ({sizes.describe()})" if sizes is not None else f"crop {crop}"
+    if work_side:
+        sized += f", worked at a short side of {work_side}"
     data["description"] = (
         f"the {recipe} recipe sized to {n_train} training images, {sized}: {epochs} epochs of "
         f"{steps_per_epoch} step(s) ({epochs * steps_per_epoch:,} steps), "

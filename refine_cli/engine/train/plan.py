@@ -39,6 +39,8 @@ def plan_line(cfg: Any, info: dict[str, Any], reason: str | None = None) -> str:
     total, per_epoch = info["total_steps"], info["steps_per_epoch"]
     processes = f" x {info['world_size']} processes" if info["world_size"] > 1 else ""
     min_side = f", min side {data.min_short_side}" if data.min_short_side else ""
+    if data.max_short_side:
+        min_side += f", larger images worked at short side {data.max_short_side}"
     warmup = f" after {optim.warmup_iters} warm-up steps" if optim.warmup_iters else ""
     lr = f"lr {optim.encoder_lr:g}" + (f" (decoder x{optim.decoder_lr_mult:g})" if optim.decoder_lr_mult != 1 else "")
     return (

@@ -161,6 +161,7 @@ class Trainer:
             scale_min=cfg.data.scale_min,
             scale_max=cfg.data.scale_max,
             min_short_side=cfg.data.min_short_side,
+            max_short_side=cfg.data.max_short_side,
             hflip=cfg.data.hflip,
             ignore_index=self.source.meta.ignore_index,
         )
@@ -303,6 +304,8 @@ class Trainer:
         if not self.cfg.data.val_split:
             return None
         from refine_cli.engine.eval.evaluator import evaluate
+        from refine_cli.engine.infer.loop import InferenceConfig
+        from refine_cli.engine.infer.tta import work_short_side
 
         if self.ctx.is_main:
             self.callbacks.on_validation_start(self.step)
@@ -313,6 +316,7 @@ class Trainer:
                 self.model,
                 self.source,
                 self.cfg.data.val_split,
+                InferenceConfig(short_side=work_short_side(self.cfg.data.max_short_side)),
                 device=self.ctx.device,
                 progress=False,
                 distributed=self.ctx.enabled,
