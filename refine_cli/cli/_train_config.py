@@ -58,7 +58,8 @@ def resolve_run(
     else:
         if out_dir is None:
             raise RefineError("no run folder given", hint="pass --out runs/NAME (or --resume runs/NAME)")
-        if overrides.get("model.init") is not None and "model.name" not in overrides:  # fine-tune what was given
+        if recipe is None and overrides.get("model.init") is not None and "model.name" not in overrides:  # fine-tune
+            # the checkpoint given; a --recipe's model stays its own (a mismatch is then refused, naming --model)
             overrides["model.name"] = load_checkpoint(overrides["model.init"]).model
             err.print(f"note: model {overrides['model.name']}, the --init checkpoint's")
         own = _own_data(flags["data.root"]) if recipe is None else None

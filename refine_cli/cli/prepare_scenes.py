@@ -49,11 +49,13 @@ def sunrgbd_command(
 ) -> None:
     """SUN RGB-D 37 classes (RGB only): train 5,285 / val 5,050 (the official test set), official or preprocessed."""
     from refine_cli.data.acquire.manifest import load_manifest
-    from refine_cli.data.convert.datasets.sunrgbd import choose_release
+    from refine_cli.data.convert.datasets.sunrgbd import choose_release, prepared_release
 
     files = {source.key: source.file for source in load_manifest(common.manifest or "sunrgbd").sources}
     folder = common.archives if common.archives is not None else common.root_dir / "downloads"
-    chosen = choose_release(release, folder, files)
+    chosen = choose_release(release, folder, files, prepared_release(common.root_dir / "sunrgbd"))
+    if release.strip().lower() == "auto":
+        err.print(f"note: SUN RGB-D release: {chosen} (--release toolbox|preprocessed chooses)")
     common.run("sunrgbd", {"release": chosen} if chosen != "toolbox" else {})  # toolbox: the options of old runs
 
 

@@ -95,3 +95,29 @@ def test_the_int8_gate_scores_at_the_working_size(trained: dict[str, Path]) -> N
     auto, native = _eval(trained), _eval(trained, "--short-side", "native")
     assert gate["miou_fp32"] == pytest.approx(100 * auto["miou"], abs=0.5)
     assert abs(gate["miou_fp32"] - 100 * native["miou"]) > 1.0
+
+
+def test_train_refusals_around_the_working_size_and_init(trained: dict[str, Path]) -> None:
+    base = ["train", "--data", trained["data"], "--out", trained["root"] / "refused", "--iters", "1", "--device", "cpu"]
+    line = error_line(run_cli(*base, "--set", "data.max_short_side=64", "--set", "data.min_short_side=100"))
+    assert "data.max_short_side must be at least data.min_short_side" in line
+    line = error_line(run_cli(*base, "--recipe", "lw-voc", "--train-split", "train", "--init",
+                              trained["root"] / "fitted.pt"))  # fmt: skip
+    assert "is a lw-refinenet-mobilenetv2 model, not lw-refinenet-50" in line  # a recipe's model is not replaced
+    assert not (trained["root"] / "refused").exists()
+
+
+def test_onnx_files_with_a_working_size_are_format_2(trained: dict[str, Path]) -> None:
+    """An older refine (format 1) refuses such a file instead of predicting at the photo's own size."""
+    import onnx
+
+    def version(path: Path) -> str:
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return props["refine.format_version"]
+
+    with_size = trained["root"] / "v2.onnx"
+    assert run_cli("export", trained["ck"], "--out", with_size).exit_code == 0
+    assert version(with_size) == "2"
+    plain = trained["root"] / "v1.onnx"
+    assert run_cli("export", trained["root"] / "fitted.pt", "--out", plain).exit_code == 0
+    assert version(plain) == "1" and read_card(plain).work_side is None

@@ -169,10 +169,19 @@ def test_preprocessed_bad_input(tmp_path: Path) -> None:
         SUNRGBDConverter().plan(sources, {"release": "preprocessed"})
 
 
-def test_choose_release() -> None:
+def test_choose_release(tmp_path: Path) -> None:
     files = {s.key: s.file for s in load_manifest("sunrgbd").sources}
     assert choose_release("toolbox", None, files) == "toolbox"
+    assert choose_release(" Preprocessed ", None, files) == "preprocessed"
     assert choose_release("auto", None, files) == "toolbox"
+    assert choose_release("auto", tmp_path, files, prepared="preprocessed") == "preprocessed"  # downloads deleted
+    for key in ("train_images", "test_images", "labels"):
+        (tmp_path / files[key]).write_bytes(b"x")
+    assert choose_release("auto", tmp_path, files) == "preprocessed"
+    (tmp_path / files["toolbox"]).write_bytes(b"x")
+    assert choose_release("auto", tmp_path, files, prepared="preprocessed") == "preprocessed"  # no SUNRGBD.zip
+    (tmp_path / files["images"]).write_bytes(b"x")
+    assert choose_release("auto", tmp_path, files, prepared="preprocessed") == "toolbox"  # the official files win
     with pytest.raises(RefineError, match="--release 'zip' is not one of auto, toolbox, preprocessed"):
         choose_release("zip", None, files)
 
@@ -201,6 +210,14 @@ def test_prepare_sunrgbd_preprocessed_auto(tmp_path: Path, with_official_zip: bo
     meta = json.loads((root / "sunrgbd" / "meta.json").read_text())
     assert {s["key"] for s in meta["sources"]} == {"train_images", "test_images", "labels"}
     assert all(s["unverified"] and len(s["sha256"]) == 64 for s in meta["sources"])
+    assert "note: SUN RGB-D release: preprocessed" in result.output
+    files = {"train_images": fake.train_images, "test_images": fake.test_images, "labels": fake.labels}
+    manifest = fixture_manifest(tmp_path, "sunrgbd", files)  # URLs on a closed local port: nothing is fetched
+    for archive in archives.iterdir():  # downloads deleted: a rerun keeps the release it was made from
+        archive.unlink()
+    again = run_prepare(["sunrgbd", "--root", str(root), "--manifest", str(manifest), "--workers", "1"])
+    assert "note: SUN RGB-D release: preprocessed" in again.output
+    assert "SUNRGBD-train_images.tgz" in again.output and "SUNRGBD.zip" not in again.output  # not 6.4 GB of zip
 
 
 def test_prepare_sunrgbd_preprocessed_downloads_only_its_files(tmp_path: Path, http_server) -> None:

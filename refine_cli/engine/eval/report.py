@@ -73,7 +73,9 @@ def _setting(key: str, value: Any) -> str:
     if key == "crf":
         return "off" if not value else ", ".join(f"{k}={v}" for k, v in value.items())
     if key == "short_side":
-        return "as given" if not value else f"brought into {value[0]}-{value[1]} px first"
+        if not value:
+            return "as given"
+        return f"at most {value[1]} px first" if value[0] <= 1 else f"brought into {value[0]}-{value[1]} px first"
     if key == "protocol":
         return "custom" if value is None else str(value)
     return "n/a" if value is None else str(value)

@@ -19,7 +19,7 @@ from refine_cli.class_tables import check_class_names, check_num_classes, check_
 from refine_cli.errors import RefineError
 
 FORMAT = "refine-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may carry work_side, which a reader must honour (1 never does)
 _PREFIX = "refine."
 INSTALL_HINT = "pip install 'refine-cli[onnx]'"
 
@@ -61,7 +61,7 @@ class OnnxModelCard:
         """metadata_props entries (string -> string; lists and dicts as JSON)."""
         values = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.work_side is not None else 1,  # older readers: 1 only
             "model": self.model,
             "num_classes": self.num_classes,
             "classes": self.classes,

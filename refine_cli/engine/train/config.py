@@ -95,6 +95,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_bounds(self, "data")
         _check(0 < self.scale_min <= self.scale_max, "data.scale_min must be > 0 and <= data.scale_max")
+        _check(
+            self.max_short_side is None or self.min_short_side is None or self.max_short_side >= self.min_short_side,
+            "data.max_short_side must be at least data.min_short_side (training never goes below the minimum, "
+            "so the model would be scored at a size it never saw)",
+        )
 
 
 @dataclass

@@ -30,6 +30,7 @@ label numbers, so the two releases never share an id.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -310,15 +311,30 @@ def convert_preprocessed(image_path: Path, label_path: Path) -> ConvertedSample:
     return ConvertedSample(label=sunrgbd_lut()[label.astype(np.int64)], image_src=image_path)
 
 
-def choose_release(requested: str, folder: Path | None, files: dict[str, str]) -> str:
-    """'auto' -> 'preprocessed' when `folder` (the --archives or downloads folder) holds the three files of
-    that release and not SUNRGBD.zip; else 'toolbox'. `files` maps source keys to file names (the manifest)."""
+def prepared_release(dataset: Path) -> str | None:
+    """The release an existing `sunrgbd` folder was made from (its meta.json), or None when unknown."""
+    try:
+        meta = json.loads((dataset / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    extra = meta.get("extra") if isinstance(meta, dict) else None
+    text = extra.get("source_release") if isinstance(extra, dict) else None
+    return ("preprocessed" if text.startswith("preprocessed") else "toolbox") if isinstance(text, str) else None
+
+
+def choose_release(requested: str, folder: Path | None, files: dict[str, str], prepared: str | None = None) -> str:
+    """'auto' -> the release whose files `folder` (the --archives or downloads folder) holds: 'preprocessed' when
+    it has that release's three files and no SUNRGBD.zip, 'toolbox' when it has the official files; with
+    neither, the release the existing dataset (`prepared`) was made from, so a rerun after the downloads were
+    deleted does not fetch the other one; else 'toolbox'. `files` maps source keys to file names."""
+    requested = requested.strip().lower()
     if requested != "auto":
         if requested not in RELEASES:
             raise RefineError(f"--release {requested!r} is not one of auto, {', '.join(RELEASES)}")
         return requested
-    if folder is None or not folder.is_dir():
+    present = {key for key, name in files.items() if folder is not None and (folder / name).is_file()}
+    if set(PREPROCESSED_KEYS) <= present and "images" not in present:
+        return "preprocessed"
+    if present & {"images", "toolbox"}:
         return "toolbox"
-    has = {key: (folder / name).is_file() for key, name in files.items()}
-    preprocessed = all(has.get(key, False) for key in PREPROCESSED_KEYS)
-    return "preprocessed" if preprocessed and not has.get("images", False) else "toolbox"
+    return prepared or "toolbox"
