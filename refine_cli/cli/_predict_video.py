@@ -16,7 +16,7 @@ def split_videos(inputs: list[str], camera: int | None) -> tuple[list[str], list
     import glob
     import os
 
-    from refine_cli.engine.infer.predictor import IMAGE_SUFFIXES
+    from refine_cli.data.format.imageio import IMAGE_SUFFIXES
     from refine_cli.engine.infer.video import VideoSource, is_stream, is_video_file
     from refine_cli.errors import RefineError
 

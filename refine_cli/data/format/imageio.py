@@ -27,6 +27,8 @@ from refine_cli.errors import RefineError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "REFINE_MAX_PIXELS"
+# The picture files refine takes for images (prepare custom, predict): what Pillow decodes here.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 IGNORE_COLOR = (224, 224, 192)  # VOC's colour for 255, used when a palette has no entry for it
 LABEL_PNG_LEVEL = 1  # zlib level for label PNGs: much faster than the default, files slightly larger
 _WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I")  # Pillow's modes for 16- and 32-bit single-channel images

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from refine_cli.data.format.imageio import ImageReadError, encode_label_png, read_rgb
+from refine_cli.data.format.imageio import IMAGE_SUFFIXES, ImageReadError, encode_label_png, read_rgb
 from refine_cli.data.format.palette import palette_array, prediction_overlay
 from refine_cli.engine.infer.loop import Backend, InferenceConfig, prefetch, run_inference
 from refine_cli.errors import RefineError
 from refine_cli.fileio import check_writable_folder, write_bytes_atomic
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = set("*?[")
 
 

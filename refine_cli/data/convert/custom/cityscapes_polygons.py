@@ -22,8 +22,9 @@ from refine_cli.data.convert.custom.class_map import ClassValues
 from refine_cli.data.convert.custom.geometry import BadPoints, clip_polygon, points_array
 from refine_cli.data.convert.custom.images import image_file
 from refine_cli.data.convert.custom.json_shapes import check_shape, number_pair_list, read_json
-from refine_cli.data.convert.custom.layout import IMAGE_SUFFIXES, SPLIT_DIRS, safe_id
+from refine_cli.data.convert.custom.layout import SPLIT_DIRS, safe_id
 from refine_cli.data.convert.custom.source import LabelUse, SourceScan, classes_for, split_of
+from refine_cli.data.format.imageio import IMAGE_SUFFIXES
 from refine_cli.errors import RefineError
 
 SUFFIX = "_polygons.json"

@@ -27,8 +27,9 @@ from refine_cli.data.convert.custom.geometry import BadPoints, clip_polygon, poi
 from refine_cli.data.convert.custom.images import image_file
 from refine_cli.data.convert.custom.json_shapes import check_shape, number_pair_list, read_json
 from refine_cli.data.convert.custom.label_studio_rle import BadRLE, brush_mask
-from refine_cli.data.convert.custom.layout import IMAGE_SUFFIXES, safe_id
+from refine_cli.data.convert.custom.layout import safe_id
 from refine_cli.data.convert.custom.source import LabelUse, SourceScan, classes_for, compose_exclusive
+from refine_cli.data.format.imageio import IMAGE_SUFFIXES
 from refine_cli.errors import RefineError
 
 ABSURD_PERCENT = 1e6  # a rectangle or ellipse this far out (10,000 images away) is a broken file

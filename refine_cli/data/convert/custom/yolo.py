@@ -28,8 +28,9 @@ from refine_cli.data.convert.custom.export_paths import OutsideExport, as_posix,
 from refine_cli.data.convert.custom.geometry import clip_polygon
 from refine_cli.data.convert.custom.images import image_file
 from refine_cli.data.convert.custom.json_shapes import check_shape, read_yaml
-from refine_cli.data.convert.custom.layout import IMAGE_SUFFIXES, safe_id
+from refine_cli.data.convert.custom.layout import safe_id
 from refine_cli.data.convert.custom.source import SourceScan
+from refine_cli.data.format.imageio import IMAGE_SUFFIXES
 from refine_cli.errors import RefineError
 
 SPLITS = ("train", "val", "test")
