@@ -115,3 +115,20 @@ def test_int8_options_are_refused_where_they_mean_nothing(trained: dict, tmp_pat
     result = run_cli("export", checkpoint, "--int8", "--calib", other, "--out", tmp_path / "e.onnx")
     assert "classes" in error_line(result) and "calibrating" not in result.output
     assert not any((tmp_path / name).exists() for name in ("c.onnx", "d.onnx", "e.onnx"))
+
+
+def test_calibration_images_are_the_views_the_loop_feeds() -> None:
+    """Calibrated on what inference runs: the loop's normalisation, its working-size resize, its tile bound."""
+    from refine_cli.data.load.normalize import normalize_image
+    from refine_cli.engine.infer import loop
+    from refine_cli.engine.infer.quantize import normalised_batch
+    from refine_cli.engine.infer.tta import resize_images
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    loop_view = normalize_image(image, "cpu", mean, std)[None]
+    assert np.array_equal(normalised_batch(image, mean, std), loop_view.numpy())
+    assert np.array_equal(normalised_batch(image, mean, std, 35), resize_images(loop_view, (35, 45)).numpy())
+    side = loop.AUTO_TILE[0] * 3  # over the tile budget: the centre window only
+    huge = np.zeros((side, side, 3), np.uint8)
+    assert normalised_batch(huge, mean, std).shape == (1, 3, *loop.AUTO_TILE)

@@ -54,26 +54,36 @@ class CalibrationSet:
 def normalised_batch(
     image: np.ndarray, mean: Sequence[float], std: Sequence[float], work_side: int | None = None
 ) -> np.ndarray:
-    """HxWx3 uint8 RGB -> (1,3,h,w) float32 as the inference loop normalises it: brought down to the model's
-    working short side (`work_side`, a model trained on large photos), then centre-cropped to AUTO_TILE."""
-    from refine_cli.engine.infer.loop import AUTO_TILE, AUTO_TILE_PIXELS
-    from refine_cli.engine.infer.tta import short_side_factor, work_short_side
+    """HxWx3 uint8 RGB -> (1,3,h,w) float32 as the inference loop feeds it: normalised, brought down to the
+    model's working short side (`work_side`, a model trained on large photos) by the loop's own view resize,
+    and centre-cropped to AUTO_TILE (before the float copy when nothing is resized, so a huge image never
+    becomes float whole)."""
+    import torch
+
+    from refine_cli.engine.infer.tta import resize_images, short_side_factor, view_size, work_short_side
 
     height, width = image.shape[:2]
     factor = short_side_factor(height, width, work_short_side(work_side))
+    batch = image.transpose(2, 0, 1)[None]  # a uint8 view
+    if factor == 1.0:
+        batch = _centre_tile(batch)
+    channel_mean, channel_std = (np.asarray(values, np.float32)[:, None, None] for values in (mean, std))
+    batch = (batch.astype(np.float32) / 255.0 - channel_mean) / channel_std
     if factor != 1.0:
-        import cv2
+        batch = _centre_tile(resize_images(torch.from_numpy(batch), view_size(height, width, factor)).numpy())
+    return np.ascontiguousarray(batch)
 
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        height, width = image.shape[:2]
-    if height * width > AUTO_TILE_PIXELS:
-        crop_h, crop_w = min(height, AUTO_TILE[0]), min(width, AUTO_TILE[1])
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        image = image[top : top + crop_h, left : left + crop_w]
-    scaled = image.astype(np.float32) / 255.0
-    scaled = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(scaled.transpose(2, 0, 1)[None])
+
+def _centre_tile(batch: np.ndarray) -> np.ndarray:
+    """The centre AUTO_TILE window of a (1,3,h,w) batch over AUTO_TILE_PIXELS (the loop tiles such views)."""
+    from refine_cli.engine.infer.loop import AUTO_TILE, AUTO_TILE_PIXELS
+
+    height, width = batch.shape[-2:]
+    if height * width <= AUTO_TILE_PIXELS:
+        return batch
+    crop_h, crop_w = min(height, AUTO_TILE[0]), min(width, AUTO_TILE[1])
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return batch[..., top : top + crop_h, left : left + crop_w]
 
 
 def split_for_calibration(ids: Sequence[str], count: int, hold_out: bool, seed: int = 0) -> tuple[list, list]:

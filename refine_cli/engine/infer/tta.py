@@ -106,7 +106,12 @@ def parse_scales(text: str | Sequence[float] | None) -> tuple[float, ...]:
     return tuple(dict.fromkeys(values))  # drop duplicates, keep order
 
 
-def _resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def view_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    """(height, width) of a view scaled by `factor` (the working size times a TTA scale), at least 1 px."""
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Scale a batch of images for one multi-scale view (bilinear, align_corners=False, as mmseg does)."""
     import torch.nn.functional as F
 
@@ -233,8 +238,8 @@ def predict_batch_probs(
     base = short_side_factor(height, width, short_side)
     with torch.inference_mode():
         for scale in scales:
-            size = (max(1, round(height * base * scale)), max(1, round(width * base * scale)))
-            scaled = images if size == (height, width) else _resize_images(images, size)
+            size = view_size(height, width, base * scale)
+            scaled = images if size == (height, width) else resize_images(images, size)
             inputs = torch.cat([scaled, scaled.flip(-1)]) if flip else scaled
             if tile is None:
                 probs = _forward_probs(model, inputs, (height, width), softmax, upsample)
