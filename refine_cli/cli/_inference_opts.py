@@ -235,7 +235,7 @@ class InferenceOptions:
             "--precision": self.precision is not None, "--compile": self.compile_model,
             "--device": self.device != "auto", "--batch": self.batch != 1, "--crf-workers": self.workers is not None,
             "--threads": self.threads is not None, "--runtime": self.runtime != "auto",
-            "--short-side": str(self.short_side).strip().lower() != "auto",
+            "--short-side": self._asked_short_side() != "auto",
         }  # fmt: skip
 
 
